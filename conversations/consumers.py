@@ -1,0 +1,99 @@
+"""The chat websocket: carries a conversation's events to the browser and the user's actions in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
+
+from .selectors import conversation_afind, message_alist
+from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
+from .services.generation import conversation_group
+
+TEMPLATE = "conversations/chat.html"
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One browser tab on one conversation."""
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        self.conversation = await conversation_afind(user=user, conversation_id=conversation_id)
+        if self.conversation is None:
+            await self.close(code=4404)
+            return
+        self.group = conversation_group(self.conversation.pk)
+        self.snapshot_seq: dict[int, int] = {}
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        finished = await chat_resume(
+            conversation=self.conversation, shown_streaming=self._shown_streaming(), reply_to=self.channel_name
+        )
+        for message in finished:
+            await self._send_partial("message-oob", message=message)
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Actions from the page's ws-send forms: send (default), stop, regenerate."""
+        data = content if isinstance(content, dict) else {}
+        action = data.get("action", "send")
+        try:
+            if action == "stop":
+                await chat_stop(conversation=self.conversation)
+            elif action == "regenerate":
+                await chat_regenerate(conversation=self.conversation)
+            else:
+                await chat_send(
+                    conversation=self.conversation,
+                    content=str(data.get("message", "")),
+                    model_name=str(data.get("model") or "") or None,
+                )
+                await self._send_partial("composer-reset")
+        except ValidationError as exc:
+            await self._send_partial("composer-notice", notice=" ".join(exc.messages), oob=True)
+            return
+        await self._send_partial("composer-notice", notice="", oob=True)
+
+    async def chat_turn(self, event: dict[str, Any]) -> None:
+        messages = await message_alist(conversation=self.conversation, message_ids=event["message_ids"])
+        await self._send_partial(
+            "turn",
+            messages=messages,
+            replaces=event.get("replaces"),
+            conversation_id=self.conversation.pk,
+            title=event["title"],
+        )
+
+    async def chat_delta(self, event: dict[str, Any]) -> None:
+        if event["seq"] > self.snapshot_seq.get(event["message_id"], 0):
+            await self._send_partial("delta", message_id=event["message_id"], text=event["text"])
+
+    async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        self.snapshot_seq[event["message_id"]] = event["seq"]
+        await self._send_partial("snapshot", message_id=event["message_id"], text=event["text"])
+
+    async def chat_done(self, event: dict[str, Any]) -> None:
+        for message in await message_alist(conversation=self.conversation, message_ids=[event["message_id"]]):
+            await self._send_partial("message-oob", message=message)
+
+    def _shown_streaming(self) -> list[int]:
+        """Ids of replies the page showed as streaming, from the ``streaming`` query parameter."""
+        query = self.scope.get("query_string", b"").decode()
+        for pair in query.split("&"):
+            key, _, value = pair.partition("=")
+            if key == "streaming":
+                return [int(v) for v in value.split(",") if v.isdigit()][:50]
+        return []
+
+    async def _send_partial(self, name: str, **context: Any) -> None:
+        """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
+        await self.send(text_data=render_to_string(f"{TEMPLATE}#{name}", context))

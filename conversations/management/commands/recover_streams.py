@@ -1,0 +1,11 @@
+from django.core.management.base import BaseCommand
+
+from conversations.services.chat import messages_interrupt_orphans
+
+
+class Command(BaseCommand):
+    help = "Mark replies left 'streaming' by a stopped server as 'interrupted'. Run before the server starts."
+
+    def handle(self, *args, **options):
+        count = messages_interrupt_orphans()
+        self.stdout.write(f"{count} interrupted repl{'y' if count == 1 else 'ies'} marked.")

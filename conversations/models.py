@@ -1,0 +1,124 @@
+"""Data of chatweb: providers and the models they serve, conversations and their messages."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class SiteSettings(models.Model):
+    """Site-wide switches an admin flips in the admin; a single row."""
+
+    signups_open = models.BooleanField(
+        default=False,
+        help_text="Let anyone create an account on the sign-up page. "
+        "Otherwise admins create users in the admin.",
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "site settings"
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+    @classmethod
+    def load(cls) -> "SiteSettings":
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class Provider(models.Model):
+    """An OpenAI-compatible endpoint chatweb calls: OpenAI, Ollama, vLLM, the local model."""
+
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(help_text="Up to and including /v1, e.g. https://api.openai.com/v1")
+    api_key = models.CharField(max_length=500, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ChatModel(models.Model):
+    """A model users pick by name, mapped to a provider and the provider's model id."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="What users and /v1 call it.")
+    display_name = models.CharField(max_length=200, blank=True)
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    upstream_model = models.CharField(max_length=200, help_text="The model id sent to the provider.")
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False, help_text="Preselected for new conversations.")
+    position = models.IntegerField(default=100, help_text="Lower comes first in the picker.")
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_chat_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+class Conversation(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, default="New chat")
+    model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        STOPPED = "stopped"
+        ERROR = "error"
+        INTERRUPTED = "interrupted"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True, help_text="What went wrong, as shown to the user.")
+    finish_reason = models.CharField(max_length=40, blank=True)
+    model_name = models.CharField(max_length=200, blank=True, help_text="The model the user picked.")
+    upstream_model = models.CharField(max_length=200, blank=True, help_text="As the provider named it.")
+    prompt_tokens = models.IntegerField(null=True, blank=True)
+    completion_tokens = models.IntegerField(null=True, blank=True)
+    usage_estimated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),
+            models.Index(fields=["status"], condition=Q(status="streaming"), name="message_streaming"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == self.Status.STREAMING

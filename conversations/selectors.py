@@ -1,0 +1,38 @@
+"""Reads, always scoped to the user asking: another user's id is simply not found."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from .models import ChatModel, Conversation, Message
+
+
+def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user=user).order_by("-updated_at", "-id")
+
+
+def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
+    """The user's conversation, or Http404."""
+    return get_object_or_404(conversation_list(user=user).select_related("model"), pk=conversation_id)
+
+
+async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) -> Conversation | None:
+    """The user's conversation, or None: for sockets, which have no 404 page."""
+    return await conversation_list(user=user).select_related("model").filter(pk=conversation_id).afirst()
+
+
+def message_list(*, conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.order_by("created_at", "id")
+
+
+async def message_alist(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
+    return [m async for m in message_list(conversation=conversation).filter(pk__in=message_ids)]
+
+
+def chat_model_list() -> QuerySet[ChatModel]:
+    return ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+
+
+def chat_model_default() -> ChatModel | None:
+    models = chat_model_list()
+    return models.filter(is_default=True).first() or models.first()

@@ -1,0 +1,188 @@
+"""Conversations and their messages: what a user does in the chat UI."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import ChatModel, Conversation, Message
+from ..selectors import chat_model_default, chat_model_list
+from .generation import generation_start, generation_stop, generation_sync, turn_announce
+
+MAX_MESSAGE_CHARS = 100_000
+TITLE_CHARS = 60
+
+
+@transaction.atomic
+def conversation_start(
+    *, user: AbstractBaseUser, content: str, model_name: str | None = None
+) -> tuple[Message, Message]:
+    """A new conversation holding the user's first message and its reply to generate."""
+    conversation = Conversation.objects.create(user=user, model=chat_model_resolve(model_name=model_name))
+    return message_send(conversation=conversation, content=content)
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(title.split())[:200]
+    if not title:
+        raise ValidationError("A title cannot be empty.")
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    conversation.delete()
+
+
+def chat_model_resolve(*, model_name: str | None) -> ChatModel:
+    """The enabled model of that name, or the default one when no name is given."""
+    if model_name:
+        model = chat_model_list().filter(name=model_name).first()
+        if model is None:
+            raise ValidationError(f"The model “{model_name}” is not available.")
+        return model
+    model = chat_model_default()
+    if model is None:
+        raise ValidationError("No model is set up yet. An admin can add a provider in the admin.")
+    return model
+
+
+@transaction.atomic
+def message_send(
+    *, conversation: Conversation, content: str, model_name: str | None = None
+) -> tuple[Message, Message]:
+    """Save the user's message and an empty assistant reply in state ``streaming``.
+
+    The caller starts the generation for the returned assistant message.
+    """
+    content = content.strip()
+    if not content:
+        raise ValidationError("Type a message first.")
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise ValidationError(
+            f"That message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}."
+        )
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _ensure_idle(conversation)
+    if model_name or conversation.model is None:
+        conversation.model = chat_model_resolve(model_name=model_name)
+    if not conversation.messages.exists():
+        conversation.title = _title_from(content)
+    conversation.save(update_fields=["model", "title", "updated_at"])
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content=content
+    )
+    return user_message, _assistant_reply_create(conversation=conversation)
+
+
+@transaction.atomic
+def message_regenerate(*, conversation: Conversation) -> tuple[Message, Message]:
+    """Replace the last assistant reply with a new one; returns (old, new)."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _ensure_idle(conversation)
+    last = conversation.messages.order_by("-created_at", "-id").first()
+    if last is None or last.role != Message.Role.ASSISTANT:
+        raise ValidationError("There is no reply to regenerate.")
+    if conversation.model is None:
+        conversation.model = chat_model_resolve(model_name=None)
+    conversation.save(update_fields=["model", "updated_at"])
+    last.delete()
+    return last, _assistant_reply_create(conversation=conversation)
+
+
+def messages_interrupt_orphans() -> int:
+    """Mark replies left ``streaming`` by a process that died as ``interrupted``.
+
+    Run when the app starts, before it serves: no generation can be running then.
+    """
+    return Message.objects.filter(status=Message.Status.STREAMING).update(
+        status=Message.Status.INTERRUPTED,
+        error="The server restarted while this reply was being written.",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+
+
+def _assistant_reply_create(*, conversation: Conversation) -> Message:
+    model = conversation.model
+    assert model is not None
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model_name=model.name,
+        upstream_model=model.upstream_model,
+    )
+
+
+def _ensure_idle(conversation: Conversation) -> None:
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise ValidationError("Wait for the current reply to finish, or stop it.")
+
+
+def _title_from(content: str) -> str:
+    line = " ".join(content.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+async def chat_send(*, conversation: Conversation, content: str, model_name: str | None = None) -> Message:
+    """Send the user's message and start the reply; every open tab is told."""
+    user_message, reply = await sync_to_async(message_send)(
+        conversation=conversation, content=content, model_name=model_name
+    )
+    await turn_announce(
+        conversation_id=conversation.pk,
+        message_ids=[user_message.pk, reply.pk],
+        title=reply.conversation.title,
+    )
+    generation_start(message_id=reply.pk)
+    return reply
+
+
+async def chat_start(*, user: AbstractBaseUser, content: str, model_name: str | None = None) -> Conversation:
+    """Start a conversation with its first message and begin the reply."""
+    _, reply = await sync_to_async(conversation_start)(user=user, content=content, model_name=model_name)
+    generation_start(message_id=reply.pk)
+    return reply.conversation
+
+
+async def chat_regenerate(*, conversation: Conversation) -> Message:
+    old, reply = await sync_to_async(message_regenerate)(conversation=conversation)
+    await turn_announce(
+        conversation_id=conversation.pk,
+        message_ids=[reply.pk],
+        title=reply.conversation.title,
+        replaces=old.pk,
+    )
+    generation_start(message_id=reply.pk)
+    return reply
+
+
+async def chat_stop(*, conversation: Conversation) -> None:
+    """Stop every reply of the conversation still being written, in whichever process."""
+    async for message_id in _streaming_ids(conversation_id=conversation.pk):
+        await generation_stop(message_id=message_id)
+
+
+async def chat_resume(*, conversation: Conversation, shown_streaming: list[int], reply_to: str) -> list[Message]:
+    """Bring a newly connected socket up to date.
+
+    Running replies send their text so far to ``reply_to``; the replies the page
+    showed as streaming that have finished since are returned, to be shown whole.
+    """
+    running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
+    await generation_sync(message_ids=running, reply_to=reply_to)
+    finished = conversation.messages.filter(pk__in=shown_streaming).exclude(pk__in=running)
+    return [message async for message in finished]
+
+
+def _streaming_ids(*, conversation_id: int):
+    return (
+        Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
+        .values_list("pk", flat=True)
+        .aiterator()
+    )

@@ -1,0 +1,255 @@
+"""Generating an assistant reply, independent of any socket.
+
+A generation is an asyncio task of the server process. It reads the provider's
+stream through the completions service, publishes each delta to the conversation's
+channel-layer group, saves the text so far at most once per
+``STREAM_SAVE_INTERVAL``, and always ends the message in a terminal state.
+
+Each running generation listens on a channel of its own (joined to the group
+``generation_group(message_id)``) for two requests from any process: ``stop``, and
+``sync``, which answers a newly connected socket with the full text so far.
+
+Events published to ``conversation_group(conversation_id)``:
+``chat.turn`` (new messages), ``chat.delta`` (text, seq), ``chat.done`` (final state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from ..models import Message
+from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
+
+logger = logging.getLogger(__name__)
+
+_running: set[asyncio.Task] = set()
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}"
+
+
+def generation_group(message_id: int) -> str:
+    return f"generation-{message_id}"
+
+
+@dataclass
+class _Progress:
+    """What a generation has produced so far; shared with its control listener."""
+
+    text: str = ""
+    seq: int = 0
+    finish_reason: str = ""
+    usage: dict[str, Any] | None = None
+    content_chunks: int = 0
+    stop_requested: bool = False
+    upstream_model: str = ""
+    prompt_chars: int = 0
+
+
+def generation_start(*, message_id: int) -> asyncio.Task:
+    """Start generating the reply ``message_id`` in the running event loop.
+
+    The task is owned by this module, not by the caller, so it outlives the socket
+    or request that started it. It runs in a fresh context so that its database
+    calls share the process's one sync thread instead of the caller's request thread.
+    """
+    task = asyncio.get_running_loop().create_task(
+        _generate(message_id), name=f"generation-{message_id}", context=contextvars.Context()
+    )
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return task
+
+
+async def generation_stop(*, message_id: int) -> None:
+    """Ask the generation of ``message_id`` to stop, wherever it runs."""
+    await get_channel_layer().group_send(generation_group(message_id), {"type": "generation.stop"})
+
+
+async def generation_sync(*, message_ids: list[int], reply_to: str) -> None:
+    """Ask the generations of ``message_ids`` to send their text so far to ``reply_to``."""
+    layer = get_channel_layer()
+    for message_id in message_ids:
+        await layer.group_send(generation_group(message_id), {"type": "generation.sync", "reply_to": reply_to})
+
+
+async def turn_announce(
+    *, conversation_id: int, message_ids: list[int], title: str, replaces: int | None = None
+) -> None:
+    """Tell every socket on the conversation that these messages were added."""
+    await get_channel_layer().group_send(
+        conversation_group(conversation_id),
+        {"type": "chat.turn", "message_ids": message_ids, "title": title, "replaces": replaces},
+    )
+
+
+async def _generate(message_id: int) -> None:
+    layer = get_channel_layer()
+    message = (
+        await Message.objects.select_related("conversation__model__provider").filter(pk=message_id).afirst()
+    )
+    if message is None:  # deleted before it started
+        return
+    group = conversation_group(message.conversation_id)
+    progress = _Progress()
+    control = await layer.new_channel()
+    await layer.group_add(generation_group(message_id), control)
+    listener = asyncio.create_task(_listen(layer, control, message_id, progress, asyncio.current_task()))
+    status, error = Message.Status.STREAMING, ""
+    try:
+        upstream, messages = await sync_to_async(_request_for)(message)
+        progress.prompt_chars = sum(len(m["content"]) for m in messages)
+        await _stream(upstream, messages, message_id, group, progress, layer)
+        status = Message.Status.COMPLETE
+    except asyncio.CancelledError:
+        if not progress.stop_requested:
+            status, error = Message.Status.INTERRUPTED, "The server stopped while this reply was being written."
+            await _finish(message_id, group, progress, status, error, layer)
+            raise
+        asyncio.current_task().uncancel()
+        status = Message.Status.STOPPED
+    except CompletionError as exc:
+        logger.warning("Generation of message %s failed: %r", message_id, exc)
+        status, error = Message.Status.ERROR, error_describe(exc)
+    except Exception:
+        logger.exception("Generation of message %s crashed", message_id)
+        status, error = Message.Status.ERROR, "Something went wrong while writing this reply."
+    finally:
+        listener.cancel()
+        await layer.group_discard(generation_group(message_id), control)
+    await _finish(message_id, group, progress, status, error, layer)
+
+
+async def _stream(
+    upstream: Upstream,
+    messages: list[dict[str, str]],
+    message_id: int,
+    group: str,
+    progress: _Progress,
+    layer: Any,
+) -> None:
+    interval = settings.STREAM_SAVE_INTERVAL
+    saved_at = time.monotonic()
+    saved_len = 0
+    payload = {"messages": messages, "stream_options": {"include_usage": True}}
+    async for chunk in completion_stream(upstream=upstream, payload=payload):
+        if chunk.get("usage"):
+            progress.usage = chunk["usage"]
+        if chunk.get("model"):
+            progress.upstream_model = chunk["model"]
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = (choice.get("delta") or {}).get("content") or ""
+            if choice.get("finish_reason"):
+                progress.finish_reason = choice["finish_reason"]
+            if delta:
+                progress.text += delta
+                progress.seq += 1
+                progress.content_chunks += 1
+                await layer.group_send(
+                    group,
+                    {"type": "chat.delta", "message_id": message_id, "text": delta, "seq": progress.seq},
+                )
+        if len(progress.text) != saved_len and time.monotonic() - saved_at >= interval:
+            saved_at, saved_len = time.monotonic(), len(progress.text)
+            await Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).aupdate(
+                content=progress.text, updated_at=timezone.now()
+            )
+
+
+async def _listen(
+    layer: Any, channel: str, message_id: int, progress: _Progress, generation: asyncio.Task
+) -> None:
+    """Answer stop and sync requests for one generation until it ends."""
+    while True:
+        request = await layer.receive(channel)
+        if request["type"] == "generation.stop":
+            progress.stop_requested = True
+            generation.cancel()
+            return
+        if request["type"] == "generation.sync":
+            await layer.send(
+                request["reply_to"],
+                {
+                    "type": "chat.snapshot",
+                    "message_id": message_id,
+                    "text": progress.text,
+                    "seq": progress.seq,
+                },
+            )
+
+
+async def _finish(
+    message_id: int, group: str, progress: _Progress, status: str, error: str, layer: Any
+) -> None:
+    """Save the terminal state with all text so far and tell every socket."""
+    prompt_tokens, completion_tokens, estimated = _usage(progress)
+    await Message.objects.filter(pk=message_id).aupdate(
+        content=progress.text,
+        status=status,
+        error=error,
+        finish_reason=progress.finish_reason,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        usage_estimated=estimated,
+        **({"upstream_model": progress.upstream_model} if progress.upstream_model else {}),
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    await layer.group_send(group, {"type": "chat.done", "message_id": message_id})
+
+
+def _usage(progress: _Progress) -> tuple[int | None, int | None, bool]:
+    """Token counts from the provider, or estimated when its stream carried none."""
+    usage = progress.usage
+    if usage and usage.get("completion_tokens") is not None:
+        return usage.get("prompt_tokens"), usage.get("completion_tokens"), False
+    if not progress.text:
+        return None, None, False
+    # Providers such as llama.cpp send one token per content chunk.
+    return math.ceil(progress.prompt_chars / 4), progress.content_chunks, True
+
+
+def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]]]:
+    """The upstream and the message history that produce ``message``."""
+    model = message.conversation.model
+    if model is None or not model.enabled or not model.provider.enabled:
+        raise CompletionError(f"The model “{message.model_name}” is no longer available.")
+    history = (
+        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk)
+        .exclude(content="")
+        .order_by("created_at", "id")
+        .values_list("role", "content")
+    )
+    upstream = Upstream(base_url=model.provider.base_url, api_key=model.provider.api_key, model=model.upstream_model)
+    return upstream, [{"role": role, "content": content} for role, content in history]
+
+
+def error_describe(exc: CompletionError) -> str:
+    """A sentence a person understands, for a failed reply."""
+    if isinstance(exc, UpstreamTimeout):
+        return f"The model took too long to answer. {exc.message}"
+    if isinstance(exc, UpstreamConnectionError):
+        return f"{exc.message} Check that the model's server is running."
+    if exc.status in (401, 403):
+        return f"The provider refused chatweb's API key ({exc.message}). An admin needs to update the provider's key."
+    if exc.status == 429:
+        return f"The provider is rate limiting requests ({exc.message}). Wait a moment and regenerate."
+    if exc.status == 404:
+        return f"The provider does not know this model ({exc.message})."
+    if exc.status and exc.status < 500:
+        return f"The provider rejected the request: {exc.message}"
+    return f"The provider failed: {exc.message}"

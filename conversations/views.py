@@ -1,0 +1,119 @@
+"""Pages of the chat UI. Sending and streaming happen over the websocket (consumers.py)."""
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .forms import SignupForm
+from .models import Conversation, Message
+from .selectors import chat_model_default, chat_model_list, conversation_get, conversation_list, message_list
+from .services import chat
+from .services.accounts import signup_allowed, user_signup
+
+TEMPLATE = "conversations/chat.html"
+
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in page; sends the very first visitor to create the admin account."""
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not get_user_model().objects.exists():
+            return redirect("signup")
+        return super().get(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs, signups_open=signup_allowed())
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if not signup_allowed():
+        raise PermissionDenied("Sign-ups are closed. Ask an admin for an account.")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        login(request, user_signup(form=form))
+        return redirect("home")
+    first_user = not get_user_model().objects.exists()
+    return render(request, "registration/signup.html", {"form": form, "first_user": first_user})
+
+
+def _page(
+    request: HttpRequest,
+    *,
+    conversation: Conversation | None = None,
+    notice: str = "",
+    draft: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    messages = list(message_list(conversation=conversation)) if conversation else []
+    selected = conversation.model_id if conversation else None
+    if selected is None:
+        default = chat_model_default()
+        selected = default.pk if default else None
+    return render(
+        request,
+        TEMPLATE,
+        {
+            "conversation": conversation,
+            "conversations": conversation_list(user=request.user)[:200],
+            "messages": messages,
+            "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],
+            "chat_models": chat_model_list(),
+            "selected_model_id": selected,
+            "notice": notice,
+            "draft": draft,
+        },
+        status=status,
+    )
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+@login_required
+def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return _page(request, conversation=conversation_get(user=request.user, conversation_id=conversation_id))
+
+
+@require_POST
+async def conversation_new(request: HttpRequest) -> HttpResponse:
+    """Start a conversation with its first message; the reply streams on its page."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect("login")
+    content = request.POST.get("message", "")
+    try:
+        conversation = await chat.chat_start(
+            user=user, content=content, model_name=request.POST.get("model") or None
+        )
+    except ValidationError as exc:
+        return await sync_to_async(_page)(request, notice=" ".join(exc.messages), draft=content, status=400)
+    return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    context = {"conversation": conversation, "oob_link": True}
+    try:
+        chat.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except ValidationError as exc:
+        context["title_error"] = " ".join(exc.messages)
+        conversation.refresh_from_db()
+    if request.headers.get("HX-Request"):
+        return render(request, f"{TEMPLATE}#title-form", context)
+    return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    chat.conversation_delete(conversation=conversation_get(user=request.user, conversation_id=conversation_id))
+    return redirect("home")
