@@ -1,0 +1,141 @@
+"""Shared fixtures: the loopback provider, users, a model routed to it, and websocket helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+
+from conversations.models import ChatModel, Message, Provider
+from tests.upstream import FakeUpstream
+
+FAKE_MODEL = "fake-model"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep xdist workers apart on a shared Redis: each gets its own channel prefix."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    layer = django_settings.CHANNEL_LAYERS["default"]
+    if "Redis" in layer["BACKEND"]:
+        layer["CONFIG"]["prefix"] = f"chatweb-test-{worker}-{os.getpid()}"
+
+
+@pytest.fixture(autouse=True)
+def _fast_upstream_settings(settings: Any) -> None:
+    """Short backoffs and timeouts so failure paths take milliseconds, not minutes."""
+    settings.COMPLETIONS = {
+        **settings.COMPLETIONS,
+        "BACKOFF_BASE": 0.01,
+        "BACKOFF_MAX": 0.05,
+        "READ_TIMEOUT": 2.0,
+        "CONNECT_TIMEOUT": 2.0,
+    }
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeUpstream]:
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
+    """The loopback provider, with an empty script and request log for this test."""
+    upstream_server.reset()
+    yield upstream_server
+    upstream_server.reset()
+
+
+@pytest.fixture
+def chat_model(db: None, upstream: FakeUpstream) -> ChatModel:
+    provider = Provider.objects.create(name="Fake", base_url=upstream.base_url, api_key="sk-test-upstream")
+    return ChatModel.objects.create(
+        name=FAKE_MODEL, display_name="Fake Model", provider=provider, upstream_model="fake-upstream", is_default=True
+    )
+
+
+@pytest.fixture
+def user(db: None, django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="alice", password="alice-password-1")
+
+
+@pytest.fixture
+def other_user(db: None, django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="bob", password="bob-password-1")
+
+
+def socket_app() -> Any:
+    from conversations.routing import websocket_urlpatterns
+
+    return URLRouter(websocket_urlpatterns)
+
+
+class Tab:
+    """A browser tab's websocket on a conversation, reading the HTML partials it receives."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+        self.received: list[str] = []
+
+    async def send(self, **data: Any) -> None:
+        await self.communicator.send_json_to(data)
+
+    async def receive(self, timeout: float = 5.0) -> str:
+        html = await self.communicator.receive_from(timeout=timeout)
+        self.received.append(html)
+        return html
+
+    async def receive_until(self, needle: str, timeout: float = 10.0) -> str:
+        """Read partials until one contains ``needle``; returns everything read meanwhile."""
+        seen: list[str] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            html = await self.receive(timeout=max(deadline - loop.time(), 0.01))
+            seen.append(html)
+            if needle in html:
+                return "".join(seen)
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+@pytest.fixture
+async def open_tab() -> AsyncIterator[Any]:
+    """Open websockets as a given user; all are closed at the end of the test."""
+    tabs: list[Tab] = []
+
+    async def open_(user: Any, conversation_id: int, query: str = "") -> tuple[bool, Any, Tab]:
+        path = f"/ws/c/{conversation_id}/" + (f"?{query}" if query else "")
+        communicator = WebsocketCommunicator(socket_app(), path)
+        communicator.scope["user"] = user
+        connected, code = await communicator.connect(timeout=5)
+        tab = Tab(communicator)
+        if connected:
+            tabs.append(tab)
+        return connected, code, tab
+
+    yield open_
+    for tab in tabs:
+        try:
+            await tab.close()
+        except Exception:
+            pass
+
+
+async def wait_for_status(message_id: int, *statuses: str, timeout: float = 10.0) -> Message:
+    """Poll the database until the message reaches one of ``statuses``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await Message.objects.aget(pk=message_id)
+        if message.status in statuses or loop.time() > deadline:
+            return message
+        await asyncio.sleep(0.02)
