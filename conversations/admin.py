@@ -9,6 +9,7 @@ from .models import ChatModel, Conversation, Message, Provider, SiteSettings
 class ProviderForm(forms.ModelForm):
     """The key is write-only: never rendered back into the page."""
 
+    base_url = forms.URLField(assume_scheme="https", help_text=Provider._meta.get_field("base_url").help_text)
     api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),

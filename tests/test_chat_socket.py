@@ -27,3 +27,169 @@ async def test_send_streams_fragments_and_saves_final_text(user, chat_model, ups
     assert reply.completion_tokens == 5 and not reply.usage_estimated
     assert upstream.requests[-1]["model"] == "fake-upstream"
     assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "Hi!"}]
+
+
+async def test_reply_keeps_generating_after_the_tab_closes_and_a_new_tab_gets_the_rest(
+    user, chat_model, upstream, open_tab, settings
+):
+    settings.STREAM_SAVE_INTERVAL = 0.05
+    words = [f" w{i}" for i in range(30)]
+    upstream.script(Reply(text="".join(words), pieces=words, delay=0.03))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, first = await open_tab(user, conversation.pk)
+    await first.send(message="Count for me")
+    await first.receive_until("w3<")
+    await first.close()
+
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    # What a reloaded page would show: the text saved so far, with the reply still streaming.
+    reply = await wait_for_status(reply.pk, "streaming")
+    _, _, second = await open_tab(user, conversation.pk, query=f"streaming={reply.pk}")
+    html = await second.receive_until('class="message assistant" data-status="complete"')
+
+    # The new tab first gets the full text so far, then only what follows it.
+    snapshot_at = html.index(f'id="message-{reply.pk}-body"')
+    later = html[snapshot_at:]
+    streamed = later[later.index(">") + 1 : later.index("</div>")]
+    for part in later.split("beforeend:#message-")[1:]:
+        streamed += part[part.index(">") + 1 : part.index("</span>")]
+    assert streamed.startswith(" w0 w1 w2 w3")
+    assert streamed == "".join(words)
+    saved = await Message.objects.aget(pk=reply.pk)
+    assert saved.status == "complete" and saved.content == "".join(words)
+
+
+async def test_two_tabs_both_see_the_stream(user, chat_model, upstream, open_tab):
+    upstream.script(Reply(text="one two three", delay=0.01))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab_a = await open_tab(user, conversation.pk)
+    _, _, tab_b = await open_tab(user, conversation.pk)
+
+    await tab_a.send(message="Hello from A")
+    seen_b = await tab_b.receive_until('class="message assistant" data-status="complete"')
+
+    assert "Hello from A" in seen_b
+    assert ">three</span>" not in seen_b  # pieces keep their spaces
+    assert "> three</span>" in seen_b
+    assert "one two three" in seen_b  # the final rendered message
+
+
+async def test_stop_keeps_the_partial_text(user, chat_model, upstream, open_tab):
+    words = [f" w{i}" for i in range(200)]
+    upstream.script(Reply(text="".join(words), pieces=words, delay=0.02))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="Go on and on")
+    await tab.receive_until("w5<")
+
+    await tab.send(action="stop")
+    html = await tab.receive_until('data-status="stopped"')
+
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert reply.status == "stopped"
+    assert reply.content.startswith(" w0 w1 w2 w3 w4 w5")
+    assert len(reply.content) < len("".join(words))
+    assert "Stopped." in html
+    # The conversation is usable again.
+    upstream.script(Reply(text="Fine."))
+    await tab.send(message="Next")
+    await tab.receive_until('class="message assistant" data-status="complete"')
+
+
+async def test_upstream_error_is_shown_under_the_reply_with_partial_text(user, chat_model, upstream, open_tab):
+    upstream.script(
+        Reply(text="partial answer then", fail_after=2, error={"message": "model overloaded", "type": "server_error"})
+    )
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="Hi")
+    html = await tab.receive_until('data-status="error"')
+
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert reply.content == "partial answer"
+    assert "model overloaded" in reply.error
+    assert "model overloaded" in html and "partial answer" in html
+
+
+async def test_bad_provider_key_reads_as_a_key_problem(user, chat_model, upstream, open_tab):
+    from tests.upstream import Error
+
+    upstream.script(Error(status=401, message="Incorrect API key provided", type="invalid_request_error"))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="Hi")
+    html = await tab.receive_until('data-status="error"')
+    assert "API key" in html
+    assert len(upstream.requests) == 1  # a 401 is not retried
+
+
+async def test_sending_while_a_reply_streams_is_refused_with_a_notice(user, chat_model, upstream, open_tab):
+    upstream.script(Reply(text="slow " * 20, delay=0.02))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="First")
+    await tab.receive_until('data-status="streaming"')
+
+    await tab.send(message="Second, too early")
+    html = await tab.receive_until('id="composer-notice"')
+    assert "Wait for the current reply" in html
+    await tab.receive_until('class="message assistant" data-status="complete"')
+    assert await Message.objects.filter(conversation=conversation, role="user").acount() == 1
+
+
+async def test_empty_and_oversized_messages_get_a_notice(user, chat_model, upstream, open_tab):
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="   ")
+    assert "Type a message first" in await tab.receive_until('id="composer-notice"')
+    await tab.send(message="x" * 100_001)
+    assert "limit is 100,000" in await tab.receive_until('id="composer-notice"')
+    await tab.send(message="hi", model="no-such-model")
+    assert "is not available" in await tab.receive_until('id="composer-notice"')
+    assert await Message.objects.filter(conversation=conversation).acount() == 0
+
+
+async def test_regenerate_replaces_the_last_reply(user, chat_model, upstream, open_tab):
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    upstream.script(Reply(text="First try"))
+    await tab.send(message="Hi")
+    await tab.receive_until('class="message assistant" data-status="complete"')
+    first = await Message.objects.aget(conversation=conversation, role="assistant")
+
+    upstream.script(Reply(text="Second try"))
+    await tab.send(action="regenerate")
+    html = await tab.receive_until('class="message assistant" data-status="complete"')
+
+    assert f'id="message-{first.pk}" hx-swap-oob="delete"' in html
+    replies = [m async for m in Message.objects.filter(conversation=conversation, role="assistant")]
+    assert [m.content for m in replies] == ["Second try"]
+    assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+async def test_another_users_conversation_socket_is_refused(user, other_user, chat_model, open_tab):
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    connected, code, _ = await open_tab(other_user, conversation.pk)
+    assert not connected and code == 4404
+
+
+async def test_anonymous_socket_is_refused(user, chat_model, open_tab):
+    from django.contrib.auth.models import AnonymousUser
+
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    connected, code, _ = await open_tab(AnonymousUser(), conversation.pk)
+    assert not connected and code == 4401
+
+
+async def test_xss_in_a_streamed_reply_is_escaped_and_sanitised(user, chat_model, upstream, open_tab):
+    evil = '<script>alert(1)</script> <img src=x onerror=alert(2)> [link](javascript:alert(3))'
+    upstream.script(Reply(text=evil, pieces=[evil[:20], evil[20:50], evil[50:]]))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="<b>bold?</b>")
+    html = await tab.receive_until('class="message assistant" data-status="complete"')
+
+    assert "<script>" not in html and "<img" not in html and "<b>" not in html
+    assert "href=\"javascript" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # streamed as visible text
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in html

@@ -80,8 +80,8 @@ def message_send(
 
 
 @transaction.atomic
-def message_regenerate(*, conversation: Conversation) -> tuple[Message, Message]:
-    """Replace the last assistant reply with a new one; returns (old, new)."""
+def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
+    """Replace the last assistant reply with a new one; returns (the old one's id, the new one)."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     _ensure_idle(conversation)
     last = conversation.messages.order_by("-created_at", "-id").first()
@@ -90,8 +90,9 @@ def message_regenerate(*, conversation: Conversation) -> tuple[Message, Message]
     if conversation.model is None:
         conversation.model = chat_model_resolve(model_name=None)
     conversation.save(update_fields=["model", "updated_at"])
+    old_id = last.pk
     last.delete()
-    return last, _assistant_reply_create(conversation=conversation)
+    return old_id, _assistant_reply_create(conversation=conversation)
 
 
 def messages_interrupt_orphans() -> int:
@@ -151,12 +152,12 @@ async def chat_start(*, user: AbstractBaseUser, content: str, model_name: str | 
 
 
 async def chat_regenerate(*, conversation: Conversation) -> Message:
-    old, reply = await sync_to_async(message_regenerate)(conversation=conversation)
+    old_id, reply = await sync_to_async(message_regenerate)(conversation=conversation)
     await turn_announce(
         conversation_id=conversation.pk,
         message_ids=[reply.pk],
         title=reply.conversation.title,
-        replaces=old.pk,
+        replaces=old_id,
     )
     generation_start(message_id=reply.pk)
     return reply
