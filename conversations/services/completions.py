@@ -146,14 +146,13 @@ async def completion_stream(
                 return
             if not event.data:
                 continue
-            try:
-                chunk = json.loads(event.data)
-            except ValueError as exc:
+            chunk = _json_or_text(event.data.encode())
+            if event.event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+                raise _error_from_body(chunk, status=None)
+            if not isinstance(chunk, dict):
                 raise CompletionError(
                     f"The provider sent an unreadable event: {event.data[:200]!r}", status=502
-                ) from exc
-            if event.event == "error" or (isinstance(chunk, dict) and "error" in chunk):
-                raise _error_from_body(chunk, status=None)
+                )
             if any(c.get("finish_reason") for c in chunk.get("choices") or []):
                 finished = True
             yield chunk

@@ -1,0 +1,138 @@
+"""The pages around the chat: accounts, conversation list, rename, delete, isolation."""
+
+import pytest
+from django.core.management import call_command
+from django.test import AsyncClient
+
+from conversations.models import Conversation, Message, SiteSettings
+from tests.conftest import wait_for_status
+from tests.upstream import Reply
+
+
+@pytest.mark.django_db
+def test_first_visitor_creates_the_admin_account_and_signups_then_close(client, django_user_model):
+    assert client.get("/").url.startswith("/accounts/login/")
+    assert client.get("/accounts/login/").url == "/accounts/signup/"
+    page = client.get("/accounts/signup/")
+    assert b"will be the administrator" in page.content
+
+    response = client.post(
+        "/accounts/signup/", {"username": "root", "password1": "a-long-pass-42", "password2": "a-long-pass-42"}
+    )
+    assert response.status_code == 302
+    admin = django_user_model.objects.get(username="root")
+    assert admin.is_superuser and admin.is_staff
+    assert client.get("/admin/").status_code == 200
+
+    client.logout()
+    assert client.get("/accounts/signup/").status_code == 403
+    assert b"Create one" not in client.get("/accounts/login/").content
+
+
+@pytest.mark.django_db
+def test_open_signups_create_ordinary_users(client, user, django_user_model):
+    settings_row = SiteSettings.load()
+    settings_row.signups_open = True
+    settings_row.save()
+    assert b"Create one" in client.get("/accounts/login/").content
+    client.post("/accounts/signup/", {"username": "carol", "password1": "a-long-pass-42", "password2": "a-long-pass-42"})
+    carol = django_user_model.objects.get(username="carol")
+    assert not carol.is_staff and not carol.is_superuser
+    assert client.get("/admin/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_sidebar_lists_own_conversations_newest_first(client, user, other_user, chat_model):
+    Conversation.objects.create(user=user, title="Older one", model=chat_model)
+    Conversation.objects.create(user=user, title="Newer one", model=chat_model)
+    Conversation.objects.create(user=other_user, title="Bob's secret", model=chat_model)
+    client.force_login(user)
+    html = client.get("/").content.decode()
+    assert html.index("Newer one") < html.index("Older one")
+    assert "Bob&#x27;s secret" not in html and "Bob's secret" not in html
+    assert "Fake Model" in html  # the model picker
+
+
+@pytest.mark.django_db
+def test_another_users_conversation_is_404_everywhere(client, user, other_user, chat_model):
+    theirs = Conversation.objects.create(user=other_user, title="Bob's", model=chat_model)
+    client.force_login(user)
+    assert client.get(f"/c/{theirs.pk}/").status_code == 404
+    assert client.post(f"/c/{theirs.pk}/rename", {"title": "mine now"}).status_code == 404
+    assert client.post(f"/c/{theirs.pk}/delete").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.title == "Bob's"
+
+
+@pytest.mark.django_db
+def test_conversation_page_shows_messages_with_markdown_and_escaped_user_text(client, user, chat_model):
+    conversation = Conversation.objects.create(user=user, title="Hello", model=chat_model)
+    Message.objects.create(conversation=conversation, role="user", content="<b>not bold</b>")
+    Message.objects.create(conversation=conversation, role="assistant", content="**bold** and `code`")
+    client.force_login(user)
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in html
+    assert "<strong>bold</strong>" in html and "<code>code</code>" in html
+    assert f'ws-connect="/ws/c/{conversation.pk}/?streaming="' in html
+
+
+@pytest.mark.django_db
+def test_rename_and_delete(client, user, chat_model):
+    conversation = Conversation.objects.create(user=user, title="Old title", model=chat_model)
+    client.force_login(user)
+    response = client.post(f"/c/{conversation.pk}/rename", {"title": "  New   title "}, HTTP_HX_REQUEST="true")
+    assert 'value="New title"' in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.title == "New title"
+
+    response = client.post(f"/c/{conversation.pk}/rename", {"title": "   "}, HTTP_HX_REQUEST="true")
+    assert "cannot be empty" in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.title == "New title"
+
+    assert client.post(f"/c/{conversation.pk}/delete").url == "/"
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+
+
+@pytest.mark.django_db
+def test_new_conversation_with_an_empty_message_keeps_the_page_and_says_why(client, user, chat_model):
+    client.force_login(user)
+    response = client.post("/c/new", {"message": "  ", "model": "fake-model"})
+    assert response.status_code == 400
+    assert "Type a message first" in response.content.decode()
+    assert not Conversation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_no_model_configured_says_so(client, user):
+    client.force_login(user)
+    response = client.post("/c/new", {"message": "hello"})
+    assert response.status_code == 400
+    assert "No model is set up yet" in response.content.decode()
+    assert 'hello</textarea>' in response.content.decode()  # what was typed is kept
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_new_conversation_is_titled_from_the_first_message_and_replied_to(user, chat_model, upstream):
+    upstream.script(Reply(text="Sure thing."))
+    client = AsyncClient()
+    await client.aforce_login(user)
+    response = await client.post("/c/new", {"message": "Plan a trip to Lisbon in May please", "model": "fake-model"})
+    conversation = await Conversation.objects.aget(user=user)
+    assert response.url == f"/c/{conversation.pk}/"
+    assert conversation.title == "Plan a trip to Lisbon in May please"
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    reply = await wait_for_status(reply.pk, "complete")
+    assert reply.content == "Sure thing."
+
+
+@pytest.mark.django_db
+def test_replies_left_streaming_are_marked_interrupted_at_startup(user, chat_model):
+    conversation = Conversation.objects.create(user=user, model=chat_model)
+    left = Message.objects.create(conversation=conversation, role="assistant", status="streaming", content="half a")
+    done = Message.objects.create(conversation=conversation, role="assistant", status="complete", content="whole")
+    call_command("recover_streams")
+    left.refresh_from_db()
+    done.refresh_from_db()
+    assert left.status == "interrupted" and left.content == "half a"
+    assert done.status == "complete"
