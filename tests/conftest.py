@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
+from django.db import connections
 
 from conversations.models import ChatModel, Message, Provider
 from tests.upstream import FakeUpstream
@@ -24,6 +26,14 @@ def pytest_configure(config: pytest.Config) -> None:
     layer = django_settings.CHANNEL_LAYERS["default"]
     if "Redis" in layer["BACKEND"]:
         layer["CONFIG"]["prefix"] = f"chatweb-test-{worker}-{os.getpid()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_sync_thread_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Close what async ORM calls opened in asgiref's shared sync thread, so test databases can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture(autouse=True)
