@@ -44,8 +44,8 @@ run: install $(if $(filter 0,$(LOCAL_MODEL)),,install-local)
 test: install-dev install-local browser
 	$(PY) -m pytest
 
-bench: install-dev
-	@echo "No benchmarks yet."
+bench: install-dev install-local
+	$(PY) bench/local_model.py
 
 clean:
 	rm -rf $(VENV) staticfiles
