@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -35,7 +35,11 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete the conversation, stopping any reply still being written for it."""
+    streaming = list(conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True))
     conversation.delete()
+    for message_id in streaming:
+        async_to_sync(generation_stop)(message_id=message_id)
 
 
 def chat_model_resolve(*, model_name: str | None) -> ChatModel:

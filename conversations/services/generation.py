@@ -16,10 +16,12 @@ Events published to ``conversation_group(conversation_id)``:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,32 +106,39 @@ async def _generate(message_id: int) -> None:
         return
     group = conversation_group(message.conversation_id)
     progress = _Progress()
-    control = await layer.new_channel()
-    await layer.group_add(generation_group(message_id), control)
-    listener = asyncio.create_task(_listen(layer, control, message_id, progress, asyncio.current_task()))
-    status, error = Message.Status.STREAMING, ""
     try:
-        upstream, messages = await sync_to_async(_request_for)(message)
-        progress.prompt_chars = sum(len(m["content"]) for m in messages)
-        await _stream(upstream, messages, message_id, group, progress, layer)
-        status = Message.Status.COMPLETE
+        async with _controls(layer, message_id, progress):
+            upstream, messages = await sync_to_async(_request_for)(message)
+            progress.prompt_chars = sum(len(m["content"]) for m in messages)
+            await _stream(upstream, messages, message_id, group, progress, layer)
+        status, error = Message.Status.COMPLETE, ""
     except asyncio.CancelledError:
         if not progress.stop_requested:
             status, error = Message.Status.INTERRUPTED, "The server stopped while this reply was being written."
             await _finish(message_id, group, progress, status, error, layer)
             raise
         asyncio.current_task().uncancel()
-        status = Message.Status.STOPPED
+        status, error = Message.Status.STOPPED, ""
     except CompletionError as exc:
         logger.warning("Generation of message %s failed: %r", message_id, exc)
         status, error = Message.Status.ERROR, error_describe(exc)
     except Exception:
         logger.exception("Generation of message %s crashed", message_id)
         status, error = Message.Status.ERROR, "Something went wrong while writing this reply."
+    await _finish(message_id, group, progress, status, error, layer)
+
+
+@contextlib.asynccontextmanager
+async def _controls(layer: Any, message_id: int, progress: _Progress) -> AsyncIterator[None]:
+    """Listen for stop and sync requests on a channel of this generation's own while it runs."""
+    channel = await layer.new_channel()
+    await layer.group_add(generation_group(message_id), channel)
+    listener = asyncio.create_task(_listen(layer, channel, message_id, progress, asyncio.current_task()))
+    try:
+        yield
     finally:
         listener.cancel()
-        await layer.group_discard(generation_group(message_id), control)
-    await _finish(message_id, group, progress, status, error, layer)
+        await layer.group_discard(generation_group(message_id), channel)
 
 
 async def _stream(
