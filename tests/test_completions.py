@@ -137,6 +137,13 @@ async def test_done_ends_the_stream_and_later_bytes_are_not_read(upstream, targe
     assert text_of(await collect(target)) == "kept"
 
 
+async def test_provider_holding_the_connection_open_after_done_still_completes(upstream, target, completions):
+    completions(READ_TIMEOUT=0.2)
+    upstream.script(Raw([event("done", "stop"), b"data: [DONE]\n\n", 0.5, event("late")]))
+
+    assert text_of(await collect(target)) == "done"
+
+
 async def test_error_event_mid_stream_after_chunks(upstream, target):
     error = {"message": "The server is overloaded", "type": "server_error", "code": "overloaded", "param": "model"}
     upstream.script(Raw([event("partial"), event(" text"), b"event: error\n", b'data: {"error": ' + json.dumps(error).encode() + b"}\n\n"]))
@@ -164,6 +171,17 @@ async def test_error_payload_without_event_name(upstream, target):
     assert info.value.message == "Rate limit reached"
     assert (info.value.type, info.value.code) == ("rate_limit_error", "rate_limit_exceeded")
     assert len(upstream.requests) == 1
+
+
+async def test_error_event_with_plain_text_data(upstream, target):
+    upstream.script(Raw([event("so far"), b"event: error\ndata: Internal server error\n\n"]))
+    chunks: list[dict[str, Any]] = []
+
+    with pytest.raises(CompletionError) as info:
+        await collect(target, chunks)
+
+    assert text_of(chunks) == "so far"
+    assert info.value.message == "Internal server error"
 
 
 async def test_stream_closed_without_finish_reason_or_done(upstream, target):
@@ -196,7 +214,7 @@ async def test_unreadable_data_line(upstream, target, line):
 
     assert text_of(chunks) == "ok"
     assert info.value.status == 502
-    assert line[6:12].decode() in info.value.message
+    assert line[6:].strip().decode() in info.value.message
 
 
 async def test_concurrent_streams_do_not_mix(upstream, target):
@@ -367,7 +385,7 @@ async def test_stream_that_stalls_mid_reply_times_out_after_the_chunks_so_far(up
 
 
 async def test_unreachable_provider(completions):
-    conf = completions(MAX_RETRIES=1)
+    completions(MAX_RETRIES=1)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -378,7 +396,6 @@ async def test_unreachable_provider(completions):
     with pytest.raises(UpstreamConnectionError) as create_info:
         await completion_create(upstream=closed, payload={"messages": MESSAGES})
 
-    assert conf["MAX_RETRIES"] == 1
     assert stream_info.value.status == create_info.value.status == 502
     assert "127.0.0.1" in stream_info.value.message
 
@@ -463,3 +480,16 @@ async def test_models_list_errors(upstream):
 
     assert info.value.status == 404
     assert info.value.type == "invalid_request_error"
+
+
+async def test_sequential_completions_reuse_one_connection(upstream, target, monkeypatch):
+    accepted: list[Any] = []
+    accept = upstream.server.process_request
+    monkeypatch.setattr(upstream.server, "process_request", lambda request, address: (accepted.append(address), accept(request, address)))
+
+    await collect(target)
+    await collect(target, stream_options={"include_usage": True})
+    await completion_create(upstream=target, payload={"messages": MESSAGES})
+
+    assert len(upstream.requests) == 3
+    assert len(accepted) == 1

@@ -10,6 +10,7 @@ Retries (exponential backoff with jitter, honouring ``retry-after-ms`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -27,6 +28,8 @@ from httpx_sse import EventSource, SSEError
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# How long to read on after ``[DONE]`` for the end of the body, so the connection is reused.
+DRAIN_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -140,9 +143,11 @@ async def completion_stream(
     body = {**payload, "model": upstream.model, "stream": True}
     response = await _send_with_retries(upstream=upstream, body=body)
     finished = False
+    events = EventSource(response).aiter_sse()
     try:
-        async for event in EventSource(response).aiter_sse():
+        async for event in events:
             if event.data == "[DONE]":
+                await _drain(events)
                 return
             if not event.data:
                 continue
@@ -166,6 +171,14 @@ async def completion_stream(
         await response.aclose()
     if not finished:
         raise UpstreamConnectionError("The provider closed the stream before the reply finished.")
+
+
+async def _drain(events: AsyncIterator[Any]) -> None:
+    """Read and ignore what follows ``[DONE]``: normally just the end of the body."""
+    with contextlib.suppress(httpx.HTTPError, SSEError, TimeoutError):
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            async for _ in events:
+                pass
 
 
 async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any]) -> httpx.Response:

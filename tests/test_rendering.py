@@ -1,0 +1,117 @@
+"""Model output rendered as Markdown: formatting survives, anything that could run does not."""
+
+import re
+
+import pytest
+
+from conversations.rendering import markdown_render
+
+ATTACKS = [
+    "<script>alert(1)</script>",
+    "Hello <script src=https://evil.example/x.js></script> there",
+    "<img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1))",
+    "[click](JaVaScRiPt:alert(1))",
+    "[click](  javascript:alert(1) )",
+    "<a href=\"javascript:alert(1)\">x</a>",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "![pic](javascript:alert(1))",
+    "<div hx-get=\"/admin/\" hx-trigger=\"load\" onclick=\"alert(1)\">hi</div>",
+    "<button hx-post=\"/c/1/delete\" hx-trigger=\"load\">go</button>",
+    "<iframe src=\"https://evil.example\"></iframe>",
+    "<svg onload=alert(1)><circle/></svg>",
+    "<style>body{display:none}</style>",
+    "| a |\n|---|\n| <img src=x onerror=alert(1)> |",
+    "**bold <span onmouseover=alert(1)>x</span>**",
+    "```\n</code></pre><script>alert(1)</script>\n```",
+    "```python\n</code></pre><script>alert(1)</script>\n```",
+    "`<script>alert(1)</script>`",
+    "<!-- --><script>alert(1)</script>",
+]
+
+
+@pytest.mark.parametrize("text", ATTACKS)
+def test_nothing_in_model_output_can_run(text):
+    html = str(markdown_render(text)).lower()
+
+    assert "<script" not in html
+    assert "<iframe" not in html and "<svg" not in html and "<style" not in html and "<img" not in html
+    assert not re.search(r"<[^>]*\son\w+\s*=", html), html  # no event-handler attributes on a tag
+    assert not re.search(r"<[^>]*\shx-", html), html  # no htmx attributes on a tag
+    assert "javascript:" not in re.sub(r">[^<]*<", "><", html)  # never inside a tag
+    assert 'href="data:' not in html
+
+
+def test_raw_html_is_shown_as_text():
+    html = markdown_render("Use <b>bold</b> and <script>alert(1)</script>")
+
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_javascript_link_keeps_its_text_but_not_its_target():
+    html = markdown_render("[click](javascript:alert(1))")
+
+    assert "click" in html
+    assert "javascript" not in html.split("click")[0]
+
+
+def test_ordinary_markdown_renders():
+    html = markdown_render(
+        "# Title\n\n**bold**, *italic*, ~~gone~~ and `code`\n\n"
+        "- one\n- two\n\n1. first\n2. second\n\n> quoted\n\n---\n"
+    )
+
+    assert "<h1>Title</h1>" in html
+    assert "<strong>bold</strong>" in html and "<em>italic</em>" in html
+    assert "<s>gone</s>" in html or "<del>gone</del>" in html
+    assert "<code>code</code>" in html
+    assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in html
+    assert "<ol>\n<li>first</li>\n<li>second</li>\n</ol>" in html
+    assert "<blockquote>" in html and "<hr>" in html
+
+
+def test_tables_render_with_alignment():
+    html = markdown_render("| Name | Price |\n|:-----|------:|\n| tea  | 3     |\n")
+
+    assert "<table>" in html and "<thead>" in html and "<tbody>" in html
+    assert '<th style="text-align:left">Name</th>' in html
+    assert '<td style="text-align:right">3</td>' in html
+
+
+def test_links_open_safely():
+    html = markdown_render("See [the docs](https://example.com/docs?a=1&b=2 \"Docs\") or <https://example.org>.")
+
+    link = re.search(r'<a [^>]*href="https://example.com/docs\?a=1&amp;b=2"[^>]*>the docs</a>', html)
+    assert link, html
+    assert 'rel="noopener noreferrer nofollow"' in link.group(0)
+    assert 'title="Docs"' in link.group(0)
+    assert 'href="https://example.org"' in html
+
+
+def test_python_block_is_highlighted():
+    html = markdown_render('```python\ndef greet(name):\n    return f"hi {name}"\n```')
+
+    assert "<pre><code" in html
+    assert 'class="language-python"' in html
+    assert '<span class="k">def</span>' in html
+    assert '<span class="nf">greet</span>' in html
+    assert re.search(r'<span class="s\w*">', html)
+
+
+def test_unknown_language_block_is_escaped_not_highlighted():
+    html = markdown_render("```nosuchlang\n<b>if</b> x < 1 && y\n```")
+
+    assert "<span" not in html
+    assert "&lt;b&gt;if&lt;/b&gt; x &lt; 1 &amp;&amp; y" in html
+
+
+def test_highlighted_block_escapes_html_in_code():
+    html = markdown_render("```html\n<script>alert(1)</script>\n```")
+
+    assert "<script" not in html
+    assert "alert" in html and "&lt;" in html and "<span" in html
+
+
+def test_empty_text():
+    assert markdown_render("") == ""
