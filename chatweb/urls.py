@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from conversations import views
 
@@ -10,8 +10,11 @@ urlpatterns = [
     path("c/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("c/<int:conversation_id>/rename", views.conversation_rename, name="conversation_rename"),
     path("c/<int:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
+    path("account/keys/", views.api_keys, name="api_keys"),
+    path("account/keys/<int:key_id>/revoke", views.api_key_revoke_view, name="api_key_revoke"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("admin/", admin.site.urls),
+    path("v1/", include("conversations.api.urls")),
 ]

@@ -4,7 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from .models import ChatModel, Conversation, Message
+from .models import ApiKey, ChatModel, Conversation, Message
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
@@ -36,3 +36,7 @@ def chat_model_list() -> QuerySet[ChatModel]:
 def chat_model_default() -> ChatModel | None:
     models = chat_model_list()
     return models.filter(is_default=True).first() or models.first()
+
+
+def api_key_list(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(user=user)

@@ -1,19 +1,29 @@
 """Pages of the chat UI. Sending and streaming happen over the websocket (consumers.py)."""
 
+from typing import Any
+
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from .forms import SignupForm
-from .models import Conversation, Message
-from .selectors import chat_model_default, chat_model_list, conversation_get, conversation_list, message_list
+from .models import ApiKey, Conversation, Message
+from .selectors import (
+    api_key_list,
+    chat_model_default,
+    chat_model_list,
+    conversation_get,
+    conversation_list,
+    message_list,
+)
 from .services import chat
 from .services.accounts import signup_allowed, user_signup
+from .services.api_keys import api_key_create, api_key_revoke
 
 TEMPLATE = "conversations/chat.html"
 
@@ -117,3 +127,32 @@ def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpRespo
 def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
     chat.conversation_delete(conversation=conversation_get(user=request.user, conversation_id=conversation_id))
     return redirect("home")
+
+
+def _keys_page(request: HttpRequest, **context: Any) -> HttpResponse:
+    base_url = request.build_absolute_uri("/v1")
+    return render(
+        request, "conversations/keys.html", {"keys": api_key_list(user=request.user), "base_url": base_url, **context}
+    )
+
+
+@login_required
+def api_keys(request: HttpRequest) -> HttpResponse:
+    """List keys; a POST creates one and shows its secret this once."""
+    if request.method != "POST":
+        return _keys_page(request)
+    try:
+        key, raw = api_key_create(user=request.user, name=request.POST.get("name", ""))
+    except ValidationError as exc:
+        return _keys_page(request, error=" ".join(exc.messages))
+    return _keys_page(request, new_key=raw, new_key_name=key.name)
+
+
+@login_required
+@require_POST
+def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
+    try:
+        api_key_revoke(user=request.user, key_id=key_id)
+    except ApiKey.DoesNotExist:
+        raise Http404("No such key.") from None
+    return redirect("api_keys")

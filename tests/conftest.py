@@ -81,6 +81,33 @@ def other_user(db: None, django_user_model: Any) -> Any:
     return django_user_model.objects.create_user(username="bob", password="bob-password-1")
 
 
+@pytest.fixture(scope="session")
+def live_server_url() -> Iterator[str]:
+    """chatweb's ASGI app served over real HTTP on loopback (uvicorn in a thread, sharing the test database)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from chatweb.asgi import application
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
 def socket_app() -> Any:
     from conversations.routing import websocket_urlpatterns
 

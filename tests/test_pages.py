@@ -136,3 +136,26 @@ def test_replies_left_streaming_are_marked_interrupted_at_startup(user, chat_mod
     done.refresh_from_db()
     assert left.status == "interrupted" and left.content == "half a"
     assert done.status == "complete"
+
+
+@pytest.mark.django_db
+def test_api_key_is_shown_once_stored_hashed_and_revocable(client, user, other_user):
+    from conversations.models import ApiKey
+
+    client.force_login(user)
+    html = client.post("/account/keys/", {"name": "my script"}).content.decode()
+    key = ApiKey.objects.get(user=user)
+    raw = html.split('id="new-key" aria-label="New API key" onclick="this.select()"')[0].rsplit('value="', 1)[1]
+    raw = raw.split('"')[0]
+    assert raw.startswith("sk-cw-") and len(raw) > 40
+    assert key.hashed != raw and raw not in key.hashed and key.prefix == raw[:12]
+    listing = client.get("/account/keys/").content.decode()
+    assert "my script" in listing and raw not in listing and key.prefix in listing
+
+    client.force_login(other_user)
+    assert client.post(f"/account/keys/{key.pk}/revoke").status_code == 404
+    client.force_login(user)
+    client.post(f"/account/keys/{key.pk}/revoke")
+    key.refresh_from_db()
+    assert not key.is_active
+    assert "Give the key a name" in client.post("/account/keys/", {"name": " "}).content.decode()

@@ -1,0 +1,176 @@
+"""The OpenAI-compatible gateway behind /v1: route a request to its provider and relay the answer.
+
+Requests arrive validated (``api.validation``). The model name resolves through
+chatweb's model table; the body passes through to the provider except the fields
+chatweb handles itself (``store``, ``metadata``). Answers carry chatweb's own
+``chatcmpl-`` id and the model name the client asked for. Streams are normalised
+to what the official SDKs expect: ``role`` only in a choice's first delta, a tool
+call's ``id``, ``type`` and ``function.name`` only in its first delta, and the
+usage chunk only for a client that asked for it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..api.validation import ApiError
+from ..models import ChatModel
+from .completions import CompletionError, Upstream, completion_create, completion_stream
+
+# Fields chatweb acts on itself rather than passing to the provider.
+LOCAL_FIELDS = ("model", "stream", "store", "metadata")
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+async def gateway_models() -> list[ChatModel]:
+    """Models a key's user may call."""
+    return [m async for m in ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")]
+
+
+async def gateway_model(*, name: str) -> ChatModel:
+    model = await (
+        ChatModel.objects.filter(name=name, enabled=True, provider__enabled=True).select_related("provider").afirst()
+    )
+    if model is None:
+        raise ApiError(
+            f"The model `{name}` does not exist or you do not have access to it.",
+            status=404,
+            param="model",
+            code="model_not_found",
+        )
+    return model
+
+
+def _upstream(model: ChatModel) -> Upstream:
+    return Upstream(base_url=model.provider.base_url, api_key=model.provider.api_key, model=model.upstream_model)
+
+
+def _payload(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in LOCAL_FIELDS}
+
+
+def api_error_from(exc: CompletionError) -> ApiError:
+    """The provider's failure, as the client of /v1 should see it."""
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
+    return ApiError(
+        exc.message,
+        status=exc.status or 502,
+        type=exc.type,
+        param=exc.param,
+        code=exc.code,
+        headers=headers,
+    )
+
+
+async def gateway_complete(*, body: dict[str, Any]) -> dict[str, Any]:
+    """A non-streaming completion, relayed."""
+    model = await gateway_model(name=body["model"])
+    try:
+        answer = await completion_create(upstream=_upstream(model), payload=_payload(body))
+    except CompletionError as exc:
+        raise api_error_from(exc) from exc
+    return {**answer, "id": completion_id(), "model": model.name, "object": "chat.completion"}
+
+
+async def gateway_stream(*, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    """Start a streaming completion and return its server-sent events.
+
+    The provider's first chunk is awaited here, so a failure before the reply
+    starts is raised as ``ApiError`` with its real status instead of a 200 stream.
+    """
+    model = await gateway_model(name=body["model"])
+    client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    payload = _payload(body)
+    payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    chunks = completion_stream(upstream=_upstream(model), payload=payload)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+    except CompletionError as exc:
+        raise api_error_from(exc) from exc
+    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage)
+
+
+async def _relay(
+    first: dict[str, Any] | None,
+    chunks: AsyncIterator[dict[str, Any]],
+    *,
+    name: str,
+    client_wants_usage: bool,
+) -> AsyncIterator[bytes]:
+    normaliser = _StreamNormaliser(id=completion_id(), name=name, client_wants_usage=client_wants_usage)
+    try:
+        if first is not None:
+            if (chunk := normaliser.chunk(first)) is not None:
+                yield _event(chunk)
+            async for upstream_chunk in chunks:
+                if (chunk := normaliser.chunk(upstream_chunk)) is not None:
+                    yield _event(chunk)
+    except CompletionError as exc:
+        yield _event(api_error_from(exc).body())
+        return
+    finally:
+        await chunks.aclose()
+    yield b"data: [DONE]\n\n"
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _StreamNormaliser:
+    """Rewrites provider chunks into the shape the official SDKs assemble correctly."""
+
+    def __init__(self, *, id: str, name: str, client_wants_usage: bool) -> None:
+        self.id = id
+        self.name = name
+        self.client_wants_usage = client_wants_usage
+        self.roles_sent: set[int] = set()
+        self.tool_calls_started: set[tuple[int, int]] = set()
+
+    def chunk(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        choices = chunk.get("choices") or []
+        if not choices and chunk.get("usage"):
+            if not self.client_wants_usage:
+                return None
+            return {**chunk, "id": self.id, "model": self.name, "object": "chat.completion.chunk", "choices": []}
+        out = {**chunk, "id": self.id, "model": self.name, "object": "chat.completion.chunk"}
+        if not self.client_wants_usage:
+            out.pop("usage", None)
+        out["choices"] = [self._choice(choice) for choice in choices]
+        return out
+
+    def _choice(self, choice: dict[str, Any]) -> dict[str, Any]:
+        index = choice.get("index", 0)
+        delta = dict(choice.get("delta") or {})
+        if index in self.roles_sent:
+            delta.pop("role", None)
+        else:
+            delta.setdefault("role", "assistant")
+            self.roles_sent.add(index)
+        if delta.get("tool_calls"):
+            delta["tool_calls"] = [self._tool_call(index, call) for call in delta["tool_calls"]]
+        return {"index": index, "delta": delta, "logprobs": choice.get("logprobs"),
+                "finish_reason": choice.get("finish_reason")}
+
+    def _tool_call(self, choice_index: int, call: dict[str, Any]) -> dict[str, Any]:
+        call = dict(call)
+        function = dict(call.get("function") or {})
+        key = (choice_index, call.get("index", 0))
+        if key in self.tool_calls_started:
+            call.pop("id", None)
+            call.pop("type", None)
+            function.pop("name", None)
+        else:
+            self.tool_calls_started.add(key)
+            call.setdefault("type", "function")
+            function.setdefault("arguments", "")
+        call["function"] = function
+        return call
