@@ -51,10 +51,9 @@ class _Progress:
     """What a generation has produced so far; shared with its control listener."""
 
     text: str = ""
-    seq: int = 0
+    seq: int = 0  # content pieces so far
     finish_reason: str = ""
     usage: dict[str, Any] | None = None
-    content_chunks: int = 0
     stop_requested: bool = False
     upstream_model: str = ""
     prompt_chars: int = 0
@@ -167,7 +166,6 @@ async def _stream(
             if delta:
                 progress.text += delta
                 progress.seq += 1
-                progress.content_chunks += 1
                 await layer.group_send(
                     group,
                     {"type": "chat.delta", "message_id": message_id, "text": delta, "seq": progress.seq},
@@ -229,7 +227,7 @@ def _usage(progress: _Progress) -> tuple[int | None, int | None, bool]:
     if not progress.text:
         return None, None, False
     # Providers such as llama.cpp send one token per content chunk.
-    return math.ceil(progress.prompt_chars / 4), progress.content_chunks, True
+    return math.ceil(progress.prompt_chars / 4), progress.seq, True
 
 
 def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]]]:
