@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -24,6 +24,7 @@ from .selectors import (
 from .services import chat
 from .services.accounts import signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
+from .services.health import readiness_check
 
 TEMPLATE = "conversations/chat.html"
 
@@ -156,3 +157,15 @@ def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
     except ApiKey.DoesNotExist:
         raise Http404("No such key.") from None
     return redirect("api_keys")
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is alive and serving."""
+    return JsonResponse({"status": "ok"})
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """The database and the channel layer answer; 503 otherwise."""
+    checks = await readiness_check()
+    ready = all(result == "ok" for result in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503)

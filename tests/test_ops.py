@@ -1,0 +1,58 @@
+"""What operators rely on: health endpoints and a clean deployment check."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_healthz_answers_without_a_session(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_readyz_reports_database_and_channel_layer(async_client):
+    response = await async_client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_readyz_is_503_when_the_channel_layer_is_down(async_client, settings):
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:9/0"]}}
+    }
+    channel_layers.backends.clear()
+    try:
+        response = await async_client.get("/readyz")
+    finally:
+        channel_layers.backends.clear()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable" and body["database"] == "ok" and body["channel_layer"] != "ok"
+
+
+def test_deploy_check_is_clean_with_production_settings(tmp_path):
+    env = {
+        **os.environ,
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "HTTPS": "1",
+        "SECURE_HSTS_PRELOAD": "1",
+        "ALLOWED_HOSTS": "chat.example.com",
+        "CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+        "CHATWEB_DATA_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
