@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Prepare the database and serve chatweb with Daphne, with the local model server beside it.
+# Prepare the database and serve chatweb with Daphne. `make run` and the container both start here.
+#   PY (python), HOST/PORT (where Daphne listens), MIGRATE=0 skips migrations (when a separate step
+#   runs them), LOCAL_MODEL=0 skips the bundled model, which is started here only when
+#   LOCAL_MODEL_HOST is this machine's loopback; BEHIND_PROXY=1 trusts X-Forwarded-* for client addresses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+PY=${PY:-python}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
+LOCAL_MODEL_HOST=${LOCAL_MODEL_HOST:-127.0.0.1}
 LOCAL_MODEL_PORT=${LOCAL_MODEL_PORT:-8001}
+DATA_DIR=${CHATWEB_DATA_DIR:-data}
 
-mkdir -p "${CHATWEB_DATA_DIR:-data}"
-"$PY" manage.py migrate --noinput
+mkdir -p "$DATA_DIR"
+if [ "${MIGRATE:-1}" = 1 ]; then "$PY" manage.py migrate --noinput; fi
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py recover_streams
 "$PY" manage.py sync_providers
@@ -17,13 +22,15 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-case "${LOCAL_MODEL:-1}" in 0|false|no|off) ;; *)
-  echo "Starting the local model (SmolLM2 135M) on 127.0.0.1:$LOCAL_MODEL_PORT"
-  "$PY" -m conversations.localmodel --port "$LOCAL_MODEL_PORT" >"${CHATWEB_DATA_DIR:-data}/local-model.log" 2>&1 &
+case "${LOCAL_MODEL:-1}:$LOCAL_MODEL_HOST" in 0:*|false:*|no:*|off:*) ;; *:127.0.0.1|*:localhost)
+  echo "Starting the local model (SmolLM2 135M) on $LOCAL_MODEL_HOST:$LOCAL_MODEL_PORT"
+  "$PY" -m conversations.localmodel --port "$LOCAL_MODEL_PORT" >"$DATA_DIR/local-model.log" 2>&1 &
   pids+=($!)
 esac
 
+proxy=()
+case "${BEHIND_PROXY:-${HTTPS:-0}}" in 1|true|yes|on) proxy=(--proxy-headers) ;; esac
 echo "chatweb on http://$HOST:$PORT (Ctrl+C stops it)"
-"$PY" -m daphne -b "$HOST" -p "$PORT" chatweb.asgi:application &
+"$PY" -m daphne -b "$HOST" -p "$PORT" "${proxy[@]}" chatweb.asgi:application &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -56,3 +56,61 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_container_entrypoint_migrates_and_serves(tmp_path):
+    """The image's entrypoint, run directly: a fresh data dir gets migrated and served, and stops cleanly."""
+    import signal
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+    }
+    env.update(
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+        PORT=str(port),
+        CHATWEB_DATA_DIR=str(tmp_path / "data"),
+        STATIC_ROOT=str(tmp_path / "static"),
+        LOCAL_MODEL="0",
+    )
+    process = subprocess.Popen(
+        ["scripts/entrypoint.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.3)
+        assert (tmp_path / "data" / "chatweb.sqlite3").exists()
+        assert (tmp_path / "static" / "chatweb.css").exists()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/chatweb.css", timeout=2) as response:
+            assert response.status == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    output = process.stdout.read().decode()
+    assert "Applying conversations.0001_initial... OK" in output
+
+
+def test_container_entrypoint_runs_other_commands_as_given():
+    result = subprocess.run(
+        ["scripts/entrypoint.sh", "echo", "hello from the container"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "hello from the container"

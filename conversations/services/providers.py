@@ -30,9 +30,11 @@ def local_model_base_url() -> str:
 def providers_sync() -> list[str]:
     """Create or update the providers the environment describes; returns what was done."""
     done = [_local_sync()]
-    if settings.OPENAI_API_KEY:
-        done.append(_openai_sync())
-    _default_ensure()
+    try:
+        if settings.OPENAI_API_KEY:
+            done.append(_openai_sync())
+    finally:
+        _default_ensure()
     return done
 
 
