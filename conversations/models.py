@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class SiteSettings(models.Model):
@@ -145,3 +146,38 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class StoredCompletion(models.Model):
+    """A completion kept because its /v1 request said ``store: true``, served back by the stored-completions API."""
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed"
+        ERROR = "error"
+
+    id = models.CharField(max_length=64, primary_key=True, help_text="The chatcmpl- id the client saw.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stored_completions")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completions"
+    )
+    model = models.CharField(max_length=200, help_text="The chatweb model name the client asked for.")
+    provider = models.CharField(max_length=100, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    request = models.JSONField(default=dict, help_text="The request's parameters except its messages.")
+    messages = models.JSONField(default=list, help_text="The input messages.")
+    response = models.JSONField(default=dict, help_text="The chat.completion as the client received it.")
+    metadata = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.IntegerField(null=True, blank=True)
+    completion_tokens = models.IntegerField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETED)
+    latency_ms = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "created_at", "id"], name="stored_user_created"),
+            models.Index(fields=["user", "model", "created_at", "id"], name="stored_user_model_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id

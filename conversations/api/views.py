@@ -100,13 +100,13 @@ async def models_retrieve(request: HttpRequest, model: str) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = chat_request_validate(_json_body(request))
     if body.get("stream"):
-        events = await gateway_stream(body=body)
+        events = await gateway_stream(body=body, api_key=request.api_key)
         return StreamingHttpResponse(
             events,
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    return JsonResponse(await gateway_complete(body=body))
+    return JsonResponse(await gateway_complete(body=body, api_key=request.api_key))
 
 
 @api_view("GET", "POST", "DELETE", "PUT", "PATCH")

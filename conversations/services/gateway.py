@@ -7,18 +7,25 @@ chatweb handles itself (``store``, ``metadata``). Answers carry chatweb's own
 to what the official SDKs expect: ``role`` only in a choice's first delta, a tool
 call's ``id``, ``type`` and ``function.name`` only in its first delta, and the
 usage chunk only for a client that asked for it.
+
+With ``store: true`` the finished completion is kept (``services.stored``): for a
+stream, the one assembled from its chunks, saved before ``[DONE]`` once the stream
+has ended normally.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..api.validation import ApiError
-from ..models import ChatModel
+from ..models import ApiKey, ChatModel
 from .completions import CompletionError, Upstream, completion_create, completion_stream
+from .stored import CompletionAssembler, stored_completion_save
 
 # Fields chatweb acts on itself rather than passing to the provider.
 LOCAL_FIELDS = ("model", "stream", "store", "metadata")
@@ -68,22 +75,34 @@ def api_error_from(exc: CompletionError) -> ApiError:
     )
 
 
-async def gateway_complete(*, body: dict[str, Any]) -> dict[str, Any]:
-    """A non-streaming completion, relayed."""
+async def _store(
+    *, body: dict[str, Any], api_key: ApiKey, model: ChatModel, started: float, response: dict[str, Any]
+) -> None:
+    latency_ms = round((time.monotonic() - started) * 1000)
+    await stored_completion_save(api_key=api_key, chat_model=model, body=body, response=response, latency_ms=latency_ms)
+
+
+async def gateway_complete(*, body: dict[str, Any], api_key: ApiKey) -> dict[str, Any]:
+    """A non-streaming completion, relayed, and stored if the request says ``store: true``."""
+    started = time.monotonic()
     model = await gateway_model(name=body["model"])
     try:
         answer = await completion_create(upstream=_upstream(model), payload=_payload(body))
     except CompletionError as exc:
         raise api_error_from(exc) from exc
-    return {**answer, "id": completion_id(), "model": model.name, "object": "chat.completion"}
+    completion = {**answer, "id": completion_id(), "model": model.name, "object": "chat.completion"}
+    if body.get("store"):
+        await _store(body=body, api_key=api_key, model=model, started=started, response=completion)
+    return completion
 
 
-async def gateway_stream(*, body: dict[str, Any]) -> AsyncIterator[bytes]:
+async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey) -> AsyncIterator[bytes]:
     """Start a streaming completion and return its server-sent events.
 
     The provider's first chunk is awaited here, so a failure before the reply
     starts is raised as ``ApiError`` with its real status instead of a 200 stream.
     """
+    started = time.monotonic()
     model = await gateway_model(name=body["model"])
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     payload = _payload(body)
@@ -95,7 +114,12 @@ async def gateway_stream(*, body: dict[str, Any]) -> AsyncIterator[bytes]:
         first = None
     except CompletionError as exc:
         raise api_error_from(exc) from exc
-    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage)
+    store = (
+        functools.partial(_store, body=body, api_key=api_key, model=model, started=started)
+        if body.get("store")
+        else None
+    )
+    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage, store=store)
 
 
 async def _relay(
@@ -104,20 +128,30 @@ async def _relay(
     *,
     name: str,
     client_wants_usage: bool,
+    store: Callable[..., Awaitable[None]] | None,
 ) -> AsyncIterator[bytes]:
     normaliser = _StreamNormaliser(id=completion_id(), name=name, client_wants_usage=client_wants_usage)
+    assembler = CompletionAssembler(id=normaliser.id, model=name)
+
+    def relayed(upstream_chunk: dict[str, Any]) -> dict[str, Any] | None:
+        if store is not None:
+            assembler.add(upstream_chunk)
+        return normaliser.chunk(upstream_chunk)
+
     try:
         if first is not None:
-            if (chunk := normaliser.chunk(first)) is not None:
+            if (chunk := relayed(first)) is not None:
                 yield _event(chunk)
             async for upstream_chunk in chunks:
-                if (chunk := normaliser.chunk(upstream_chunk)) is not None:
+                if (chunk := relayed(upstream_chunk)) is not None:
                     yield _event(chunk)
     except CompletionError as exc:
         yield _event(api_error_from(exc).body())
         return
     finally:
         await chunks.aclose()
+    if store is not None:
+        await store(response=assembler.completion())
     yield b"data: [DONE]\n\n"
 
 
