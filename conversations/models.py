@@ -149,11 +149,21 @@ class ApiKey(models.Model):
 
 
 class StoredCompletion(models.Model):
-    """A completion kept because its /v1 request said ``store: true``, served back by the stored-completions API."""
+    """A completion kept for review: a /v1 request with ``store: true``, or a turn of the chat UI.
+
+    /v1 ones are served back by the stored-completions API; chat turns link to their
+    message and are reviewed in the admin.
+    """
 
     class Status(models.TextChoices):
         COMPLETED = "completed"
         ERROR = "error"
+        STOPPED = "stopped"
+        INTERRUPTED = "interrupted"
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        CHAT = "chat", "Chat UI"
 
     id = models.CharField(max_length=64, primary_key=True, help_text="The chatcmpl- id the client saw.")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stored_completions")
@@ -171,12 +181,16 @@ class StoredCompletion(models.Model):
     completion_tokens = models.IntegerField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETED)
     latency_ms = models.IntegerField(null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    message = models.OneToOneField(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completion"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         indexes = [
-            models.Index(fields=["user", "created_at", "id"], name="stored_user_created"),
-            models.Index(fields=["user", "model", "created_at", "id"], name="stored_user_model_created"),
+            models.Index(fields=["user", "source", "created_at", "id"], name="stored_user_created"),
+            models.Index(fields=["user", "source", "model", "created_at", "id"], name="stored_user_model_created"),
         ]
 
     def __str__(self) -> str:

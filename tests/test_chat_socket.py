@@ -2,7 +2,7 @@
 
 import pytest
 
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, StoredCompletion
 from tests.conftest import wait_for_status
 from tests.upstream import Reply
 
@@ -27,6 +27,12 @@ async def test_send_streams_fragments_and_saves_final_text(user, chat_model, ups
     assert reply.completion_tokens == 5 and not reply.usage_estimated
     assert upstream.requests[-1]["model"] == "fake-upstream"
     assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "Hi!"}]
+    # The turn is kept for review in the admin, linked to its message.
+    stored = await StoredCompletion.objects.aget(message=reply)
+    assert stored.source == "chat" and stored.status == "completed" and stored.user_id == user.pk
+    assert stored.messages == [{"role": "user", "content": "Hi!"}]
+    assert stored.response["choices"][0]["message"]["content"] == "Hello there, how are you?"
+    assert stored.completion_tokens == 5 and stored.provider == "Fake"
 
 
 async def test_reply_keeps_generating_after_the_tab_closes_and_a_new_tab_gets_the_rest(
@@ -90,6 +96,7 @@ async def test_stop_keeps_the_partial_text(user, chat_model, upstream, open_tab)
     assert reply.content.startswith(" w0 w1 w2 w3 w4 w5")
     assert len(reply.content) < len("".join(words))
     assert "Stopped." in html
+    assert (await StoredCompletion.objects.aget(message=reply)).status == "stopped"
     # The conversation is usable again.
     upstream.script(Reply(text="Fine."))
     await tab.send(message="Next")

@@ -204,3 +204,15 @@ def test_the_collection_url_still_guards_its_methods(live_server_url, chat_model
     url = f"{live_server_url}/v1/chat/completions"
     assert httpx.get(url).status_code == 401
     assert httpx.put(url, headers={"Authorization": "Bearer sk-cw-x"}).status_code == 405
+
+
+async def test_chat_ui_turns_are_kept_for_the_admin_but_not_listed_in_the_api(user, chat_model, client, open_tab):
+    from conversations.models import Conversation, StoredCompletion
+
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="from the chat page")
+    await tab.receive_until('class="message assistant" data-status="complete"')
+
+    assert await StoredCompletion.objects.filter(user=user, source="chat").acount() == 1
+    assert list(client.chat.completions.list()) == []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -25,14 +24,10 @@ from typing import Any
 from ..api.validation import ApiError
 from ..models import ApiKey, ChatModel
 from .completions import CompletionError, Upstream, completion_create, completion_stream
-from .stored import CompletionAssembler, stored_completion_save
+from .stored import CompletionAssembler, completion_id, stored_completion_save
 
 # Fields chatweb acts on itself rather than passing to the provider.
 LOCAL_FIELDS = ("model", "stream", "store", "metadata")
-
-
-def completion_id() -> str:
-    return "chatcmpl-" + secrets.token_hex(12)
 
 
 async def gateway_models() -> list[ChatModel]:

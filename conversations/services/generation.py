@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from ..models import Message
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
+from .stored import stored_completion_save_turn
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class _Progress:
     usage: dict[str, Any] | None = None
     stop_requested: bool = False
     upstream_model: str = ""
-    prompt_chars: int = 0
+    request: list[dict[str, str]] | None = None  # the messages sent to the provider
+    started: float = field(default_factory=time.monotonic)
 
 
 def generation_start(*, message_id: int) -> asyncio.Task:
@@ -107,14 +109,13 @@ async def _generate(message_id: int) -> None:
     progress = _Progress()
     try:
         async with _controls(layer, message_id, progress):
-            upstream, messages = await sync_to_async(_request_for)(message)
-            progress.prompt_chars = sum(len(m["content"]) for m in messages)
-            await _stream(upstream, messages, message_id, group, progress, layer)
+            upstream, progress.request = await sync_to_async(_request_for)(message)
+            await _stream(upstream, progress.request, message_id, group, progress, layer)
         status, error = Message.Status.COMPLETE, ""
     except asyncio.CancelledError:
         if not progress.stop_requested:
             status, error = Message.Status.INTERRUPTED, "The server stopped while this reply was being written."
-            await _finish(message_id, group, progress, status, error, layer)
+            await _finish(message, group, progress, status, error, layer)
             raise
         asyncio.current_task().uncancel()
         status, error = Message.Status.STOPPED, ""
@@ -124,7 +125,7 @@ async def _generate(message_id: int) -> None:
     except Exception:
         logger.exception("Generation of message %s crashed", message_id)
         status, error = Message.Status.ERROR, "Something went wrong while writing this reply."
-    await _finish(message_id, group, progress, status, error, layer)
+    await _finish(message, group, progress, status, error, layer)
 
 
 @contextlib.asynccontextmanager
@@ -200,11 +201,11 @@ async def _listen(
 
 
 async def _finish(
-    message_id: int, group: str, progress: _Progress, status: str, error: str, layer: Any
+    message: Message, group: str, progress: _Progress, status: str, error: str, layer: Any
 ) -> None:
-    """Save the terminal state with all text so far and tell every socket."""
+    """Save the terminal state with all text so far, keep the turn for review, and tell every socket."""
     prompt_tokens, completion_tokens, estimated = _usage(progress)
-    await Message.objects.filter(pk=message_id).aupdate(
+    saved = await Message.objects.filter(pk=message.pk).aupdate(
         content=progress.text,
         status=status,
         error=error,
@@ -216,7 +217,18 @@ async def _finish(
         finished_at=timezone.now(),
         updated_at=timezone.now(),
     )
-    await layer.group_send(group, {"type": "chat.done", "message_id": message_id})
+    if saved and progress.request is not None:
+        await stored_completion_save_turn(
+            message=message,
+            messages=progress.request,
+            text=progress.text,
+            finish_reason=progress.finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            status=status,
+            latency_ms=round((time.monotonic() - progress.started) * 1000),
+        )
+    await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
 
 
 def _usage(progress: _Progress) -> tuple[int | None, int | None, bool]:
@@ -227,7 +239,8 @@ def _usage(progress: _Progress) -> tuple[int | None, int | None, bool]:
     if not progress.text:
         return None, None, False
     # Providers such as llama.cpp send one token per content chunk.
-    return math.ceil(progress.prompt_chars / 4), progress.seq, True
+    prompt_chars = sum(len(m["content"]) for m in progress.request or [])
+    return math.ceil(prompt_chars / 4), progress.seq, True
 
 
 def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]]]:

@@ -7,6 +7,7 @@ know whether more follow; they never count or offset.
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -15,10 +16,74 @@ from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTransform
 
 from ..api.validation import ApiError
-from ..models import ApiKey, ChatModel, StoredCompletion
+from ..models import ApiKey, ChatModel, Message, StoredCompletion
 
 # Request fields kept apart from StoredCompletion.request.
 SEPARATE_FIELDS = ("messages", "metadata")
+TURN_STATUS = {
+    Message.Status.COMPLETE: StoredCompletion.Status.COMPLETED,
+    Message.Status.ERROR: StoredCompletion.Status.ERROR,
+    Message.Status.STOPPED: StoredCompletion.Status.STOPPED,
+    Message.Status.INTERRUPTED: StoredCompletion.Status.INTERRUPTED,
+}
+
+
+def completion_id() -> str:
+    """A new id in OpenAI's style."""
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+async def stored_completion_save_turn(
+    *,
+    message: Message,
+    messages: list[dict[str, str]],
+    text: str,
+    finish_reason: str,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    status: str,
+    latency_ms: int,
+) -> StoredCompletion:
+    """Keep a chat UI turn beside the /v1 completions, linked to its message, for the admin."""
+    model = message.conversation.model
+    usage = None
+    if completion_tokens is not None:
+        usage = {
+            "prompt_tokens": prompt_tokens or 0,
+            "completion_tokens": completion_tokens,
+            "total_tokens": (prompt_tokens or 0) + completion_tokens,
+        }
+    response = {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": message.model_name,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": finish_reason or None,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage,
+    }
+    return await StoredCompletion.objects.acreate(
+        id=response["id"],
+        user_id=message.conversation.user_id,
+        model=message.model_name,
+        provider=model.provider.name if model else "",
+        upstream_model=message.upstream_model,
+        request={"model": message.model_name, "stream": True},
+        messages=messages,
+        response=response,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        status=TURN_STATUS[status],
+        latency_ms=latency_ms,
+        source=StoredCompletion.Source.CHAT,
+        message=message,
+    )
 
 
 async def stored_completion_save(
@@ -44,7 +109,8 @@ async def stored_completion_save(
 
 
 def _owned(user: AbstractBaseUser) -> QuerySet[StoredCompletion]:
-    return StoredCompletion.objects.filter(user=user)
+    """The user's completions stored through /v1 (chat UI turns are reviewed in the admin)."""
+    return StoredCompletion.objects.filter(user=user, source=StoredCompletion.Source.API)
 
 
 def _not_found(completion_id: str) -> ApiError:
