@@ -109,7 +109,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 60},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": 1500,
+                "expiry": 60,
+                # Lets several chatweb installations share one Redis.
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="chatweb"),
+            },
         }
     }
 else:
@@ -172,6 +178,11 @@ COMPLETIONS = {
 
 # How often a streaming reply's text is written to the database.
 STREAM_SAVE_INTERVAL = env.float("STREAM_SAVE_INTERVAL", default=1.0)
+# Each worker refreshes its replies' heartbeat this often; a reply whose heartbeat is older
+# than STREAM_STALE_AFTER lost its worker and is marked interrupted by a surviving one.
+STREAM_WATCHDOG = env.bool("STREAM_WATCHDOG", default=True)
+STREAM_HEARTBEAT_INTERVAL = env.float("STREAM_HEARTBEAT_INTERVAL", default=5.0)
+STREAM_STALE_AFTER = env.float("STREAM_STALE_AFTER", default=20.0)
 
 LOGGING = {
     "version": 1,

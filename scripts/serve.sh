@@ -2,7 +2,8 @@
 # Prepare the database and serve chatweb with Daphne. `make run` and the container both start here.
 #   PY (python), HOST/PORT (where Daphne listens), MIGRATE=0 skips migrations (when a separate step
 #   runs them), LOCAL_MODEL=0 skips the bundled model, which is started here only when
-#   LOCAL_MODEL_HOST is this machine's loopback; BEHIND_PROXY=1 trusts X-Forwarded-* for client addresses.
+#   LOCAL_MODEL_HOST is this machine's loopback; BEHIND_PROXY=1 trusts X-Forwarded-* for client addresses;
+#   RECOVER_ON_START=0 leaves replies of other running workers alone (their watchdogs handle orphans).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -15,7 +16,7 @@ DATA_DIR=${CHATWEB_DATA_DIR:-data}
 mkdir -p "$DATA_DIR"
 if [ "${MIGRATE:-1}" = 1 ]; then "$PY" manage.py migrate --noinput; fi
 "$PY" manage.py collectstatic --noinput -v 0
-"$PY" manage.py recover_streams
+if [ "${RECOVER_ON_START:-1}" = 1 ]; then "$PY" manage.py recover_streams; fi
 "$PY" manage.py sync_providers
 
 pids=()

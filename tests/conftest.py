@@ -21,7 +21,9 @@ FAKE_MODEL = "fake-model"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep xdist workers apart on a shared Redis: each gets its own channel prefix."""
+    """Keep xdist workers apart on a shared Redis (each gets its own channel prefix), and keep the
+    stream watchdog out of the in-process live server: tests run it explicitly or in real workers."""
+    django_settings.STREAM_WATCHDOG = False
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     layer = django_settings.CHANNEL_LAYERS["default"]
     if "Redis" in layer["BACKEND"]:

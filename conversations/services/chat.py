@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -99,17 +101,25 @@ def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
     return old_id, _assistant_reply_create(conversation=conversation)
 
 
-def messages_interrupt_orphans() -> int:
-    """Mark replies left ``streaming`` by a process that died as ``interrupted``.
+def messages_interrupt_orphans(*, stale_after: timedelta | None = None) -> list[tuple[int, int]]:
+    """Mark replies whose generating process died as ``interrupted``; returns (message, conversation) ids.
 
-    Run when the app starts, before it serves: no generation can be running then.
+    At start-up of a single process every ``streaming`` reply is an orphan. With several
+    workers, a reply is an orphan once its heartbeat (``updated_at``) is older than
+    ``stale_after``: running generations refresh it every few seconds.
     """
-    return Message.objects.filter(status=Message.Status.STREAMING).update(
-        status=Message.Status.INTERRUPTED,
-        error="The server restarted while this reply was being written.",
-        finished_at=timezone.now(),
-        updated_at=timezone.now(),
-    )
+    orphans = Message.objects.filter(status=Message.Status.STREAMING)
+    if stale_after is not None:
+        orphans = orphans.filter(updated_at__lt=timezone.now() - stale_after)
+    with transaction.atomic():
+        found = list(orphans.select_for_update().values_list("pk", "conversation_id"))
+        Message.objects.filter(pk__in=[pk for pk, _ in found]).update(
+            status=Message.Status.INTERRUPTED,
+            error="The server writing this reply stopped. The text so far is kept; regenerate to try again.",
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+    return found
 
 
 def _assistant_reply_create(*, conversation: Conversation) -> Message:

@@ -36,7 +36,7 @@ from .stored import stored_completion_save_turn
 
 logger = logging.getLogger(__name__)
 
-_running: set[asyncio.Task] = set()
+_running: dict[int, asyncio.Task] = {}
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -71,9 +71,14 @@ def generation_start(*, message_id: int) -> asyncio.Task:
     task = asyncio.get_running_loop().create_task(
         _generate(message_id), name=f"generation-{message_id}", context=contextvars.Context()
     )
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    _running[message_id] = task
+    task.add_done_callback(lambda _: _running.pop(message_id, None))
     return task
+
+
+def generation_running_ids() -> list[int]:
+    """The replies this process is generating now."""
+    return list(_running)
 
 
 async def generation_stop(*, message_id: int) -> None:

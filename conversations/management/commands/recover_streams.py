@@ -7,5 +7,5 @@ class Command(BaseCommand):
     help = "Mark replies left 'streaming' by a stopped server as 'interrupted'. Run before the server starts."
 
     def handle(self, *args, **options):
-        count = messages_interrupt_orphans()
+        count = len(messages_interrupt_orphans())
         self.stdout.write(f"{count} interrupted repl{'y' if count == 1 else 'ies'} marked.")
