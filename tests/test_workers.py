@@ -65,7 +65,10 @@ def workers(tmp_path):
     db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+            "?application_name=chatweb-worker"
+        ),
         "CHANNEL_LAYER_PREFIX": f"workers-test-{os.getpid()}",
         "CHATWEB_DATA_DIR": str(tmp_path),
         "SECRET_KEY": settings.SECRET_KEY,  # so the workers accept this test's session
@@ -73,6 +76,7 @@ def workers(tmp_path):
         "STREAM_HEARTBEAT_INTERVAL": "1",
         "STREAM_STALE_AFTER": "4",
         "LOCAL_MODEL": "0",
+        "DB_POOL_SIZE": "3",
     }
     started: dict[str, tuple[subprocess.Popen, int]] = {}
 
@@ -192,3 +196,37 @@ async def test_a_worker_killed_mid_reply_leaves_an_interrupted_reply_with_its_te
     async with Page(port_b, conversation.pk, cookie) as on_b:
         await on_b.send(action="regenerate")
         await on_b.until("Back again.")
+
+
+@needs_services
+async def test_a_worker_keeps_its_database_connections_bounded(user, workers):
+    """60 concurrent requests that each use the database never hold more than the pool's 3 connections."""
+    import httpx
+
+    start, _ = workers
+    port = start("a")
+
+    def worker_connections() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'chatweb-worker'"
+            )
+            return cursor.fetchone()[0]
+
+    samples: list[int] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            samples.append(await sync_to_async(worker_connections)())
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.create_task(sample())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for _ in range(3):
+            answers = await asyncio.gather(*(client.get("/readyz") for _ in range(60)))
+            assert all(a.status_code == 200 for a in answers)
+    done.set()
+    await sampler
+    assert max(samples) >= 1 and max(samples) <= 3
