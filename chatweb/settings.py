@@ -164,6 +164,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2 * 1024 * 10
 
 # --- Providers and the completions service -------------------------------------------
 
+# Encrypts provider API keys at rest; defaults to a key derived from SECRET_KEY.
+ENCRYPTION_KEY = env.str("ENCRYPTION_KEY", default="")
+
 # Bootstrapped into the Provider/ChatModel tables by `manage.py sync_providers`.
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")

@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .fields import EncryptedTextField
+
 
 class SiteSettings(models.Model):
     """Site-wide switches an admin flips in the admin; a single row."""
@@ -31,7 +33,7 @@ class Provider(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(help_text="Up to and including /v1, e.g. https://api.openai.com/v1")
-    api_key = models.CharField(max_length=500, blank=True)
+    api_key = EncryptedTextField(blank=True, help_text="Encrypted at rest with ENCRYPTION_KEY.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,0 +1,39 @@
+"""A text field encrypted at rest, for provider API keys."""
+
+import base64
+import hashlib
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.db import models
+
+PREFIX = "enc:v1:"
+
+
+def _fernet() -> Fernet:
+    """Fernet keyed from ENCRYPTION_KEY (or, when that is unset, SECRET_KEY)."""
+    secret = settings.ENCRYPTION_KEY or settings.SECRET_KEY
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
+
+
+class EncryptedTextField(models.TextField):
+    """Stored as ``enc:v1:<Fernet token>``; reads give back the plain text.
+
+    A value written before encryption existed is read as it is and encrypted on its next save.
+    """
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        if not value:
+            return value
+        return PREFIX + _fernet().encrypt(value.encode()).decode()
+
+    def from_db_value(self, value, expression, connection):
+        if not value or not value.startswith(PREFIX):
+            return value
+        try:
+            return _fernet().decrypt(value[len(PREFIX):].encode()).decode()
+        except InvalidToken:
+            raise ValueError(
+                "A stored provider key cannot be decrypted: ENCRYPTION_KEY (or SECRET_KEY) changed."
+            ) from None
