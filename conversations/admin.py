@@ -12,7 +12,6 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet, TextField
-from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, StreamingHttpResponse
@@ -25,6 +24,7 @@ from django.utils.html import format_html
 from .api.validation import ApiError, metadata_validate
 from .models import ChatModel, Conversation, Message, Provider, SiteSettings, StoredCompletion
 from .services.export import afine_tuning_jsonl, fine_tuning_jsonl
+from .services.stored import stored_completions_with_metadata
 
 
 class ProviderForm(forms.ModelForm):
@@ -288,10 +288,7 @@ class MetadataFilter(InputFilter):
             return queryset
         if not value:
             return queryset.filter(metadata__has_key=key)
-        if connections[queryset.db].vendor == "postgresql":
-            # Containment (@>) is what a GIN index on metadata serves.
-            return queryset.filter(metadata__contains={key: value})
-        return queryset.alias(meta_match=KeyTransform(key, "metadata")).filter(meta_match=value)
+        return stored_completions_with_metadata(queryset, key=key, value=value)
 
 
 class PrettyJSONField(forms.JSONField):

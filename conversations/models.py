@@ -193,6 +193,12 @@ class StoredCompletion(models.Model):
         indexes = [
             models.Index(fields=["user", "source", "created_at", "id"], name="stored_user_created"),
             models.Index(fields=["user", "source", "model", "created_at", "id"], name="stored_user_model_created"),
+            # The admin's review list: newest first, by model, and the failures.
+            models.Index(fields=["created_at", "id"], name="stored_created"),
+            models.Index(fields=["model", "created_at"], name="stored_model_created"),
+            models.Index(
+                fields=["status", "created_at"], condition=~Q(status="completed"), name="stored_unsuccessful"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTransform
 
@@ -108,6 +109,20 @@ async def stored_completion_save(
     )
 
 
+def stored_completions_with_metadata(
+    rows: QuerySet[StoredCompletion], *, key: str, value: str
+) -> QuerySet[StoredCompletion]:
+    """Rows whose metadata has ``key`` equal to ``value``.
+
+    On PostgreSQL this is containment (``@>``), which the GIN index on metadata serves;
+    SQLite has no containment on JSON, so there it compares the key's value as JSON.
+    """
+    if connections[rows.db].vendor == "postgresql":
+        return rows.filter(metadata__contains={key: value})
+    alias = f"metadata_{len(rows.query.annotations)}"
+    return rows.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
+
+
 def _owned(user: AbstractBaseUser) -> QuerySet[StoredCompletion]:
     """The user's completions stored through /v1 (chat UI turns are reviewed in the admin)."""
     return StoredCompletion.objects.filter(user=user, source=StoredCompletion.Source.API)
@@ -134,8 +149,8 @@ async def stored_completions_list(
     rows = _owned(user).defer("request", "messages")
     if model:
         rows = rows.filter(model=model)
-    for i, (key, value) in enumerate(metadata.items()):
-        rows = rows.alias(**{f"metadata_{i}": KeyTransform(key, "metadata")}).filter(**{f"metadata_{i}": value})
+    for key, value in metadata.items():
+        rows = stored_completions_with_metadata(rows, key=key, value=value)
     if after is not None:
         anchor = await _owned(user).filter(pk=after).values_list("created_at", flat=True).afirst()
         if anchor is None:
