@@ -234,3 +234,25 @@ def test_sdk_retries_a_429_after_retry_after(live_server_url, api_key, chat_mode
     completion = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
     assert completion.choices[0].message.content == "You said: hi"
     assert len(upstream.requests) == 2
+
+
+def test_provider_timeout_is_504(client, upstream, settings):
+    from tests.upstream import Hang
+
+    settings.COMPLETIONS = {**settings.COMPLETIONS, "READ_TIMEOUT": 0.3, "MAX_RETRIES": 0}
+    upstream.script(Hang(seconds=1.0))
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 504
+
+
+def test_a_provider_429_tells_the_client_when_to_retry(live_server_url, api_key, chat_model, upstream, settings):
+    settings.COMPLETIONS = {**settings.COMPLETIONS, "MAX_RETRIES": 0}
+    upstream.script(Error(status=429, message="slow down", type="rate_limit_error"))
+    response = httpx.post(
+        f"{live_server_url}/v1/chat/completions",
+        json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+    assert response.status_code == 429 and response.headers["Retry-After"] == "1"
+    assert response.json()["error"]["message"] == "slow down"

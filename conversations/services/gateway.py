@@ -58,8 +58,10 @@ def _payload(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def api_error_from(exc: CompletionError) -> ApiError:
-    """The provider's failure, as the client of /v1 should see it."""
-    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
+    """The provider's failure, as the client of /v1 should see it; a 429 always says when to retry."""
+    headers = None
+    if exc.retry_after is not None or exc.status == 429:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after or 0)))}
     return ApiError(
         exc.message,
         status=exc.status or 502,
