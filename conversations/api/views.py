@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,13 +23,12 @@ def error_response(error: ApiError) -> JsonResponse:
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
-    """Guard a /v1 endpoint: method, Bearer key, OpenAI-shaped errors and an x-request-id on every answer."""
+    """Guard a /v1 endpoint: method, Bearer key, and OpenAI-shaped errors (x-request-id comes from chatweb.logs)."""
 
     def decorate(view: View) -> View:
         @csrf_exempt
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            request_id = "req_" + secrets.token_hex(16)
             try:
                 if request.method not in methods:
                     raise ApiError(f"Method {request.method} is not allowed here.", status=405)
@@ -38,7 +36,6 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 response = await view(request, *args, **kwargs)
             except ApiError as error:
                 response = error_response(error)
-            response["x-request-id"] = request_id
             return response
 
         return wrapper
@@ -100,13 +97,13 @@ async def models_retrieve(request: HttpRequest, model: str) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = chat_request_validate(_json_body(request))
     if body.get("stream"):
-        events = await gateway_stream(body=body, api_key=request.api_key)
+        events = await gateway_stream(body=body, api_key=request.api_key, request_id=request.request_id)
         return StreamingHttpResponse(
             events,
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    return JsonResponse(await gateway_complete(body=body, api_key=request.api_key))
+    return JsonResponse(await gateway_complete(body=body, api_key=request.api_key, request_id=request.request_id))
 
 
 @api_view("GET", "POST", "DELETE", "PUT", "PATCH")

@@ -8,6 +8,7 @@ to what the official SDKs expect: ``role`` only in a choice's first delta, a too
 call's ``id``, ``type`` and ``function.name`` only in its first delta, and the
 usage chunk only for a client that asked for it.
 
+Each completion logs one line (ids, model, status, latency, tokens: never content).
 With ``store: true`` the finished completion is kept (``services.stored``): for a
 stream, the one assembled from its chunks, saved before ``[DONE]`` once the stream
 has ended normally.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -25,6 +27,8 @@ from ..api.validation import ApiError
 from ..models import ApiKey, ChatModel
 from .completions import CompletionError, Upstream, completion_create, completion_stream
 from .stored import CompletionAssembler, completion_id, stored_completion_save
+
+completion_logger = logging.getLogger("chatweb.completions")
 
 # Fields chatweb acts on itself rather than passing to the provider.
 LOCAL_FIELDS = ("model", "stream", "store", "metadata")
@@ -72,35 +76,63 @@ def api_error_from(exc: CompletionError) -> ApiError:
     )
 
 
-async def _store(
-    *, body: dict[str, Any], api_key: ApiKey, model: ChatModel, started: float, response: dict[str, Any]
+async def _finished(
+    *,
+    body: dict[str, Any],
+    api_key: ApiKey,
+    model: ChatModel,
+    started: float,
+    request_id: str,
+    completion: dict[str, Any] | None,
 ) -> None:
+    """Log one line for the completion (``None``: it failed) and keep it if the request said ``store: true``."""
     latency_ms = round((time.monotonic() - started) * 1000)
-    await stored_completion_save(api_key=api_key, chat_model=model, body=body, response=response, latency_ms=latency_ms)
+    usage = (completion or {}).get("usage") or {}
+    completion_logger.info(
+        "completion",
+        extra={
+            "request_id": request_id,
+            "user_id": api_key.user_id,
+            "model": model.name,
+            "source": "api",
+            "status": "completed" if completion is not None else "error",
+            "latency_ms": latency_ms,
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+        },
+    )
+    if completion is not None and body.get("store"):
+        await stored_completion_save(
+            api_key=api_key, chat_model=model, body=body, response=completion, latency_ms=latency_ms
+        )
 
 
-async def gateway_complete(*, body: dict[str, Any], api_key: ApiKey) -> dict[str, Any]:
+async def gateway_complete(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> dict[str, Any]:
     """A non-streaming completion, relayed, and stored if the request says ``store: true``."""
-    started = time.monotonic()
     model = await gateway_model(name=body["model"])
+    finished = functools.partial(
+        _finished, body=body, api_key=api_key, model=model, started=time.monotonic(), request_id=request_id
+    )
     try:
         answer = await completion_create(upstream=_upstream(model), payload=_payload(body))
     except CompletionError as exc:
+        await finished(completion=None)
         raise api_error_from(exc) from exc
     completion = {**answer, "id": completion_id(), "model": model.name, "object": "chat.completion"}
-    if body.get("store"):
-        await _store(body=body, api_key=api_key, model=model, started=started, response=completion)
+    await finished(completion=completion)
     return completion
 
 
-async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey) -> AsyncIterator[bytes]:
+async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> AsyncIterator[bytes]:
     """Start a streaming completion and return its server-sent events.
 
     The provider's first chunk is awaited here, so a failure before the reply
     starts is raised as ``ApiError`` with its real status instead of a 200 stream.
     """
-    started = time.monotonic()
     model = await gateway_model(name=body["model"])
+    finished = functools.partial(
+        _finished, body=body, api_key=api_key, model=model, started=time.monotonic(), request_id=request_id
+    )
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     payload = _payload(body)
     payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -110,13 +142,9 @@ async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey) -> AsyncItera
     except StopAsyncIteration:
         first = None
     except CompletionError as exc:
+        await finished(completion=None)
         raise api_error_from(exc) from exc
-    store = (
-        functools.partial(_store, body=body, api_key=api_key, model=model, started=started)
-        if body.get("store")
-        else None
-    )
-    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage, store=store)
+    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage, finished=finished)
 
 
 async def _relay(
@@ -125,14 +153,13 @@ async def _relay(
     *,
     name: str,
     client_wants_usage: bool,
-    store: Callable[..., Awaitable[None]] | None,
+    finished: Callable[..., Awaitable[None]],
 ) -> AsyncIterator[bytes]:
     normaliser = _StreamNormaliser(id=completion_id(), name=name, client_wants_usage=client_wants_usage)
     assembler = CompletionAssembler(id=normaliser.id, model=name)
 
     def relayed(upstream_chunk: dict[str, Any]) -> dict[str, Any] | None:
-        if store is not None:
-            assembler.add(upstream_chunk)
+        assembler.add(upstream_chunk)
         return normaliser.chunk(upstream_chunk)
 
     try:
@@ -143,12 +170,12 @@ async def _relay(
                 if (chunk := relayed(upstream_chunk)) is not None:
                     yield _event(chunk)
     except CompletionError as exc:
+        await finished(completion=None)
         yield _event(api_error_from(exc).body())
         return
     finally:
         await chunks.aclose()
-    if store is not None:
-        await store(response=assembler.completion())
+    await finished(completion=assembler.completion())
     yield b"data: [DONE]\n\n"
 
 

@@ -35,6 +35,7 @@ from .completions import CompletionError, Upstream, UpstreamConnectionError, Ups
 from .stored import stored_completion_save_turn
 
 logger = logging.getLogger(__name__)
+completion_logger = logging.getLogger("chatweb.completions")
 
 _running: dict[int, asyncio.Task] = {}
 
@@ -222,6 +223,20 @@ async def _finish(
         finished_at=timezone.now(),
         updated_at=timezone.now(),
     )
+    latency_ms = round((time.monotonic() - progress.started) * 1000)
+    completion_logger.info(
+        "completion",
+        extra={
+            "message_id": message.pk,
+            "user_id": message.conversation.user_id,
+            "model": message.model_name,
+            "source": "chat",
+            "status": status,
+            "latency_ms": latency_ms,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+        },
+    )
     if saved and progress.request is not None:
         await stored_completion_save_turn(
             message=message,
@@ -231,7 +246,7 @@ async def _finish(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             status=status,
-            latency_ms=round((time.monotonic() - progress.started) * 1000),
+            latency_ms=latency_ms,
         )
     await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
 
