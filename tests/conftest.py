@@ -16,6 +16,7 @@ from django.db import connections
 
 from conversations.models import ChatModel, Message, Provider
 from tests.upstream import FakeUpstream
+from tests.live import free_port
 
 FAKE_MODEL = "fake-model"
 
@@ -86,7 +87,6 @@ def other_user(db: None, django_user_model: Any) -> Any:
 @pytest.fixture(scope="session")
 def live_server_url() -> Iterator[str]:
     """chatweb's ASGI app served over real HTTP on loopback (uvicorn in a thread, sharing the test database)."""
-    import socket
     import threading
     import time
 
@@ -94,9 +94,7 @@ def live_server_url() -> Iterator[str]:
 
     from chatweb.asgi import application
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import socket
 import time
 from typing import Any
 
@@ -21,6 +20,7 @@ from conversations.services.completions import (
     models_list,
 )
 from tests.upstream import Drop, Error, FakeUpstream, Hang, Raw, Reply
+from tests.live import free_port
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -386,10 +386,7 @@ async def test_stream_that_stalls_mid_reply_times_out_after_the_chunks_so_far(up
 
 async def test_unreachable_provider(completions):
     completions(MAX_RETRIES=1)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    closed = Upstream(base_url=f"http://127.0.0.1:{port}/v1", api_key="", model="m")
+    closed = Upstream(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="", model="m")
 
     with pytest.raises(UpstreamConnectionError) as stream_info:
         await collect(closed)

@@ -1,6 +1,5 @@
 """The bundled SmolLM2 model, served by llama.cpp on loopback, answers through the chat path."""
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -9,15 +8,14 @@ import pytest
 
 from conversations.localmodel import MODEL_ALIAS, server_command, server_environment
 from conversations.models import ChatModel, Conversation, Message, Provider
+from tests.live import free_port
 
 pytest.importorskip("llama_cpp", reason="the local model is installed by `make install-local`")
 
 
 @pytest.fixture(scope="module")
 def local_model_url():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         server_command(port=port, context=2048),
         env=server_environment(),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.live import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,21 +60,13 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     assert "no issues" in result.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_container_entrypoint_migrates_and_serves(tmp_path):
     """The image's entrypoint, run directly: a fresh data dir gets migrated and served, and stops cleanly."""
     import signal
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     env = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
     }

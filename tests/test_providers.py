@@ -1,7 +1,5 @@
 """Providers and models bootstrapped from the environment."""
 
-import socket
-
 import pytest
 
 from conversations.models import ChatModel, Provider
@@ -13,6 +11,7 @@ from conversations.services.providers import (
     OPENAI_PROVIDER,
     providers_sync,
 )
+from tests.live import free_port
 
 
 @pytest.fixture
@@ -110,10 +109,7 @@ def test_local_and_openai_together_then_local_turned_off(db, openai_env):
 def test_unreachable_openai_endpoint_is_reported(db, settings):
     settings.LOCAL_MODEL = False
     settings.OPENAI_API_KEY = "sk-test-openai"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{port}/v1"
+    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
 
     with pytest.raises(UpstreamConnectionError):
         providers_sync()

@@ -23,6 +23,7 @@ from django.utils import timezone
 from conversations.models import Conversation, Message
 from conversations.services.watchdog import watchdog_tick
 from tests.upstream import Reply
+from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,12 +54,6 @@ needs_services = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def workers(tmp_path):
     """Start Daphne workers sharing this test's PostgreSQL database and a Redis channel prefix."""
@@ -81,7 +76,7 @@ def workers(tmp_path):
     started: dict[str, tuple[subprocess.Popen, int]] = {}
 
     def start(name: str) -> int:
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
