@@ -5,6 +5,7 @@ configuration: SQLite in ``data/``, the in-memory channel layer and the bundled
 local model. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis.
 """
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -193,6 +194,15 @@ STREAM_SAVE_INTERVAL = env.float("STREAM_SAVE_INTERVAL", default=1.0)
 STREAM_WATCHDOG = env.bool("STREAM_WATCHDOG", default=True)
 STREAM_HEARTBEAT_INTERVAL = env.float("STREAM_HEARTBEAT_INTERVAL", default=5.0)
 STREAM_STALE_AFTER = env.float("STREAM_STALE_AFTER", default=20.0)
+
+# Site-wide usage limits; each user's limits (set in the admin) override them. Unset: unlimited.
+USAGE_DEFAULTS = {
+    "monthly_budget": Decimal(env.str("DEFAULT_MONTHLY_BUDGET")) if env.str("DEFAULT_MONTHLY_BUDGET", "") else None,
+    "requests_per_minute": env.int("DEFAULT_REQUESTS_PER_MINUTE", default=None),
+    "tokens_per_minute": env.int("DEFAULT_TOKENS_PER_MINUTE", default=None),
+}
+# Output tokens reserved against budgets and token limits when a request sets no max_tokens.
+USAGE_RESERVE_OUTPUT_TOKENS = env.int("USAGE_RESERVE_OUTPUT_TOKENS", default=512)
 
 LOGGING = {
     "version": 1,

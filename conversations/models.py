@@ -203,3 +203,92 @@ class StoredCompletion(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class ModelPrice(models.Model):
+    """What a model costs from a date on, in USD per million tokens. Reasoning tokens bill as output."""
+
+    model = models.CharField(max_length=200, help_text="The chatweb model name it prices.")
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    effective_from = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=200, blank=True, help_text="Where the figures come from.")
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="one_price_per_model_and_date"),
+            models.CheckConstraint(
+                condition=Q(input_per_million__gte=0) & Q(cached_input_per_million__gte=0) & Q(output_per_million__gte=0),
+                name="prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d}"
+
+
+class UserLimits(models.Model):
+    """An admin's limits for one user; blank fields fall back to the site-wide defaults in settings."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="limits")
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="USD per calendar month (UTC)."
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "user limits"
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"
+
+
+class UsageRecord(models.Model):
+    """One completion's usage and cost: the ledger every total is summed from.
+
+    A record starts ``reserved`` with an estimate before the provider is called (so
+    concurrent requests cannot overspend a budget) and is ``settled`` to the real
+    counts and cost when the completion ends, however it ends.
+    """
+
+    class State(models.TextChoices):
+        RESERVED = "reserved"
+        SETTLED = "settled"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    message = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    stored_completion = models.ForeignKey(
+        StoredCompletion, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RESERVED)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    estimated = models.BooleanField(default=False, help_text="Counted by chatweb: the provider sent no usage.")
+    priced = models.BooleanField(default=True, help_text="False when the model had no price: cost 0, not a guess.")
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cached_input_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=0, help_text="USD")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="usage_user_created"),
+            models.Index(fields=["model", "created_at"], name="usage_model_created"),
+            models.Index(fields=["created_at"], name="usage_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.model} {self.cost} USD"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

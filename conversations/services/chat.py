@@ -13,6 +13,8 @@ from django.utils import timezone
 from ..models import ChatModel, Conversation, Message
 from ..selectors import chat_model_default, chat_model_list
 from .generation import generation_start, generation_stop, generation_sync, turn_announce
+from .tokens import messages_tokens_count
+from .usage import QuotaExceeded, usage_reserve
 
 MAX_MESSAGE_CHARS = 100_000
 TITLE_CHARS = 60
@@ -123,15 +125,29 @@ def messages_interrupt_orphans(*, stale_after: timedelta | None = None) -> list[
 
 
 def _assistant_reply_create(*, conversation: Conversation) -> Message:
+    """The reply to generate, with its usage reserved against the user's budget and rate limits."""
     model = conversation.model
     assert model is not None
-    return Message.objects.create(
+    reply = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model_name=model.name,
         upstream_model=model.upstream_model,
     )
+    history = conversation.messages.exclude(pk=reply.pk).values("content")
+    try:
+        usage_reserve(
+            user=conversation.user,
+            model=model.name,
+            provider=model.provider.name,
+            prompt_tokens=messages_tokens_count(list(history)),
+            max_output_tokens=None,
+            message=reply,
+        )
+    except QuotaExceeded as exc:
+        raise ValidationError(exc.message) from exc
+    return reply
 
 
 def _ensure_idle(conversation: Conversation) -> None:

@@ -23,12 +23,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from ..api.validation import ApiError
-from ..models import ApiKey, ChatModel
+from ..models import ApiKey, ChatModel, UsageRecord
 from .completions import CompletionError, Upstream, completion_create, completion_stream
 from .stored import CompletionAssembler, completion_id, stored_completion_save
+from .tokens import messages_tokens_count, tokens_count
+from .usage import QuotaExceeded, usage_reserve, usage_settle
 
 completion_logger = logging.getLogger("chatweb.completions")
+Finish = Callable[..., Awaitable[None]]
 
 # Fields chatweb acts on itself rather than passing to the provider.
 LOCAL_FIELDS = ("model", "stream", "store", "metadata")
@@ -76,6 +81,28 @@ def api_error_from(exc: CompletionError) -> ApiError:
     )
 
 
+async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> tuple[ChatModel, Finish]:
+    """Resolve the model and reserve the call's usage (or answer 429); returns the model and how to end the call."""
+    model = await gateway_model(name=body["model"])
+    output_limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    try:
+        record = await sync_to_async(usage_reserve)(
+            user=api_key.user,
+            model=model.name,
+            provider=model.provider.name,
+            prompt_tokens=messages_tokens_count(body["messages"]),
+            max_output_tokens=output_limit * (body.get("n") or 1) if output_limit else None,
+            api_key=api_key,
+        )
+    except QuotaExceeded as exc:
+        raise api_error_from_quota(exc) from exc
+    finish = functools.partial(
+        _finished, body=body, api_key=api_key, model=model, started=time.monotonic(),
+        request_id=request_id, record_id=record.pk,
+    )
+    return model, finish
+
+
 async def _finished(
     *,
     body: dict[str, Any],
@@ -83,11 +110,25 @@ async def _finished(
     model: ChatModel,
     started: float,
     request_id: str,
+    record_id: int,
     completion: dict[str, Any] | None,
+    partial: dict[str, Any] | None = None,
 ) -> None:
-    """Log one line for the completion (``None``: it failed) and keep it if the request said ``store: true``."""
+    """End a call: settle its usage, log one line, and keep it if the request said ``store: true``.
+
+    ``completion`` is the finished completion, or ``None`` when the call failed or the
+    client left, with ``partial`` what was generated until then (it is counted too).
+    """
     latency_ms = round((time.monotonic() - started) * 1000)
-    usage = (completion or {}).get("usage") or {}
+    generated = completion or partial or {}
+    text = _generated_text(generated)
+    answered = bool(text or generated.get("usage"))
+    record = await sync_to_async(usage_settle)(
+        record_id=record_id,
+        usage=generated.get("usage"),
+        prompt_tokens_estimate=messages_tokens_count(body["messages"]) if answered else 0,
+        completion_tokens_estimate=tokens_count(text),
+    )
     completion_logger.info(
         "completion",
         extra={
@@ -97,29 +138,50 @@ async def _finished(
             "source": "api",
             "status": "completed" if completion is not None else "error",
             "latency_ms": latency_ms,
-            "prompt_tokens": usage.get("prompt_tokens"),
-            "completion_tokens": usage.get("completion_tokens"),
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
         },
     )
     if completion is not None and body.get("store"):
-        await stored_completion_save(
+        stored = await stored_completion_save(
             api_key=api_key, chat_model=model, body=body, response=completion, latency_ms=latency_ms
         )
+        await UsageRecord.objects.filter(pk=record_id).aupdate(stored_completion=stored)
+
+
+def _generated_text(completion: dict[str, Any]) -> str:
+    """All text a completion generated: contents, refusals and tool-call arguments."""
+    parts = []
+    for choice in completion.get("choices") or []:
+        message = choice.get("message") or {}
+        parts += [message.get("content") or "", message.get("refusal") or ""]
+        parts += [(call.get("function") or {}).get("arguments") or "" for call in message.get("tool_calls") or []]
+    return "".join(parts)
+
+
+def api_error_from_quota(exc: QuotaExceeded) -> ApiError:
+    """429 as OpenAI words it: ``insufficient_quota`` for budgets, ``rate_limit_exceeded`` with headers for rates."""
+    if exc.kind == "budget":
+        return ApiError(exc.message, status=429, type="insufficient_quota", code="insufficient_quota")
+    headers = {
+        f"x-ratelimit-limit-{exc.kind}": str(exc.limit),
+        f"x-ratelimit-remaining-{exc.kind}": str(exc.remaining),
+    }
+    if exc.retry_after is not None:
+        headers |= {"Retry-After": str(exc.retry_after), f"x-ratelimit-reset-{exc.kind}": f"{exc.retry_after}s"}
+    return ApiError(exc.message, status=429, type=exc.kind, code="rate_limit_exceeded", headers=headers)
 
 
 async def gateway_complete(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> dict[str, Any]:
-    """A non-streaming completion, relayed, and stored if the request says ``store: true``."""
-    model = await gateway_model(name=body["model"])
-    finished = functools.partial(
-        _finished, body=body, api_key=api_key, model=model, started=time.monotonic(), request_id=request_id
-    )
+    """A non-streaming completion, relayed, accounted, and stored if the request says ``store: true``."""
+    model, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
     try:
         answer = await completion_create(upstream=_upstream(model), payload=_payload(body))
     except CompletionError as exc:
-        await finished(completion=None)
+        await finish(completion=None)
         raise api_error_from(exc) from exc
     completion = {**answer, "id": completion_id(), "model": model.name, "object": "chat.completion"}
-    await finished(completion=completion)
+    await finish(completion=completion)
     return completion
 
 
@@ -129,10 +191,7 @@ async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey, request_id: s
     The provider's first chunk is awaited here, so a failure before the reply
     starts is raised as ``ApiError`` with its real status instead of a 200 stream.
     """
-    model = await gateway_model(name=body["model"])
-    finished = functools.partial(
-        _finished, body=body, api_key=api_key, model=model, started=time.monotonic(), request_id=request_id
-    )
+    model, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     payload = _payload(body)
     payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -142,9 +201,9 @@ async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey, request_id: s
     except StopAsyncIteration:
         first = None
     except CompletionError as exc:
-        await finished(completion=None)
+        await finish(completion=None)
         raise api_error_from(exc) from exc
-    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage, finished=finished)
+    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage, finish=finish)
 
 
 async def _relay(
@@ -153,8 +212,9 @@ async def _relay(
     *,
     name: str,
     client_wants_usage: bool,
-    finished: Callable[..., Awaitable[None]],
+    finish: Finish,
 ) -> AsyncIterator[bytes]:
+    """Relay the provider's chunks; the call is ended (and counted) however the stream ends, client gone included."""
     normaliser = _StreamNormaliser(id=completion_id(), name=name, client_wants_usage=client_wants_usage)
     assembler = CompletionAssembler(id=normaliser.id, model=name)
 
@@ -162,6 +222,8 @@ async def _relay(
         assembler.add(upstream_chunk)
         return normaliser.chunk(upstream_chunk)
 
+    completion: dict[str, Any] | None = None
+    failure: CompletionError | None = None
     try:
         if first is not None:
             if (chunk := relayed(first)) is not None:
@@ -169,13 +231,15 @@ async def _relay(
             async for upstream_chunk in chunks:
                 if (chunk := relayed(upstream_chunk)) is not None:
                     yield _event(chunk)
+        completion = assembler.completion()
     except CompletionError as exc:
-        await finished(completion=None)
-        yield _event(api_error_from(exc).body())
-        return
+        failure = exc
     finally:
         await chunks.aclose()
-    await finished(completion=assembler.completion())
+        await finish(completion=completion, partial=assembler.completion())
+    if failure is not None:
+        yield _event(api_error_from(failure).body())
+        return
     yield b"data: [DONE]\n\n"
 
 

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,9 +29,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from ..models import Message
+from ..models import Message, UsageRecord
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
 from .stored import stored_completion_save_turn
+from .tokens import messages_tokens_count, tokens_count
+from .usage import usage_settle
 
 logger = logging.getLogger(__name__)
 completion_logger = logging.getLogger("chatweb.completions")
@@ -59,6 +60,7 @@ class _Progress:
     stop_requested: bool = False
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
+    usage_record_id: int | None = None  # the reservation this reply settles
     started: float = field(default_factory=time.monotonic)
 
 
@@ -112,7 +114,9 @@ async def _generate(message_id: int) -> None:
     if message is None:  # deleted before it started
         return
     group = conversation_group(message.conversation_id)
-    progress = _Progress()
+    progress = _Progress(
+        usage_record_id=await UsageRecord.objects.filter(message_id=message_id).values_list("pk", flat=True).afirst()
+    )
     try:
         async with _controls(layer, message_id, progress):
             upstream, progress.request = await sync_to_async(_request_for)(message)
@@ -209,8 +213,8 @@ async def _listen(
 async def _finish(
     message: Message, group: str, progress: _Progress, status: str, error: str, layer: Any
 ) -> None:
-    """Save the terminal state with all text so far, keep the turn for review, and tell every socket."""
-    prompt_tokens, completion_tokens, estimated = _usage(progress)
+    """Save the terminal state with all text so far, settle its usage, keep the turn for review, tell every socket."""
+    prompt_tokens, completion_tokens, estimated = await sync_to_async(_settle)(progress)
     saved = await Message.objects.filter(pk=message.pk).aupdate(
         content=progress.text,
         status=status,
@@ -238,7 +242,7 @@ async def _finish(
         },
     )
     if saved and progress.request is not None:
-        await stored_completion_save_turn(
+        stored = await stored_completion_save_turn(
             message=message,
             messages=progress.request,
             text=progress.text,
@@ -248,19 +252,28 @@ async def _finish(
             status=status,
             latency_ms=latency_ms,
         )
+        await UsageRecord.objects.filter(message_id=message.pk).aupdate(stored_completion=stored)
     await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
 
 
-def _usage(progress: _Progress) -> tuple[int | None, int | None, bool]:
-    """Token counts from the provider, or estimated when its stream carried none."""
-    usage = progress.usage
-    if usage and usage.get("completion_tokens") is not None:
-        return usage.get("prompt_tokens"), usage.get("completion_tokens"), False
-    if not progress.text:
+def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
+    """Settle the reply's reserved usage: the provider's counts, else counted here and marked estimated.
+
+    Returns (prompt tokens, completion tokens, estimated); (None, None, False) when
+    nothing reached the provider's output (it failed before answering).
+    """
+    answered = bool(progress.text or progress.usage)
+    if progress.usage_record_id is None:
         return None, None, False
-    # Providers such as llama.cpp send one token per content chunk.
-    prompt_chars = sum(len(m["content"]) for m in progress.request or [])
-    return math.ceil(prompt_chars / 4), progress.seq, True
+    record = usage_settle(
+        record_id=progress.usage_record_id,
+        usage=progress.usage,
+        prompt_tokens_estimate=messages_tokens_count(progress.request or []) if answered else 0,
+        completion_tokens_estimate=tokens_count(progress.text),
+    )
+    if not answered:
+        return None, None, False
+    return record.prompt_tokens, record.completion_tokens, record.estimated
 
 
 def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]]]:

@@ -1,0 +1,190 @@
+"""Usage and cost: prices, the ledger, budgets and rate limits.
+
+Every completion, from the chat UI or /v1, gets one ``UsageRecord``. It is
+*reserved* with an estimate before the provider is called, inside a transaction
+that locks the user's limits row, so concurrent requests see each other's
+reservations and cannot overspend a budget; it is *settled* to the real counts
+and cost when the completion ends, however it ends. Totals are sums of the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, F, Min, Sum
+from django.utils import timezone
+
+from ..models import ApiKey, Message, ModelPrice, UsageRecord, UserLimits
+
+MILLION = Decimal(1_000_000)
+COST_PLACES = Decimal("0.00000001")
+WINDOW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_million: Decimal
+    cached_input_per_million: Decimal
+    output_per_million: Decimal
+    priced: bool
+
+
+UNPRICED = Price(Decimal(0), Decimal(0), Decimal(0), priced=False)
+
+
+class QuotaExceeded(Exception):
+    """A budget or rate limit says no. ``kind`` is ``budget``, ``requests`` or ``tokens``."""
+
+    def __init__(self, message: str, *, kind: str, retry_after: int | None = None,
+                 limit: int | Decimal | None = None, remaining: int | Decimal | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.retry_after = retry_after
+        self.limit = limit
+        self.remaining = remaining
+
+
+def price_at(*, model: str, at: datetime) -> Price:
+    """The price in force for ``model`` at ``at``; ``UNPRICED`` (cost 0, flagged) when there is none."""
+    row = ModelPrice.objects.filter(model=model, effective_from__lte=at).order_by("-effective_from").first()
+    if row is None:
+        return UNPRICED
+    return Price(row.input_per_million, row.cached_input_per_million, row.output_per_million, priced=True)
+
+
+def cost_of(*, price: Price, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:
+    """USD for these counts: cached prompt tokens at the cached rate; reasoning tokens are part of
+    ``completion_tokens`` (as providers report them) and bill as output."""
+    cached = min(cached_tokens, prompt_tokens)
+    cost = (
+        (prompt_tokens - cached) * price.input_per_million
+        + cached * price.cached_input_per_million
+        + completion_tokens * price.output_per_million
+    ) / MILLION
+    return cost.quantize(COST_PLACES)
+
+
+@dataclass(frozen=True)
+class Limits:
+    monthly_budget: Decimal | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+
+
+def limits_for(*, user: AbstractBaseUser) -> Limits:
+    """The user's limits, each falling back to the site-wide default."""
+    own = UserLimits.objects.filter(user=user).first()
+    defaults = settings.USAGE_DEFAULTS
+
+    def pick(name: str) -> Any:
+        value = getattr(own, name, None)
+        return value if value is not None else defaults[name]
+
+    return Limits(pick("monthly_budget"), pick("requests_per_minute"), pick("tokens_per_minute"))
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@transaction.atomic
+def usage_reserve(
+    *,
+    user: AbstractBaseUser,
+    model: str,
+    provider: str,
+    prompt_tokens: int,
+    max_output_tokens: int | None,
+    api_key: ApiKey | None = None,
+    message: Message | None = None,
+) -> UsageRecord:
+    """Check the user's limits and reserve this completion's estimated usage, or raise QuotaExceeded."""
+    UserLimits.objects.select_for_update().get_or_create(user=user)  # serialises this user's reservations
+    now = timezone.now()
+    limits = limits_for(user=user)
+    price = price_at(model=model, at=now)
+    output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
+    estimate = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)
+    ledger = UsageRecord.objects.filter(user=user)
+    recent = ledger.filter(created_at__gt=now - WINDOW)
+    if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
+        window = recent.aggregate(
+            requests=Count("id"), tokens=Sum(F("prompt_tokens") + F("completion_tokens")), oldest=Min("created_at")
+        )
+        retry_after = _seconds_until(window["oldest"] + WINDOW, now) if window["oldest"] else None
+        requests, tokens = window["requests"] or 0, window["tokens"] or 0
+        if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
+            raise QuotaExceeded(
+                f"Rate limit reached: {limits.requests_per_minute} requests per minute. "
+                f"Try again in {retry_after} s.",
+                kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
+            )
+        if limits.tokens_per_minute is not None and tokens + prompt_tokens + output > limits.tokens_per_minute:
+            raise QuotaExceeded(
+                f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. Try again in {retry_after} s.",
+                kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
+                remaining=max(limits.tokens_per_minute - tokens, 0),
+            )
+    if limits.monthly_budget is not None:
+        spent = ledger.filter(created_at__gte=month_start(now)).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+        if spent + estimate > limits.monthly_budget:
+            raise QuotaExceeded(
+                f"Monthly budget reached: ${spent:.2f} of ${limits.monthly_budget:.2f} used this month. "
+                "An admin can raise it.",
+                kind="budget", limit=limits.monthly_budget, remaining=max(limits.monthly_budget - spent, Decimal(0)),
+            )
+    return UsageRecord.objects.create(
+        user=user, api_key=api_key, message=message, model=model, provider=provider,
+        prompt_tokens=prompt_tokens, completion_tokens=output, estimated=True, priced=price.priced,
+        input_per_million=price.input_per_million, cached_input_per_million=price.cached_input_per_million,
+        output_per_million=price.output_per_million, cost=estimate, created_at=now,
+    )
+
+
+def usage_settle(
+    *,
+    record_id: int,
+    usage: dict[str, Any] | None,
+    prompt_tokens_estimate: int,
+    completion_tokens_estimate: int,
+    stored_completion_id: str | None = None,
+) -> UsageRecord:
+    """Replace the reservation with what was really used, priced at the reservation's snapshot.
+
+    ``usage`` is the provider's usage object; without one (or without completion
+    tokens in it) the estimates count, and the record says so.
+    """
+    record = UsageRecord.objects.get(pk=record_id)
+    if usage and usage.get("completion_tokens") is not None:
+        record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        record.completion_tokens = int(usage["completion_tokens"])
+        record.cached_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        record.reasoning_tokens = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+        record.estimated = False
+    else:
+        record.prompt_tokens, record.completion_tokens = prompt_tokens_estimate, completion_tokens_estimate
+        record.cached_tokens = record.reasoning_tokens = 0
+        record.estimated = True
+    price = Price(record.input_per_million, record.cached_input_per_million, record.output_per_million, record.priced)
+    record.cost = cost_of(
+        price=price,
+        prompt_tokens=record.prompt_tokens,
+        cached_tokens=record.cached_tokens,
+        completion_tokens=record.completion_tokens,
+    )
+    record.state = UsageRecord.State.SETTLED
+    if stored_completion_id:
+        record.stored_completion_id = stored_completion_id
+    record.save()
+    return record
+
+
+def _seconds_until(when: datetime, now: datetime) -> int:
+    return max(1, int((when - now).total_seconds()) + 1)
