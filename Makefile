@@ -44,8 +44,14 @@ run: install $(if $(filter 0,$(LOCAL_MODEL)),,install-local)
 test: install-dev install-local browser
 	$(PY) -m pytest
 
+# Benchmarks print figures (bench/README.md); QUICK=1 runs each in its short mode.
+BENCH_FLAGS := $(if $(QUICK),--quick,)
 bench: install-dev install-local
-	$(PY) bench/local_model.py
+	$(PY) bench/gateway.py $(BENCH_FLAGS)
+	$(PY) bench/streams.py --n 100 500 --seconds 5 $(BENCH_FLAGS)
+	$(PY) bench/database.py $(BENCH_FLAGS)
+	$(PY) bench/long_conversation.py $(BENCH_FLAGS)
+	$(PY) bench/local_model.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) staticfiles

@@ -1,0 +1,278 @@
+"""Shared pieces of the benchmarks: a live chatweb (Daphne subprocess), process stats, percentiles.
+
+Nothing here asserts anything; the benches print figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of values; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "p99": pct(values, 99),
+        "mean": statistics.fmean(values) if values else float("nan"),
+    }
+
+
+class ProcStats:
+    """CPU seconds and resident memory of one process, read from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+
+    def threads(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except Exception:
+        commit = "?"
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1),
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit,
+    }
+
+
+class Chatweb:
+    """chatweb served by one Daphne process, prepared like tests/live.py does.
+
+    The server runs through bench/_serve.py, which counts the SQL statements the
+    process runs (writes and reads) into ``<data_dir>/sql_counts.json`` twice a second.
+    """
+
+    def __init__(
+        self,
+        *,
+        upstream_base_url: str,
+        database_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        wrap: list[str] | None = None,
+    ) -> None:
+        self.wrap = wrap or []  # e.g. ["py-spy", "record", "-o", "out.svg", "--"]
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="chatweb-bench-"))
+        self.own_dir = data_dir is None
+        self.upstream_base_url = upstream_base_url
+        self.database_url = database_url
+        self.extra_env = extra_env or {}
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
+        for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "CSRF_TRUSTED_ORIGINS"):
+            env.pop(name, None)
+        env.update(
+            DJANGO_SETTINGS_MODULE="chatweb.settings",
+            CHATWEB_DATA_DIR=str(self.data_dir),
+            LOCAL_MODEL="0",
+            OPENAI_API_KEY="sk-x",
+            OPENAI_BASE_URL=self.upstream_base_url,
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            DEBUG="0",
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+            BENCH_SQL_COUNTS=str(self.data_dir / "sql_counts.json"),
+        )
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        return env
+
+    def manage(self, *args: str, timeout: float = 600) -> str:
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)[:200]} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def shell(self, code: str, timeout: float = 600) -> Any:
+        """Run Python in ``manage.py shell``; it must print one JSON line last, which is returned."""
+        out = self.manage("shell", "-c", code, timeout=timeout)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def prepare(self) -> Chatweb:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.manage("migrate", "--noinput")
+        self.manage("sync_providers")
+        return self
+
+    def start(self) -> Chatweb:
+        self.port = free_port()
+        log = (self.data_dir / "daphne.log").open("ab")
+        self.process = subprocess.Popen(
+            [*self.wrap, PYTHON, str(BENCH / "_serve.py"), "-b", "127.0.0.1", "-p", str(self.port), "chatweb.asgi:application"],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_listening(self.port, self.process)
+        return self
+
+    def stats(self) -> ProcStats:
+        """The server process (the profiler's child when wrapped)."""
+        assert self.process is not None
+        pid = self.process.pid
+        if self.wrap:
+            for _ in range(100):
+                try:
+                    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                except OSError:
+                    children = []
+                if children:
+                    return ProcStats(int(children[0]))
+                time.sleep(0.05)
+        return ProcStats(pid)
+
+    def sql_counts(self) -> dict[str, int]:
+        """Statements run by the server so far, by kind; waits for a fresh dump."""
+        path = self.data_dir / "sql_counts.json"
+        time.sleep(0.6)
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return (self.data_dir / "daphne.log").read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def user_with_key(self, *, username: str = "bench", superuser: bool = False) -> dict[str, str]:
+        """A user, an API key for it and a signed-in session id."""
+        code = f"""
+import json
+from django.contrib.auth import get_user_model
+from django.test import Client
+from conversations.services.api_keys import api_key_create
+User = get_user_model()
+user, _ = User.objects.get_or_create(username={username!r})
+user.is_staff = user.is_superuser = {superuser!r}
+user.set_password("bench-password-123")
+user.save()
+key, raw = api_key_create(user=user, name="bench")
+client = Client()
+client.force_login(user)
+print(json.dumps({{"user_id": user.pk, "key": raw, "session": client.cookies["sessionid"].value}}))
+"""
+        return self.shell(code)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            if self.wrap:  # let the profiler write its output
+                self.process.send_signal(signal.SIGINT)
+                try:
+                    self.process.wait(60)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"

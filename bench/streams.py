@@ -1,0 +1,291 @@
+"""Bench 2: live streams per worker.
+
+One Daphne worker (SQLite, in-memory channel layer, watchdog on, the default
+STREAM_SAVE_INTERVAL of 1 s). N signed-in websocket clients, one conversation each,
+send a message at about the same time (spread over one second); the loopback provider
+(bench/_upstream.py, its own process) streams each reply at 20 pieces per second, each
+piece stamped with the time it was written. For each N it prints:
+
+- deltas per second delivered to the clients, and replies completed;
+- added per-delta latency p50/p99: the client's receive time minus the provider's
+  emit time (same clock: everything runs on this machine);
+- the server's CPU (% of one core over the streaming window) and memory per stream
+  ((peak RSS while streaming - RSS before the clients connected) / N);
+- database writes per reply (INSERT+UPDATE+DELETE statements the server ran, counted
+  by bench/_serve.py, divided by N), next to the target of one per second of
+  streaming plus a constant.
+
+The client processes (one asyncio process per 500 clients, at most two) share this
+machine's cores with the server and the provider, so at large N the figures include
+client-side lag; the clients' own CPU is printed too.
+
+    .venv/bin/python bench/streams.py [--quick] [--n 100 500 1000 2000] [--seconds 10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import re
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BENCH, PYTHON, Chatweb, free_port, machine, pct, wait_listening  # noqa: E402
+
+RATE = 20.0
+CONSTANT_WRITES = 8
+STAMP = re.compile(r"@(\d+\.\d+)")
+DONE = re.compile(r'class="message assistant"[^>]*data-status="(complete|error|stopped|interrupted)"|'
+                  r'data-status="(complete|error|stopped|interrupted)"[^>]*class="message assistant"')
+
+
+def client_process(port: int, session: str, conversation_ids: list[int], start_at: float, spread: float,
+                   timeout: float, out: mp.Queue) -> None:
+    import websockets
+
+    latencies: list[float] = []
+    stats = {"deltas": 0, "done": 0, "failed": 0, "statuses": {}, "connect_errors": 0, "last_done": 0.0,
+             "reply_seconds": 0.0}
+
+    async def one(index: int, conversation_id: int) -> None:
+        uri = f"ws://127.0.0.1:{port}/ws/c/{conversation_id}/"
+        try:
+            ws = await websockets.connect(
+                uri,
+                additional_headers={"Cookie": f"sessionid={session}"},
+                origin=f"http://127.0.0.1:{port}",
+                open_timeout=60,
+                ping_interval=None,
+                max_queue=None,
+                compression=None,
+            )
+        except Exception as exc:  # noqa: BLE001
+            stats["connect_errors"] += 1
+            if stats["connect_errors"] <= 3:
+                print("connect failed:", repr(exc), file=sys.stderr)
+            return
+        try:
+            await asyncio.sleep(max(0.0, start_at + spread * index / max(1, len(conversation_ids)) - time.time()))
+            sent = time.time()
+            await ws.send(json.dumps({"message": "Stream me something."}))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    msg = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+                now = time.time()
+                if "-body\">@" in msg or "-body\">" in msg and "@" in msg:
+                    for stamp in STAMP.findall(msg):
+                        latencies.append(now - float(stamp))
+                        stats["deltas"] += 1
+                m = DONE.search(msg)
+                if m:
+                    status = m.group(1) or m.group(2)
+                    stats["statuses"][status] = stats["statuses"].get(status, 0) + 1
+                    stats["done"] += 1
+                    stats["last_done"] = max(stats["last_done"], now)
+                    stats["reply_seconds"] += now - sent
+                    return
+            stats["failed"] += 1
+        except Exception as exc:  # noqa: BLE001
+            stats["failed"] += 1
+            if stats["failed"] <= 3:
+                print("client failed:", repr(exc), file=sys.stderr)
+        finally:
+            await ws.close()
+
+    async def main() -> None:
+        # connect in batches so the listen backlog is not overrun
+        tasks = []
+        for i, cid in enumerate(conversation_ids):
+            tasks.append(asyncio.create_task(one(i, cid)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    stats["cpu_s"] = usage.ru_utime + usage.ru_stime
+    out.put((latencies, stats))
+
+
+def create_conversations(app: Chatweb, n: int) -> list[int]:
+    code = f"""
+import json
+from django.contrib.auth import get_user_model
+from conversations.models import ChatModel, Conversation
+user = get_user_model().objects.get(username="bench")
+model = ChatModel.objects.filter(enabled=True).order_by("position").first()
+made = Conversation.objects.bulk_create([Conversation(user=user, model=model, title="bench") for _ in range({n})])
+ids = [c.pk for c in made] if made and made[0].pk else list(Conversation.objects.filter(user=user).order_by("-id").values_list("id", flat=True)[:{n}])
+print(json.dumps(ids))
+"""
+    return app.shell(code)
+
+
+def run_n(app: Chatweb, session: str, n: int, seconds: float) -> dict:
+    ids = create_conversations(app, n)
+    app.start()
+    server = app.stats()
+    time.sleep(1.0)
+    rss_before = server.rss_bytes()
+    sql0 = app.sql_counts()
+    procs_n = 1 if n <= 500 else 2
+    connect_time = max(5.0, n / 150)
+    start_at = time.time() + connect_time
+    spread = 1.0
+    timeout = connect_time + seconds + 60
+    queue: mp.Queue = mp.Queue()
+    chunks = [ids[i::procs_n] for i in range(procs_n)]
+    procs = [
+        mp.Process(target=client_process, args=(app.port, session, chunk, start_at, spread, timeout, queue))
+        for chunk in chunks
+    ]
+    for p in procs:
+        p.start()
+    # sample the server while the clients run
+    samples: list[tuple[float, float, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                samples.append((time.time(), server.cpu_seconds(), server.rss_bytes()))
+            except OSError:
+                return
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    stop.set()
+    sampler.join()
+    sql1 = app.sql_counts()
+    app.stop()
+
+    latencies: list[float] = []
+    stats = {"deltas": 0, "done": 0, "failed": 0, "connect_errors": 0, "statuses": {}, "client_cpu_s": 0.0}
+    last_done = 0.0
+    for lat, st in results:
+        latencies += lat
+        for k in ("deltas", "done", "failed", "connect_errors"):
+            stats[k] += st[k]
+        stats["client_cpu_s"] += st["cpu_s"]
+        stats["reply_seconds"] = stats.get("reply_seconds", 0.0) + st["reply_seconds"]
+        for k, v in st["statuses"].items():
+            stats["statuses"][k] = stats["statuses"].get(k, 0) + v
+        last_done = max(last_done, st["last_done"])
+    window = [s for s in samples if start_at <= s[0] <= (last_done or samples[-1][0])]
+    if len(window) >= 2:
+        cpu_pct = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) * 100
+    else:
+        cpu_pct = float("nan")
+    peak = max((s[2] for s in samples), default=rss_before)
+    stream_secs = (last_done - start_at) if last_done else float("nan")
+    writes = sum(sql1.get(k, 0) - sql0.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE"))
+    statements = sum(sql1.values()) - sum(sql0.values())
+    expected_tokens = int(seconds * RATE)
+    row = {
+        "n": n,
+        "replies_done": stats["done"],
+        "statuses": stats["statuses"],
+        "failed": stats["failed"],
+        "connect_errors": stats["connect_errors"],
+        "deltas": stats["deltas"],
+        "deltas_expected": n * expected_tokens,
+        "deltas_per_s": stats["deltas"] / stream_secs if stream_secs == stream_secs else 0,
+        "window_s": stream_secs,
+        "added_latency_ms": {
+            "p50": pct(latencies, 50) * 1000,
+            "p90": pct(latencies, 90) * 1000,
+            "p99": pct(latencies, 99) * 1000,
+            "max": max(latencies, default=float("nan")) * 1000,
+        },
+        "server_cpu_pct": cpu_pct,
+        "server_rss_mib": {"before": rss_before / 2**20, "peak": peak / 2**20},
+        "memory_per_stream_kib": (peak - rss_before) / n / 1024,
+        "writes_per_reply": writes / n,
+        "mean_reply_s": stats.get("reply_seconds", 0.0) / max(1, stats["done"]),
+        "writes_by_kind_per_reply": {
+            k: round((sql1.get(k, 0) - sql0.get(k, 0)) / n, 2) for k in ("INSERT", "UPDATE", "DELETE")
+        },
+        "statements_per_reply": statements / n,
+        "client_cpu_pct": stats["client_cpu_s"] / (stream_secs + connect_time) * 100 if stream_secs == stream_secs else 0,
+    }
+    lat = row["added_latency_ms"]
+    print(
+        f"N={n:<5} done {stats['done']}/{n} {stats['statuses']} | {stats['deltas']}/{n * expected_tokens} deltas,"
+        f" {row['deltas_per_s']:.0f}/s over {stream_secs:.1f}s | added latency p50 {lat['p50']:.1f} ms"
+        f" p99 {lat['p99']:.1f} ms max {lat['max']:.0f} ms | server CPU {cpu_pct:.0f}%"
+        f" | RSS {rss_before / 2**20:.0f}->{peak / 2**20:.0f} MiB, {row['memory_per_stream_kib']:.0f} KiB/stream"
+        f" | writes/reply {row['writes_per_reply']:.1f} {row['writes_by_kind_per_reply']}"
+        f" for replies of {row['mean_reply_s']:.1f} s on average"
+        f" (statements/reply {row['statements_per_reply']:.1f}) | clients CPU {row['client_cpu_pct']:.0f}%",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="N = 100 and 300, 5 s replies")
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000, 2000])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each reply")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--profile", help="run the server under py-spy; raw stacks (.txt) or flame graph (.svg)")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.seconds = [100, 300], 5.0
+
+    tokens = int(args.seconds * RATE)
+    up_port = free_port()
+    upstream = subprocess.Popen(
+        [PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), "--tokens", str(tokens), "--rate", str(RATE)]
+    )
+    wrap = None
+    if args.profile:
+        fmt = ["--format", "raw"] if args.profile.endswith(".txt") else []
+        wrap = [str(Path(PYTHON).parent / "py-spy"), "record", "-r", "200", *fmt, "-o", args.profile, "--"]
+    app = Chatweb(upstream_base_url=f"http://127.0.0.1:{up_port}/v1", wrap=wrap)
+    rows = []
+    try:
+        wait_listening(up_port, upstream)
+        app.prepare()
+        creds = app.user_with_key()
+        print(f"replies of {tokens} pieces at {RATE:.0f}/s ({args.seconds:.0f} s); one Daphne worker", flush=True)
+        for n in args.n:
+            rows.append(run_n(app, creds["session"], n, args.seconds))
+        thousand = [r for r in rows if r["n"] == 1000]
+        if thousand:
+            r = thousand[0]
+            ok = r["added_latency_ms"]["p99"] < 50 and r["replies_done"] == 1000
+            print(f"TARGET 1,000 streams with p99 added latency < 50 ms: {'met' if ok else 'NOT met'}"
+                  f" (p99 {r['added_latency_ms']['p99']:.1f} ms, {r['replies_done']} done)")
+        for r in rows:  # the constant: the turn's inserts (2 messages, stored completion, usage) and final updates
+            ok = r["writes_per_reply"] <= r["mean_reply_s"] + CONSTANT_WRITES
+            print(f"TARGET writes/reply <= 1 per second of streaming + {CONSTANT_WRITES} (N={r['n']}): "
+                  f"{'met' if ok else 'NOT met'} ({r['writes_per_reply']:.1f} for replies of {r['mean_reply_s']:.1f} s)")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "seconds": args.seconds, "rows": rows},
+                                                  indent=2))
+    except Exception:
+        print(app.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        app.cleanup()
+        upstream.terminate()
+        upstream.wait()
+
+
+if __name__ == "__main__":
+    main()
