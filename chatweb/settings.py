@@ -129,7 +129,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "conversations.layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": 1500, "expiry": 60},
         }
     }

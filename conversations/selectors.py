@@ -4,7 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from .models import ApiKey, ChatModel, Conversation, Message
+from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
@@ -22,7 +22,8 @@ async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) ->
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    return conversation.messages.order_by("created_at", "id")
+    """The conversation's messages with their usage rows joined, so rendering them (sync or async) runs no query."""
+    return conversation.messages.select_related("usage").order_by("created_at", "id")
 
 
 async def message_alist(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
@@ -40,3 +41,8 @@ def chat_model_default() -> ChatModel | None:
 
 def api_key_list(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user)
+
+
+def usage_list(*, user: AbstractBaseUser) -> QuerySet[UsageRecord]:
+    """The user's usage ledger: chat replies and /v1 calls."""
+    return UsageRecord.objects.filter(user=user)

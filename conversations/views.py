@@ -7,8 +7,10 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from .forms import SignupForm
@@ -20,8 +22,9 @@ from .selectors import (
     conversation_get,
     conversation_list,
     message_list,
+    usage_list,
 )
-from .services import chat
+from .services import chat, usage_report
 from .services.accounts import signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
 from .services.health import readiness_check
@@ -70,6 +73,7 @@ def _page(
         TEMPLATE,
         {
             "conversation": conversation,
+            "conversation_usage": usage_report.conversation_totals(conversation=conversation) if conversation else None,
             "conversations": conversation_list(user=request.user)[:200],
             "messages": messages,
             "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],
@@ -157,6 +161,24 @@ def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
     except ApiKey.DoesNotExist:
         raise Http404("No such key.") from None
     return redirect("api_keys")
+
+
+@login_required
+def usage(request: HttpRequest) -> HttpResponse:
+    """The user's usage and cost: today, this month, by model, the last 30 days per day."""
+    summary = usage_report.usage_summary(queryset=usage_list(user=request.user), user=request.user, now=timezone.now())
+    return render(request, "conversations/usage.html", {"usage": summary, "chart": summary.chart})
+
+
+@login_required
+def usage_export(request: HttpRequest) -> StreamingHttpResponse:
+    """Every ledger row of the user as CSV, streamed (with the async ORM under ASGI)."""
+    ledger = usage_list(user=request.user)
+    lines = usage_report.acsv_lines(ledger) if isinstance(request, ASGIRequest) else usage_report.csv_lines(ledger)
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d")
+    response["Content-Disposition"] = f'attachment; filename="chatweb-usage-{stamp}.csv"'
+    return response
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

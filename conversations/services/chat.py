@@ -207,7 +207,9 @@ async def chat_resume(*, conversation: Conversation, shown_streaming: list[int],
     """
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
     await generation_sync(message_ids=running, reply_to=reply_to)
-    finished = conversation.messages.filter(pk__in=shown_streaming).exclude(pk__in=running)
+    finished = (
+        conversation.messages.select_related("usage").filter(pk__in=shown_streaming).exclude(pk__in=running)
+    )
     return [message async for message in finished]
 
 
