@@ -13,7 +13,7 @@ from django.utils import timezone
 from ..models import ChatModel, Conversation, Message
 from ..selectors import chat_model_default, chat_model_list
 from .generation import generation_start, generation_stop, generation_sync, turn_announce
-from .tokens import messages_tokens_count
+from .tokens import messages_tokens_guess
 from .usage import QuotaExceeded, usage_reserve
 
 MAX_MESSAGE_CHARS = 100_000
@@ -141,7 +141,7 @@ def _assistant_reply_create(*, conversation: Conversation) -> Message:
             user=conversation.user,
             model=model.name,
             provider=model.provider.name,
-            prompt_tokens=messages_tokens_count(list(history)),
+            prompt_tokens=messages_tokens_guess(list(history)),
             max_output_tokens=None,
             message=reply,
         )

@@ -29,8 +29,8 @@ from ..api.validation import ApiError
 from ..models import ApiKey, ChatModel, UsageRecord
 from .completions import CompletionError, Upstream, completion_create, completion_stream
 from .stored import CompletionAssembler, completion_id, stored_completion_save
-from .tokens import messages_tokens_count, tokens_count
-from .usage import QuotaExceeded, usage_reserve, usage_settle
+from .tokens import messages_tokens_count, messages_tokens_guess, tokens_count
+from .usage import QuotaExceeded, usage_reported, usage_reserve, usage_settle
 
 completion_logger = logging.getLogger("chatweb.completions")
 Finish = Callable[..., Awaitable[None]]
@@ -90,7 +90,7 @@ async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> t
             user=api_key.user,
             model=model.name,
             provider=model.provider.name,
-            prompt_tokens=messages_tokens_count(body["messages"]),
+            prompt_tokens=messages_tokens_guess(body["messages"]),
             max_output_tokens=output_limit * (body.get("n") or 1) if output_limit else None,
             api_key=api_key,
         )
@@ -121,12 +121,12 @@ async def _finished(
     """
     latency_ms = round((time.monotonic() - started) * 1000)
     generated = completion or partial or {}
-    text = _generated_text(generated)
-    answered = bool(text or generated.get("usage"))
+    usage = generated.get("usage")
+    text = "" if usage_reported(usage) else _generated_text(generated)
     record = await sync_to_async(usage_settle)(
         record_id=record_id,
-        usage=generated.get("usage"),
-        prompt_tokens_estimate=messages_tokens_count(body["messages"]) if answered else 0,
+        usage=usage,
+        prompt_tokens_estimate=messages_tokens_count(body["messages"]) if text else 0,
         completion_tokens_estimate=tokens_count(text),
     )
     completion_logger.info(

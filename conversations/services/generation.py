@@ -33,7 +33,7 @@ from ..models import Message, UsageRecord
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
 from .stored import stored_completion_save_turn
 from .tokens import messages_tokens_count, tokens_count
-from .usage import usage_settle
+from .usage import usage_reported, usage_settle
 
 logger = logging.getLogger(__name__)
 completion_logger = logging.getLogger("chatweb.completions")
@@ -265,11 +265,12 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     answered = bool(progress.text or progress.usage)
     if progress.usage_record_id is None:
         return None, None, False
+    counted = progress.text if answered and not usage_reported(progress.usage) else ""
     record = usage_settle(
         record_id=progress.usage_record_id,
         usage=progress.usage,
-        prompt_tokens_estimate=messages_tokens_count(progress.request or []) if answered else 0,
-        completion_tokens_estimate=tokens_count(progress.text),
+        prompt_tokens_estimate=messages_tokens_count(progress.request or []) if counted else 0,
+        completion_tokens_estimate=tokens_count(counted),
     )
     if not answered:
         return None, None, False

@@ -45,3 +45,10 @@ def messages_tokens_count(messages: list[dict[str, Any]]) -> int:
             content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
         total += tokens_count(str(content or "")) + 4
     return total
+
+
+def messages_tokens_guess(messages: list[dict[str, Any]]) -> int:
+    """A quick upper-end guess (a token per 3 characters) for reserving usage before a call;
+    the reservation is settled to real counts afterwards, so speed matters more than accuracy here."""
+    chars = sum(len(str(message.get("content") or "")) for message in messages)
+    return math.ceil(chars / 3) + 4 * len(messages)

@@ -148,6 +148,11 @@ def usage_reserve(
     )
 
 
+def usage_reported(usage: dict[str, Any] | None) -> bool:
+    """Whether a provider's usage object carries the counts (else chatweb counts them itself)."""
+    return bool(usage) and usage.get("completion_tokens") is not None
+
+
 def usage_settle(
     *,
     record_id: int,
@@ -162,7 +167,7 @@ def usage_settle(
     tokens in it) the estimates count, and the record says so.
     """
     record = UsageRecord.objects.get(pk=record_id)
-    if usage and usage.get("completion_tokens") is not None:
+    if usage_reported(usage):
         record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         record.completion_tokens = int(usage["completion_tokens"])
         record.cached_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
