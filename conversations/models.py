@@ -100,6 +100,9 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=20, choices=Role.choices)
     content = models.TextField(blank=True)
+    content_html = models.TextField(
+        blank=True, editable=False, help_text="The finished reply's Markdown, rendered and sanitised once."
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True, help_text="What went wrong, as shown to the user.")
     finish_reason = models.CharField(max_length=40, blank=True)

@@ -24,6 +24,7 @@ async def test_send_streams_fragments_and_saves_final_text(user, chat_model, ups
     assert reply.status == "complete"
     assert reply.content == "Hello there, how are you?"
     assert reply.finish_reason == "stop"
+    assert reply.content_html == "<p>Hello there, how are you?</p>\n"  # rendered once, when finished
     assert reply.completion_tokens == 5 and not reply.usage_estimated
     assert upstream.requests[-1]["model"] == "fake-upstream"
     assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "Hi!"}]

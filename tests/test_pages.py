@@ -159,3 +159,13 @@ def test_api_key_is_shown_once_stored_hashed_and_revocable(client, user, other_u
     key.refresh_from_db()
     assert not key.is_active
     assert "Give the key a name" in client.post("/account/keys/", {"name": " "}).content.decode()
+
+
+@pytest.mark.django_db
+def test_finished_replies_are_shown_from_their_rendered_copy(client, user, chat_model):
+    conversation = Conversation.objects.create(user=user, title="Cached", model=chat_model)
+    Message.objects.create(
+        conversation=conversation, role="assistant", content="**bold**", content_html="<p><strong>bold</strong> (kept)</p>"
+    )
+    client.force_login(user)
+    assert "<p><strong>bold</strong> (kept)</p>" in client.get(f"/c/{conversation.pk}/").content.decode()

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ..models import Message, UsageRecord
+from ..rendering import markdown_render
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
 from .stored import stored_completion_save_turn
 from .tokens import messages_tokens_count, tokens_count
@@ -217,6 +218,7 @@ async def _finish(
     prompt_tokens, completion_tokens, estimated = await sync_to_async(_settle)(progress)
     saved = await Message.objects.filter(pk=message.pk).aupdate(
         content=progress.text,
+        content_html=markdown_render(progress.text),
         status=status,
         error=error,
         finish_reason=progress.finish_reason,
