@@ -26,6 +26,20 @@ def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.select_related("usage").order_by("created_at", "id")
 
 
+MESSAGES_PER_PAGE = 100
+
+
+def message_page(
+    *, conversation: Conversation, before_id: int | None = None, limit: int = MESSAGES_PER_PAGE
+) -> tuple[list[Message], bool]:
+    """The latest ``limit`` messages (before ``before_id`` if given), oldest first, and whether earlier ones exist."""
+    rows = message_list(conversation=conversation)
+    if before_id is not None:
+        rows = rows.filter(pk__lt=before_id)
+    latest = list(rows.order_by("-created_at", "-id")[: limit + 1])
+    return latest[:limit][::-1], len(latest) > limit
+
+
 async def message_alist(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
     return [m async for m in message_list(conversation=conversation).filter(pk__in=message_ids)]
 

@@ -21,7 +21,7 @@ from .selectors import (
     chat_model_list,
     conversation_get,
     conversation_list,
-    message_list,
+    message_page,
     usage_list,
 )
 from .services import chat, usage_report
@@ -63,7 +63,7 @@ def _page(
     draft: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    messages = list(message_list(conversation=conversation)) if conversation else []
+    messages, has_earlier = message_page(conversation=conversation) if conversation else ([], False)
     selected = conversation.model_id if conversation else None
     if selected is None:
         default = chat_model_default()
@@ -76,6 +76,7 @@ def _page(
             "conversation_usage": usage_report.conversation_totals(conversation=conversation) if conversation else None,
             "conversations": conversation_list(user=request.user)[:200],
             "messages": messages,
+            "has_earlier": has_earlier,
             "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],
             "chat_models": chat_model_list(),
             "selected_model_id": selected,
@@ -94,6 +95,18 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return _page(request, conversation=conversation_get(user=request.user, conversation_id=conversation_id))
+
+
+@login_required
+def conversation_earlier_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """The page of messages before ``?before=<id>``, loaded as the user scrolls up."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    before = request.GET.get("before", "")
+    if not before.isdigit():
+        return HttpResponse("?before=<message id> is required.", status=400)
+    messages, has_earlier = message_page(conversation=conversation, before_id=int(before))
+    context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
+    return render(request, f"{TEMPLATE}#earlier-messages", context)
 
 
 @require_POST

@@ -169,3 +169,25 @@ def test_finished_replies_are_shown_from_their_rendered_copy(client, user, chat_
     )
     client.force_login(user)
     assert "<p><strong>bold</strong> (kept)</p>" in client.get(f"/c/{conversation.pk}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_long_conversation_opens_on_its_latest_messages_and_loads_earlier_ones(client, user, other_user, chat_model):
+    conversation = Conversation.objects.create(user=user, title="Long", model=chat_model)
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role="user", content=f"message number {i}") for i in range(250)
+    )
+    client.force_login(user)
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "message number 249" in page and "message number 150" in page and "message number 149" not in page
+
+    pages = [page]
+    while 'hx-trigger="intersect once"' in pages[-1]:
+        url = pages[-1].split('hx-get="')[1].split('"')[0].replace("&amp;", "&")
+        pages.append(client.get(url).content.decode())
+    assert len(pages) == 3
+    assert "message number 149" in pages[1] and "message number 50" in pages[1] and "message number 49" not in pages[1]
+    assert "message number 0<" in pages[2] and "message number 49" in pages[2]
+
+    client.force_login(other_user)
+    assert client.get(url).status_code == 404
