@@ -78,6 +78,9 @@ class Limits:
     tokens_per_minute: int | None
 
 
+NO_LIMITS = Limits(None, None, None)
+
+
 def limits_for(*, user: AbstractBaseUser) -> Limits:
     """The user's limits, each falling back to the site-wide default."""
     own = UserLimits.objects.filter(user=user).first()
@@ -106,9 +109,11 @@ def usage_reserve(
     message: Message | None = None,
 ) -> UsageRecord:
     """Check the user's limits and reserve this completion's estimated usage, or raise QuotaExceeded."""
-    UserLimits.objects.select_for_update().get_or_create(user=user)  # serialises this user's reservations
-    now = timezone.now()
     limits = limits_for(user=user)
+    if limits != NO_LIMITS:
+        # Serialise this user's reservations so each sees the ones before it.
+        UserLimits.objects.select_for_update().get_or_create(user=user)
+    now = timezone.now()
     price = price_at(model=model, at=now)
     output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
     estimate = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)
