@@ -1,143 +1,31 @@
-"""Admin: providers and models, site settings, every conversation and stored completion for review,
-and usage: prices, per-user limits, the ledger and a usage report."""
+"""Admin review of stored completions."""
 
 import datetime
 import json
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin  # importing it registers Django's User admin, replaced below
-from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, TextField, Value
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, StreamingHttpResponse
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .api.validation import ApiError, metadata_validate
-from .models import (
-    ChatModel,
-    Conversation,
-    Message,
-    ModelPrice,
-    Provider,
-    SiteSettings,
-    StoredCompletion,
-    UsageRecord,
-    UserLimits,
-)
-from .services.export import afine_tuning_jsonl, fine_tuning_jsonl
-from .services.stored import stored_completions_with_metadata
-from .services.usage import month_start
-from .services.usage_report import admin_report
+from ..api.validation import ApiError, metadata_validate
+from ..models import ChatModel, StoredCompletion
+from ..services.export import afine_tuning_jsonl, fine_tuning_jsonl
+from ..services.stored import stored_completions_with_metadata
 
-
-class ProviderForm(forms.ModelForm):
-    """The key is write-only: never rendered back into the page."""
-
-    base_url = forms.URLField(assume_scheme="https", help_text=Provider._meta.get_field("base_url").help_text)
-    api_key = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Leave blank to keep the current key.",
-    )
-    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
-
-    class Meta:
-        model = Provider
-        fields = ["name", "base_url", "api_key", "clear_api_key", "enabled"]
-
-    def clean(self):
-        data = super().clean()
-        if data.get("clear_api_key"):
-            data["api_key"] = ""
-        elif not data.get("api_key") and self.instance.pk:
-            data["api_key"] = self.instance.api_key
-        return data
-
-
-class ChatModelInline(admin.TabularInline):
-    model = ChatModel
-    extra = 0
-    fields = ["name", "display_name", "upstream_model", "enabled", "is_default", "position"]
-
-
-@admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
-    form = ProviderForm
-    list_display = ["name", "base_url", "key_hint", "enabled"]
-    inlines = [ChatModelInline]
-
-    @admin.display(description="API key")
-    def key_hint(self, obj: Provider) -> str:
-        return f"…{obj.api_key[-4:]}" if len(obj.api_key) >= 12 else ("set" if obj.api_key else "none")
-
-
-@admin.register(ChatModel)
-class ChatModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "display_name", "provider", "upstream_model", "enabled", "is_default", "position"]
-    list_filter = ["provider", "enabled"]
-    list_editable = ["enabled", "position"]
-    search_fields = ["name", "display_name", "upstream_model"]
-
-
-class MessageInline(admin.StackedInline):
-    model = Message
-    extra = 0
-    can_delete = False
-    fields = ["role", "status", "content", "error", "model_name", "finish_reason", "prompt_tokens", "completion_tokens", "created_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["title", "user", "model", "created_at", "updated_at"]
-    list_filter = ["model"]
-    search_fields = ["title", "user__username"]
-    raw_id_fields = ["user"]
-    inlines = [MessageInline]
-    date_hierarchy = "created_at"
-
-
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "conversation", "role", "status", "model_name", "prompt_tokens", "completion_tokens", "created_at"]
-    list_filter = ["status", "role", "model_name"]
-    search_fields = ["content"]
-    raw_id_fields = ["conversation"]
-    readonly_fields = ["created_at", "updated_at", "finished_at"]
-
-
-@admin.register(SiteSettings)
-class SiteSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signups_open"]
-
-    def has_add_permission(self, request) -> bool:
-        return not SiteSettings.objects.exists()
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-# --- Stored completions -------------------------------------------------------------------------
-#
 # The list never counts the whole table: its paginator counts at most COUNT_CAP rows (and on
 # PostgreSQL reads the planner's estimate for the unfiltered table), facets are off, and the
 # heavy JSON columns are deferred. Filters are plain GET parameters, so "select all" hands the
@@ -537,189 +425,3 @@ class StoredCompletionAdmin(admin.ModelAdmin):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="stored-completions-{stamp}.jsonl"'
         return response
-
-
-# --- Usage: prices, limits, the ledger and the report ---------------------------------------------
-
-PRICE_FIELDS = ["input_per_million", "cached_input_per_million", "output_per_million"]
-
-
-class ModelPriceForm(forms.ModelForm):
-    """Prices are never negative (the database says so too); the form says it next to the field."""
-
-    class Meta:
-        model = ModelPrice
-        fields = ["model", *PRICE_FIELDS, "effective_from", "source"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for name in PRICE_FIELDS:
-            self.fields[name].help_text = "USD per million tokens."
-
-    def _clean_price(self, name: str) -> Decimal | None:
-        value = self.cleaned_data.get(name)
-        if value is not None and value < 0:
-            raise forms.ValidationError("A price cannot be negative.", code="negative_price")
-        return value
-
-    def clean_input_per_million(self) -> Decimal | None:
-        return self._clean_price("input_per_million")
-
-    def clean_cached_input_per_million(self) -> Decimal | None:
-        return self._clean_price("cached_input_per_million")
-
-    def clean_output_per_million(self) -> Decimal | None:
-        return self._clean_price("output_per_million")
-
-
-@admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
-    form = ModelPriceForm
-    list_display = ["model", *PRICE_FIELDS, "effective_from", "source"]
-    list_filter = ["model"]
-    search_fields = ["model"]
-    ordering = ["model", "-effective_from"]
-    date_hierarchy = "effective_from"
-
-
-def _default_help(name: str, unit: str) -> str:
-    default = settings.USAGE_DEFAULTS.get(name)
-    shown = "no limit" if default is None else f"{default} {unit}"
-    return f"Blank: the site default ({shown}, from settings.USAGE_DEFAULTS)."
-
-
-class UserLimitsForm(forms.ModelForm):
-    class Meta:
-        model = UserLimits
-        fields = ["monthly_budget", "requests_per_minute", "tokens_per_minute"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["monthly_budget"].help_text = "USD per calendar month (UTC). " + _default_help("monthly_budget", "USD")
-        self.fields["monthly_budget"].min_value = 0
-        self.fields["requests_per_minute"].help_text = _default_help("requests_per_minute", "requests/min")
-        self.fields["tokens_per_minute"].help_text = _default_help("tokens_per_minute", "tokens/min")
-
-    def clean_monthly_budget(self) -> Decimal | None:
-        value = self.cleaned_data.get("monthly_budget")
-        if value is not None and value < 0:
-            raise forms.ValidationError("A budget cannot be negative.", code="negative_budget")
-        return value
-
-
-class UserLimitsInline(admin.StackedInline):
-    model = UserLimits
-    form = UserLimitsForm
-    can_delete = False
-    max_num = 1
-    extra = 1
-    verbose_name = verbose_name_plural = "usage limits"
-
-
-def _month_spent() -> Subquery:
-    spent = (
-        UsageRecord.objects.filter(user=OuterRef("user"), created_at__gte=month_start(timezone.now()))
-        .order_by()
-        .values("user")
-        .annotate(total=Sum("cost"))
-        .values("total")
-    )
-    cost = UsageRecord._meta.get_field("cost")
-    return Coalesce(Subquery(spent, output_field=cost), Value(Decimal(0)), output_field=cost)
-
-
-@admin.register(UserLimits)
-class UserLimitsAdmin(admin.ModelAdmin):
-    form = UserLimitsForm
-    list_display = ["user", "monthly_budget", "spent_this_month", "requests_per_minute", "tokens_per_minute"]
-    list_select_related = ["user"]
-    search_fields = ["user__username", "user__email"]
-    raw_id_fields = ["user"]
-
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> type[forms.ModelForm]:
-        kwargs["fields"] = ["user", "monthly_budget", "requests_per_minute", "tokens_per_minute"]
-        return super().get_form(request, obj, **kwargs)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(month_spent=_month_spent())
-
-    @admin.display(description="spent this month (USD)", ordering="month_spent")
-    def spent_this_month(self, obj: UserLimits) -> Decimal:
-        return obj.month_spent
-
-
-User = get_user_model()
-
-
-class ChatwebUserAdmin(UserAdmin):
-    """Django's user admin with the user's usage limits inline."""
-
-    inlines = [*UserAdmin.inlines, UserLimitsInline]
-
-
-admin.site.unregister(User)
-admin.site.register(User, ChatwebUserAdmin)
-
-
-class UsageModelFilter(StoredModelFilter):
-    """The models in the ledger: configured ones and those seen in the newest rows (no DISTINCT over the table)."""
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        names = set(ChatModel.objects.values_list("name", flat=True))
-        names.update(ModelPrice.objects.values_list("model", flat=True))
-        names.update(UsageRecord.objects.order_by("-created_at").values_list("model", flat=True)[: self.recent])
-        if self.value():
-            names.add(self.value())
-        return [(name, name) for name in sorted(names)]
-
-
-@admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
-    """The ledger, read-only: rows are written by the chat and /v1 as completions happen."""
-
-    list_display = [
-        "created_at", "user", "model", "provider", "source", "prompt_tokens", "cached_tokens",
-        "completion_tokens", "reasoning_tokens", "cost", "estimated", "priced", "state",
-    ]  # fmt: skip
-    list_filter = [UsageModelFilter, "provider", "estimated", "priced", "state", CreatedRangeFilter, UserFilter]
-    list_select_related = ["user"]
-    ordering = ["-created_at", "-id"]
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
-    list_per_page = 100
-    change_list_template = "admin/conversations/usagerecord/change_list.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # totals are sums of the ledger: rows are never removed by hand
-
-    @admin.display(description="source")
-    def source(self, obj: UsageRecord) -> str:
-        return "api" if obj.api_key_id is not None else "chat"
-
-    def get_urls(self) -> list:
-        report = path("report/", self.admin_site.admin_view(self.report_view), name="conversations_usagerecord_report")
-        return [report, *super().get_urls()]
-
-    def report_view(self, request: HttpRequest) -> TemplateResponse:
-        """Totals by user, by model and by day over the last N days (30 unless ?days=), with grand totals."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        try:
-            days = min(max(int(request.GET.get("days", 30)), 1), 366)
-        except ValueError:
-            days = 30
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Usage report: last {days} days (UTC)",
-            "report": admin_report(now=timezone.now(), days=days),
-            "day_choices": [7, 30, 90, 365],
-        }
-        return TemplateResponse(request, "admin/conversations/usagerecord/report.html", context)
