@@ -7,6 +7,7 @@ test scripts the model's replies and checks what a person sees in the browser.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.live import LiveApp
-from tests.upstream import Error, FakeUpstream, Reply
+from tests.upstream import Error, FakeUpstream, Raw, Reply
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -92,6 +93,7 @@ def upstream(fake_upstream: FakeUpstream, live: LiveApp) -> Iterator[FakeUpstrea
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -99,9 +101,12 @@ def browser() -> Iterator[Any]:
 
 
 def new_context(browser: Any, live: LiveApp, storage_state: dict | None = None) -> Any:
+    """A browser context on the app; uncaught script errors of its pages go to ``context.page_errors``."""
     context = browser.new_context(base_url=live.url, storage_state=storage_state)
     context.set_default_timeout(TIMEOUT_MS)
     context.add_init_script(INIT_SCRIPT)
+    context.page_errors = []
+    context.on("page", lambda page: page.on("pageerror", lambda error: context.page_errors.append(str(error))))
     return context
 
 
@@ -131,6 +136,7 @@ def page(browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream) -
     tab.goto("/")
     yield tab
     context.close()
+    assert not context.page_errors, f"script errors on the page: {context.page_errors}"
 
 
 # --- What a person does ----------------------------------------------------------------
@@ -179,18 +185,81 @@ def last_reply(page: Any) -> Any:
     return page.locator("#messages > article.message.assistant").last
 
 
-def wait_partial(page: Any, article_id: str, full: str, min_chars: int = 1) -> str:
-    """Wait until the reply shows as streaming with some, not all, of ``full``; returns that text."""
-    handle = page.wait_for_function(
-        """([id, full, min]) => {
-             const a = document.getElementById(id);
-             if (!a || a.dataset.status !== "streaming") return false;
-             const text = a.querySelector(".body").textContent;
-             return text.length >= min && text.length < full.length && full.startsWith(text) ? text : false;
-           }""",
-        arg=[article_id, full, min_chars],
-    )
+def wait_streaming(
+    page: Any,
+    article_id: str,
+    *,
+    min_chars: int = 1,
+    below: int | None = None,
+    contains: str = "",
+    prefix_of: str | None = None,
+) -> str:
+    """Wait until the reply shows as streaming with at least ``min_chars`` (and fewer than
+    ``below``) characters, containing ``contains`` and starting ``prefix_of``; returns that text.
+
+    On timeout it fails with the text the reply last showed.
+    """
+    try:
+        handle = page.wait_for_function(
+            """([id, min, below, contains, full]) => {
+                 const a = document.getElementById(id);
+                 if (!a || a.dataset.status !== "streaming") return false;
+                 const text = a.querySelector(".body").textContent;
+                 const ok = text.length >= min && (below === null || text.length < below)
+                   && text.includes(contains) && (full === null || full.startsWith(text));
+                 return ok ? text : false;
+               }""",
+            arg=[article_id, min_chars, below, contains, prefix_of],
+        )
+    except sync_api.TimeoutError:
+        shown = page.evaluate(
+            """id => { const a = document.getElementById(id);
+                       return a ? [a.dataset.status, a.querySelector(".body").textContent] : null; }""",
+            article_id,
+        )
+        seen = page.evaluate("id => window.__streamSeen[id + '-body']", article_id)
+        raise AssertionError(
+            f"reply {article_id} never showed the expected streaming text; now (status, text) = {shown!r},"
+            f" last streamed text {seen!r}"
+        ) from None
     return handle.json_value()
+
+
+def wait_partial(page: Any, article_id: str, full: str, min_chars: int = 1) -> str:
+    """Wait until the reply streams some, not all, of ``full``, from its beginning.
+
+    (Right after a socket connects, a delta can land just before the text-so-far snapshot
+    replaces the body, so a state that is not a prefix is waited past, not failed on.)
+    """
+    return wait_streaming(page, article_id, min_chars=min_chars, below=len(full), prefix_of=full)
+
+
+def last_streamed(page: Any, article_id: str) -> str:
+    """The last text the page showed while the reply streamed (before the finished swap)."""
+    return page.evaluate("id => window.__streamSeen[id + '-body']", article_id)
+
+
+def paced(pieces: list[str], pause: float) -> list[str | float]:
+    """Pieces with a pause before each."""
+    return [part for piece in pieces for part in (pause, piece)]
+
+
+def sse(parts: list[str | float]) -> Raw:
+    """A streamed completion, piece by piece with pauses (floats) between, as raw SSE bytes."""
+
+    def event(delta: dict, finish_reason: str | None = None) -> bytes:
+        chunk = {
+            "id": "chatcmpl-browser",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "fake-model",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    body: list[bytes | float] = [event({"role": "assistant", "content": ""})]
+    body += [part if isinstance(part, float) else event({"content": part}) for part in parts]
+    return Raw([*body, event({}, "stop"), b"data: [DONE]\n\n"])
 
 
 def stream_words(count: int, prefix: str = "w") -> tuple[str, list[str]]:
@@ -243,25 +312,30 @@ def test_first_visit_signup_then_streamed_reply_persists_as_markdown(
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     context.close()
+    assert not context.page_errors, f"script errors on the page: {context.page_errors}"
 
 
 def test_reload_mid_stream_shows_text_so_far_and_continues_live(page: Any, upstream: FakeUpstream) -> None:
+    # Steady words (saved to the database as they come), a quick burst, a pause, then more words:
+    # during the pause the newest words exist only in the running generation, not yet in the database.
     full, pieces = stream_words(24)
-    upstream.script(Reply(text=full, pieces=pieces, delay=0.12))
+    upstream.script(sse([*paced(pieces[:8], 0.12), *paced(pieces[8:12], 0.01), 1.2, *paced(pieces[12:], 0.1)]))
     start_conversation(page, "Count slowly")
     reply_id = last_reply(page).get_attribute("id")
-    wait_partial(page, reply_id, full, min_chars=len(" w00 w01 w02 w03 w04"))
+    wait_partial(page, reply_id, full, min_chars=len("w00 w01 w02 w03 w04 w05 w06 w07 w08 w09 w10 w11"))
 
     page.reload()
-    wait_socket(page)
     initial = page.evaluate("id => window.__initialStream[id + '-body']", reply_id)
     assert initial, "the reloaded page showed none of the text written so far"
     assert full.startswith(initial) and initial != full
-    wait_partial(page, reply_id, full, min_chars=len(initial) + 1)  # continues live after the reload
+    wait_socket(page)
+    # All the text so far (the burst included), then the rest live.
+    wait_partial(page, reply_id, full, min_chars=len("w00 w01 w02 w03 w04 w05 w06 w07 w08 w09 w10 w11"))
+    wait_streaming(page, reply_id, contains="w12")
 
     reply = page.locator(f"#{reply_id}")
     expect(reply).to_have_attribute("data-status", "complete")
-    assert page.evaluate("id => window.__streamSeen[id + '-body']", reply_id) == full
+    assert last_streamed(page, reply_id) == full  # no word missing or repeated
     expect(reply.locator(".body")).to_have_text(full)
 
 
@@ -276,6 +350,9 @@ def test_model_output_and_user_text_are_shown_as_text_never_run(page: Any, upstr
         " <b>bold?</b>",
         " end",
         " of",
+        " this",
+        " rather",
+        " long",
         " reply.",
     ]
     full = "".join(pieces)
@@ -288,7 +365,7 @@ def test_model_output_and_user_text_are_shown_as_text_never_run(page: Any, upstr
     expect(user).to_have_text(user_text)
 
     # While streaming, the markup arrives as visible text.
-    seen = wait_partial(page, reply_id, full, min_chars=len("".join(pieces[:6])))
+    seen = wait_streaming(page, reply_id, contains=" end", below=len(full))
     assert "<script>window.__pwned=1</script>" in seen
     assert '<img src=x onerror="window.__pwned=1">' in seen
     expect(page.locator(f"#{reply_id} .body")).to_contain_text('<img src=x onerror="window.__pwned=1">')
@@ -399,5 +476,5 @@ def test_two_tabs_on_one_conversation_both_stream_the_reply(page: Any, upstream:
     for tab in (page, other):
         expect(tab.locator(f"#{reply_id}")).to_have_attribute("data-status", "complete")
         expect(tab.locator(f"#{reply_id} .body")).to_have_text(full)
-        assert tab.evaluate("id => window.__streamSeen[id + '-body']", reply_id) == full
+        assert last_streamed(tab, reply_id) == full
     expect(other.locator("#messages > article.message")).to_have_count(4)
