@@ -52,7 +52,8 @@ def _user_id(request: HttpRequest) -> int | None:
     api_key = getattr(request, "api_key", None)
     if api_key is not None:
         return api_key.user_id
-    user = getattr(request, "_cached_user", None)  # only if something already loaded it
+    # Only a user something already loaded (sync views cache it in one attribute, async in another).
+    user = getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
     return user.pk if user is not None and user.is_authenticated else None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
@@ -11,6 +12,7 @@ from django.template.loader import render_to_string
 from .selectors import conversation_afind, message_alist
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
 from .services.generation import conversation_group
+from .services.usage_report import conversation_totals
 
 TEMPLATE = "conversations/chat.html"
 
@@ -32,9 +34,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.snapshot_seq: dict[int, int] = {}
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        finished = await chat_resume(
+        running, finished = await chat_resume(
             conversation=self.conversation, shown_streaming=self._shown_streaming(), reply_to=self.channel_name
         )
+        # Until a running reply's text so far arrives, its deltas are already part of that text.
+        self.awaiting_snapshot = set(running)
         for message in finished:
             await self._send_partial("message-oob", message=message)
 
@@ -74,16 +78,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def chat_delta(self, event: dict[str, Any]) -> None:
-        if event["seq"] > self.snapshot_seq.get(event["message_id"], 0):
+        message_id = event["message_id"]
+        if message_id not in self.awaiting_snapshot and event["seq"] > self.snapshot_seq.get(message_id, 0):
             await self._send_partial("delta", message_id=event["message_id"], text=event["text"])
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        self.awaiting_snapshot.discard(event["message_id"])
         self.snapshot_seq[event["message_id"]] = event["seq"]
         await self._send_partial("snapshot", message_id=event["message_id"], text=event["text"])
 
     async def chat_done(self, event: dict[str, Any]) -> None:
+        """Show the finished reply whole, and the conversation's new totals."""
+        self.awaiting_snapshot.discard(event["message_id"])
         for message in await message_alist(conversation=self.conversation, message_ids=[event["message_id"]]):
             await self._send_partial("message-oob", message=message)
+        totals = await sync_to_async(conversation_totals)(conversation=self.conversation)
+        await self._send_partial("conversation-usage", conversation_usage=totals, oob=True)
 
     def _shown_streaming(self) -> list[int]:
         """Ids of replies the page showed as streaming, from the ``streaming`` query parameter."""

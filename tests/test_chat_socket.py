@@ -17,9 +17,11 @@ async def test_send_streams_fragments_and_saves_final_text(user, chat_model, ups
 
     await tab.send(message="Hi!", model="fake-model")
     html = await tab.receive_until('class="message assistant" data-status="complete"')
+    header = await tab.receive_until('id="conversation-usage"')
 
     assert "Hi!" in html
     assert html.count("hx-swap-oob=\"beforeend:#message-") >= 5  # streamed piece by piece
+    assert "6 tokens</span> in 1 reply" in header  # the conversation's totals follow each reply
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     assert reply.status == "complete"
     assert reply.content == "Hello there, how are you?"
@@ -54,8 +56,10 @@ async def test_reply_keeps_generating_after_the_tab_closes_and_a_new_tab_gets_th
     _, _, second = await open_tab(user, conversation.pk, query=f"streaming={reply.pk}")
     html = await second.receive_until('class="message assistant" data-status="complete"')
 
-    # The new tab first gets the full text so far, then only what follows it.
+    # The new tab first gets the full text so far, then only what follows it: no piece
+    # is shown on top of the stale saved text before the text so far arrives.
     snapshot_at = html.index(f'id="message-{reply.pk}-body"')
+    assert "beforeend:#message-" not in html[:snapshot_at]
     later = html[snapshot_at:]
     streamed = later[later.index(">") + 1 : later.index("</div>")]
     for part in later.split("beforeend:#message-")[1:]:
@@ -129,6 +133,7 @@ async def test_bad_provider_key_reads_as_a_key_problem(user, chat_model, upstrea
     html = await tab.receive_until('data-status="error"')
     assert "API key" in html
     assert len(upstream.requests) == 1  # a 401 is not retried
+    assert " in · " not in html  # nothing was generated, so no token or cost line
 
 
 async def test_sending_while_a_reply_streams_is_refused_with_a_notice(user, chat_model, upstream, open_tab):

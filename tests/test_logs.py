@@ -62,3 +62,15 @@ def test_page_requests_are_logged_with_their_user(client, user, caplog):
     (line,) = [r for r in caplog.records if r.name == "chatweb.requests"]
     assert line.user_id == user.pk and line.status == 200
     assert response["x-request-id"] == line.request_id
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_page_requests_are_logged_with_their_user(user, chat_model, upstream, caplog):
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    await client.aforce_login(user)
+    with caplog.at_level(logging.INFO):
+        await client.post("/c/new", {"message": "  "})
+    (line,) = [r for r in caplog.records if r.name == "chatweb.requests"]
+    assert line.user_id == user.pk and line.status == 400

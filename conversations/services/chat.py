@@ -199,18 +199,21 @@ async def chat_stop(*, conversation: Conversation) -> None:
         await generation_stop(message_id=message_id)
 
 
-async def chat_resume(*, conversation: Conversation, shown_streaming: list[int], reply_to: str) -> list[Message]:
+async def chat_resume(
+    *, conversation: Conversation, shown_streaming: list[int], reply_to: str
+) -> tuple[list[int], list[Message]]:
     """Bring a newly connected socket up to date.
 
-    Running replies send their text so far to ``reply_to``; the replies the page
-    showed as streaming that have finished since are returned, to be shown whole.
+    Running replies are asked to send their text so far to ``reply_to``; returns their
+    ids, and the replies the page showed as streaming that have finished since, to be
+    shown whole.
     """
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
     await generation_sync(message_ids=running, reply_to=reply_to)
     finished = (
         conversation.messages.select_related("usage").filter(pk__in=shown_streaming).exclude(pk__in=running)
     )
-    return [message async for message in finished]
+    return running, [message async for message in finished]
 
 
 def _streaming_ids(*, conversation_id: int):
