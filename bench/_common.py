@@ -5,6 +5,7 @@ Nothing here asserts anything; the benches print figures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +274,37 @@ print(json.dumps({{"user_id": user.pk, "key": raw, "session": client.cookies["se
         self.stop()
         if self.own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def py_spy(profile: str | None) -> list[str] | None:
+    """The command prefix that runs the server under py-spy: raw stacks for .txt, else a flame graph."""
+    if not profile:
+        return None
+    raw = ["--format", "raw"] if profile.endswith(".txt") else []
+    return [str(Path(PYTHON).parent / "py-spy"), "record", "-r", "200", *raw, "-o", profile, "--"]
+
+
+@contextlib.contextmanager
+def bench_setup(
+    *, upstream_args: tuple[str, ...] = (), database_url: str | None = None, profile: str | None = None
+) -> Iterator[tuple[Chatweb, int]]:
+    """Start the fake provider and a (not yet prepared) chatweb; yields them with the provider's port.
+
+    If the bench fails, the server's log tail is printed; both are always stopped.
+    """
+    up_port = free_port()
+    upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), *upstream_args])
+    app = Chatweb(upstream_base_url=f"http://127.0.0.1:{up_port}/v1", database_url=database_url, wrap=py_spy(profile))
+    try:
+        wait_listening(up_port, upstream)
+        yield app, up_port
+    except Exception:
+        print(app.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        app.cleanup()
+        upstream.terminate()
+        upstream.wait()
 
 
 def fmt_ms(seconds: float) -> str:

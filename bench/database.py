@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -32,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH, PYTHON, Chatweb, free_port, machine, pct, wait_listening  # noqa: E402
+from _common import Chatweb, bench_setup, machine, pct  # noqa: E402
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "bench-model", "llama-3-70b"]
 TEAMS = 50
@@ -183,12 +182,8 @@ def main() -> None:
         pg_admin(dsn, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         pg_admin(dsn, f'CREATE DATABASE "{dbname}"')
 
-    up_port = free_port()
-    upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port)])
-    app = Chatweb(upstream_base_url=f"http://127.0.0.1:{up_port}/v1", database_url=dsn)
     results = []
-    try:
-        wait_listening(up_port, upstream)
+    with bench_setup(database_url=dsn) as (app, _):
         app.prepare()
         creds = app.user_with_key(superuser=True)
         other = app.user_with_key(username="other")
@@ -235,13 +230,6 @@ def main() -> None:
                   f" (worst: {worst}, p95 {last[worst]['p95_ms']:.1f} ms)")
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
-    except Exception:
-        print(app.log_tail(), file=sys.stderr)
-        raise
-    finally:
-        app.cleanup()
-        upstream.terminate()
-        upstream.wait()
         if not args.keep:
             try:
                 pg_admin(dsn, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH, PYTHON, Chatweb, free_port, machine, pct, wait_listening  # noqa: E402
+from _common import Chatweb, bench_setup, machine, pct  # noqa: E402
 
 
 class Conn:
@@ -225,12 +225,7 @@ def main() -> None:
         i = args.concurrency.index(args.only)
         args.concurrency, args.requests = [args.only], [args.requests[i]]
 
-    up_port = free_port()
-    upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), "--tokens", "20"])
-    wrap = [str(Path(PYTHON).parent / "py-spy"), "record", "-r", "200", *(["--format", "raw"] if args.profile.endswith(".txt") else []), "-o", args.profile, "--"] if args.profile else None
-    app = Chatweb(upstream_base_url=f"http://127.0.0.1:{up_port}/v1", wrap=wrap)
-    try:
-        wait_listening(up_port, upstream)
+    with bench_setup(upstream_args=("--tokens", "20"), profile=args.profile) as (app, up_port):
         app.prepare()
         creds = app.user_with_key()
         app.start()
@@ -265,13 +260,6 @@ def main() -> None:
             )
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2))
-    except Exception:
-        print(app.log_tail(), file=sys.stderr)
-        raise
-    finally:
-        app.cleanup()
-        upstream.terminate()
-        upstream.wait()
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH, PYTHON, Chatweb, free_port, machine, pct, wait_listening  # noqa: E402
+from _common import bench_setup, machine, pct  # noqa: E402
 
 REPLY = """Here is what I found about **item {i}**:
 
@@ -48,15 +47,7 @@ def main() -> None:
     if args.quick:
         args.repeat = 10
 
-    up_port = free_port()
-    upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port)])
-    wrap = None
-    if args.profile:
-        fmt = ["--format", "raw"] if args.profile.endswith(".txt") else []
-        wrap = [str(Path(PYTHON).parent / "py-spy"), "record", "-r", "200", *fmt, "-o", args.profile, "--"]
-    app = Chatweb(upstream_base_url=f"http://127.0.0.1:{up_port}/v1", database_url=args.pg, wrap=wrap)
-    try:
-        wait_listening(up_port, upstream)
+    with bench_setup(database_url=args.pg, profile=args.profile) as (app, _):
         app.prepare()
         creds = app.user_with_key()
         conversation_id = app.shell(
@@ -122,13 +113,6 @@ print(json.dumps(c.pk))
         print(f"TARGET 2,000-message page under 150 ms (p95): {'met' if ok else 'NOT met'} ({result['p95_ms']:.0f} ms)")
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": machine(), "result": result}, indent=2))
-    except Exception:
-        print(app.log_tail(), file=sys.stderr)
-        raise
-    finally:
-        app.cleanup()
-        upstream.terminate()
-        upstream.wait()
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ import json
 import multiprocessing as mp
 import re
 import resource
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH, PYTHON, Chatweb, free_port, machine, pct, wait_listening  # noqa: E402
+from _common import Chatweb, bench_setup, machine, pct  # noqa: E402
 
 RATE = 20.0
 CONSTANT_WRITES = 8
@@ -248,18 +247,9 @@ def main() -> None:
         args.n, args.seconds = [100, 300], 5.0
 
     tokens = int(args.seconds * RATE)
-    up_port = free_port()
-    upstream = subprocess.Popen(
-        [PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), "--tokens", str(tokens), "--rate", str(RATE)]
-    )
-    wrap = None
-    if args.profile:
-        fmt = ["--format", "raw"] if args.profile.endswith(".txt") else []
-        wrap = [str(Path(PYTHON).parent / "py-spy"), "record", "-r", "200", *fmt, "-o", args.profile, "--"]
-    app = Chatweb(upstream_base_url=f"http://127.0.0.1:{up_port}/v1", wrap=wrap)
     rows = []
-    try:
-        wait_listening(up_port, upstream)
+    upstream_args = ("--tokens", str(tokens), "--rate", str(RATE))
+    with bench_setup(upstream_args=upstream_args, profile=args.profile) as (app, _):
         app.prepare()
         creds = app.user_with_key()
         print(f"replies of {tokens} pieces at {RATE:.0f}/s ({args.seconds:.0f} s); one Daphne worker", flush=True)
@@ -278,13 +268,6 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": machine(), "seconds": args.seconds, "rows": rows},
                                                   indent=2))
-    except Exception:
-        print(app.log_tail(), file=sys.stderr)
-        raise
-    finally:
-        app.cleanup()
-        upstream.terminate()
-        upstream.wait()
 
 
 if __name__ == "__main__":
