@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, the chat consumer for websockets (Daphne serves both)."""
+"""ASGI entry point: Django for pages, a lean Django handler for /v1, the chat consumer for websockets."""
 
 import os
 
@@ -11,13 +11,23 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conversations.api.handler import ApiHandler  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 from conversations.services.watchdog import WatchdogMiddleware  # noqa: E402
+
+api_asgi_app = ApiHandler()
+
+
+async def http_app(scope, receive, send):
+    """/v1 goes to the API's lean handler, everything else to Django's."""
+    app = api_asgi_app if scope["path"].startswith("/v1/") else django_asgi_app
+    await app(scope, receive, send)
+
 
 application = WatchdogMiddleware(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": http_app,
             "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )

@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..models import ApiKey
+from .rowcache import rowcache_get, rowcache_set
 
 KEY_PREFIX = "sk-cw-"
 # last_used_at is a hint for people, not an audit log: refresh it at most this often.
@@ -41,16 +42,20 @@ def api_key_revoke(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
 
 
 async def api_key_authenticate(*, raw: str) -> ApiKey | None:
-    """The active key matching ``raw`` (with its user), or None."""
+    """The active key matching ``raw`` (with its user), or None; known keys come from the row cache."""
     if not raw.startswith(KEY_PREFIX):
         return None
-    key = await (
-        ApiKey.objects.select_related("user")
-        .filter(hashed=_hash(raw), revoked_at__isnull=True, user__is_active=True)
-        .afirst()
-    )
+    hashed = _hash(raw)
+    key = rowcache_get(("api-key", hashed))
     if key is None:
-        return None
+        key = await (
+            ApiKey.objects.select_related("user")
+            .filter(hashed=hashed, revoked_at__isnull=True, user__is_active=True)
+            .afirst()
+        )
+        if key is None:
+            return None
+        rowcache_set(("api-key", hashed), key)
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now

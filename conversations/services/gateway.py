@@ -28,6 +28,7 @@ from asgiref.sync import sync_to_async
 from ..api.validation import ApiError
 from ..models import ApiKey, ChatModel, UsageRecord
 from .completions import CompletionError, Upstream, completion_create, completion_stream
+from .rowcache import rowcache_get, rowcache_set
 from .stored import CompletionAssembler, completion_id, stored_completion_save
 from .tokens import messages_tokens_count, messages_tokens_guess, tokens_count
 from .usage import QuotaExceeded, usage_reported, usage_reserve, usage_settle
@@ -45,9 +46,15 @@ async def gateway_models() -> list[ChatModel]:
 
 
 async def gateway_model(*, name: str) -> ChatModel:
-    model = await (
-        ChatModel.objects.filter(name=name, enabled=True, provider__enabled=True).select_related("provider").afirst()
-    )
+    return await sync_to_async(_model)(name)
+
+
+def _model(name: str) -> ChatModel:
+    model = rowcache_get(("model", name))
+    if model is None:
+        model = (
+            ChatModel.objects.filter(name=name, enabled=True, provider__enabled=True).select_related("provider").first()
+        )
     if model is None:
         raise ApiError(
             f"The model `{name}` does not exist or you do not have access to it.",
@@ -55,7 +62,7 @@ async def gateway_model(*, name: str) -> ChatModel:
             param="model",
             code="model_not_found",
         )
-    return model
+    return rowcache_set(("model", name), model)
 
 
 def _upstream(model: ChatModel) -> Upstream:
@@ -83,24 +90,30 @@ def api_error_from(exc: CompletionError) -> ApiError:
 
 async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> tuple[ChatModel, Finish]:
     """Resolve the model and reserve the call's usage (or answer 429); returns the model and how to end the call."""
-    model = await gateway_model(name=body["model"])
-    output_limit = body.get("max_completion_tokens") or body.get("max_tokens")
     try:
-        record = await sync_to_async(usage_reserve)(
-            user=api_key.user,
-            model=model.name,
-            provider=model.provider.name,
-            prompt_tokens=messages_tokens_guess(body["messages"]),
-            max_output_tokens=output_limit * (body.get("n") or 1) if output_limit else None,
-            api_key=api_key,
-        )
+        model, record = await sync_to_async(_model_and_reservation)(body=body, api_key=api_key)
     except QuotaExceeded as exc:
         raise api_error_from_quota(exc) from exc
     finish = functools.partial(
         _finished, body=body, api_key=api_key, model=model, started=time.monotonic(),
-        request_id=request_id, record_id=record.pk,
+        request_id=request_id, record=record,
     )
     return model, finish
+
+
+def _model_and_reservation(*, body: dict[str, Any], api_key: ApiKey) -> tuple[ChatModel, UsageRecord]:
+    """The requested model and the call's usage reservation, in one trip to the database thread."""
+    model = _model(body["model"])
+    output_limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    record = usage_reserve(
+        user=api_key.user,
+        model=model.name,
+        provider=model.provider.name,
+        prompt_tokens=messages_tokens_guess(body["messages"]),
+        max_output_tokens=output_limit * (body.get("n") or 1) if output_limit else None,
+        api_key=api_key,
+    )
+    return model, record
 
 
 async def _finished(
@@ -110,7 +123,7 @@ async def _finished(
     model: ChatModel,
     started: float,
     request_id: str,
-    record_id: int,
+    record: UsageRecord,
     completion: dict[str, Any] | None,
     partial: dict[str, Any] | None = None,
 ) -> None:
@@ -123,8 +136,8 @@ async def _finished(
     generated = completion or partial or {}
     usage = generated.get("usage")
     text = "" if usage_reported(usage) else _generated_text(generated)
-    record = await sync_to_async(usage_settle)(
-        record_id=record_id,
+    await sync_to_async(usage_settle)(
+        record=record,
         usage=usage,
         prompt_tokens_estimate=messages_tokens_count(body["messages"]) if text else 0,
         completion_tokens_estimate=tokens_count(text),
@@ -146,7 +159,7 @@ async def _finished(
         stored = await stored_completion_save(
             api_key=api_key, chat_model=model, body=body, response=completion, latency_ms=latency_ms
         )
-        await UsageRecord.objects.filter(pk=record_id).aupdate(stored_completion=stored)
+        await UsageRecord.objects.filter(pk=record.pk).aupdate(stored_completion=stored)
 
 
 def _generated_text(completion: dict[str, Any]) -> str:

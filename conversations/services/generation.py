@@ -61,7 +61,7 @@ class _Progress:
     stop_requested: bool = False
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
-    usage_record_id: int | None = None  # the reservation this reply settles
+    usage_record: UsageRecord | None = None  # the reservation this reply settles
     started: float = field(default_factory=time.monotonic)
 
 
@@ -116,7 +116,7 @@ async def _generate(message_id: int) -> None:
         return
     group = conversation_group(message.conversation_id)
     progress = _Progress(
-        usage_record_id=await UsageRecord.objects.filter(message_id=message_id).values_list("pk", flat=True).afirst()
+        usage_record=await UsageRecord.objects.filter(message_id=message_id).afirst()
     )
     try:
         async with _controls(layer, message_id, progress):
@@ -265,11 +265,11 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     nothing reached the provider's output (it failed before answering).
     """
     answered = bool(progress.text or progress.usage)
-    if progress.usage_record_id is None:
+    if progress.usage_record is None:
         return None, None, False
     counted = progress.text if answered and not usage_reported(progress.usage) else ""
     record = usage_settle(
-        record_id=progress.usage_record_id,
+        record=progress.usage_record,
         usage=progress.usage,
         prompt_tokens_estimate=messages_tokens_count(progress.request or []) if counted else 0,
         completion_tokens_estimate=tokens_count(counted),

@@ -21,6 +21,7 @@ from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
 from ..models import ApiKey, Message, ModelPrice, UsageRecord, UserLimits
+from .rowcache import rowcache_load
 
 MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("0.00000001")
@@ -53,9 +54,11 @@ class QuotaExceeded(Exception):
 
 def price_at(*, model: str, at: datetime) -> Price:
     """The price in force for ``model`` at ``at``; ``UNPRICED`` (cost 0, flagged) when there is none."""
-    row = ModelPrice.objects.filter(model=model, effective_from__lte=at).order_by("-effective_from").first()
-    if row is None:
+    prices = rowcache_load(("prices", model), lambda: list(ModelPrice.objects.filter(model=model)))
+    in_force = [row for row in prices if row.effective_from <= at]
+    if not in_force:
         return UNPRICED
+    row = max(in_force, key=lambda row: row.effective_from)
     return Price(row.input_per_million, row.cached_input_per_million, row.output_per_million, priced=True)
 
 
@@ -83,6 +86,10 @@ NO_LIMITS = Limits(None, None, None)
 
 def limits_for(*, user: AbstractBaseUser) -> Limits:
     """The user's limits, each falling back to the site-wide default."""
+    return rowcache_load(("limits", user.pk), lambda: _limits_load(user))
+
+
+def _limits_load(user: AbstractBaseUser) -> Limits:
     own = UserLimits.objects.filter(user=user).first()
     defaults = settings.USAGE_DEFAULTS
 
@@ -97,7 +104,6 @@ def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-@transaction.atomic
 def usage_reserve(
     *,
     user: AbstractBaseUser,
@@ -108,11 +114,33 @@ def usage_reserve(
     api_key: ApiKey | None = None,
     message: Message | None = None,
 ) -> UsageRecord:
-    """Check the user's limits and reserve this completion's estimated usage, or raise QuotaExceeded."""
+    """Check the user's limits and reserve this completion's estimated usage, or raise QuotaExceeded.
+
+    A user with limits has their reservations serialised (a transaction holding their
+    limits row) so each sees the ones before it; without limits there is nothing to
+    check, so the reservation is one INSERT.
+    """
     limits = limits_for(user=user)
-    if limits != NO_LIMITS:
-        # Serialise this user's reservations so each sees the ones before it.
+    if limits == NO_LIMITS:
+        return _reserve(user=user, limits=limits, model=model, provider=provider, prompt_tokens=prompt_tokens,
+                        max_output_tokens=max_output_tokens, api_key=api_key, message=message)
+    with transaction.atomic():
         UserLimits.objects.select_for_update().get_or_create(user=user)
+        return _reserve(user=user, limits=limits, model=model, provider=provider, prompt_tokens=prompt_tokens,
+                        max_output_tokens=max_output_tokens, api_key=api_key, message=message)
+
+
+def _reserve(
+    *,
+    user: AbstractBaseUser,
+    limits: Limits,
+    model: str,
+    provider: str,
+    prompt_tokens: int,
+    max_output_tokens: int | None,
+    api_key: ApiKey | None,
+    message: Message | None,
+) -> UsageRecord:
     now = timezone.now()
     price = price_at(model=model, at=now)
     output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
@@ -160,18 +188,16 @@ def usage_reported(usage: dict[str, Any] | None) -> bool:
 
 def usage_settle(
     *,
-    record_id: int,
+    record: UsageRecord,
     usage: dict[str, Any] | None,
     prompt_tokens_estimate: int,
     completion_tokens_estimate: int,
-    stored_completion_id: str | None = None,
 ) -> UsageRecord:
     """Replace the reservation with what was really used, priced at the reservation's snapshot.
 
     ``usage`` is the provider's usage object; without one (or without completion
     tokens in it) the estimates count, and the record says so.
     """
-    record = UsageRecord.objects.get(pk=record_id)
     if usage_reported(usage):
         record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         record.completion_tokens = int(usage["completion_tokens"])
@@ -190,9 +216,10 @@ def usage_settle(
         completion_tokens=record.completion_tokens,
     )
     record.state = UsageRecord.State.SETTLED
-    if stored_completion_id:
-        record.stored_completion_id = stored_completion_id
-    record.save()
+    record.save(
+        update_fields=["prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "estimated", "cost",
+                       "state"]
+    )
     return record
 
 
