@@ -1,7 +1,8 @@
 """Daphne, as ``python -m daphne``, plus a counter of the SQL statements the process runs.
 
 Every database connection the process opens gets an execute wrapper that counts
-statements by their first word (INSERT, UPDATE, DELETE, SELECT, ...). A daemon
+statements by their first word (INSERT, UPDATE, DELETE, SELECT, ...) and, for
+writes, the rows they wrote (``"UPDATE rows"``, ...). A daemon
 thread writes the totals to ``$BENCH_SQL_COUNTS`` twice a second. The counting
 costs a dict increment per statement; the server is otherwise unchanged.
 """
@@ -25,9 +26,14 @@ _lock = threading.Lock()
 
 def _count(execute, sql, params, many, context):  # noqa: ANN001
     word = sql.lstrip().split(None, 1)[0].upper() if sql else "?"
+    result = execute(sql, params, many, context)
+    statements = len(params) if many and params is not None and hasattr(params, "__len__") else 1
+    rows = context["cursor"].rowcount  # -1 where the driver cannot tell (SQLite's INSERT ... RETURNING)
     with _lock:
-        COUNTS[word] += len(params) if many and params is not None and hasattr(params, "__len__") else 1
-    return execute(sql, params, many, context)
+        COUNTS[word] += statements
+        if word in ("INSERT", "UPDATE", "DELETE"):
+            COUNTS[f"{word} rows"] += rows if rows >= 0 else statements
+    return result
 
 
 def _install() -> None:

@@ -11,7 +11,7 @@ piece stamped with the time it was written. For each N it prints:
   emit time (same clock: everything runs on this machine);
 - the server's CPU (% of one core over the streaming window) and memory per stream
   ((peak RSS while streaming - RSS before the clients connected) / N);
-- database writes per reply (INSERT+UPDATE+DELETE statements the server ran, counted
+- database writes per reply (rows written by INSERT, UPDATE and DELETE statements, counted
   by bench/_serve.py, divided by N), next to the target of one per second of
   streaming plus a constant.
 
@@ -191,7 +191,8 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float) -> dict:
         cpu_pct = float("nan")
     peak = max((s[2] for s in samples), default=rss_before)
     stream_secs = (last_done - start_at) if last_done else float("nan")
-    writes = sum(sql1.get(k, 0) - sql0.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE"))
+    writes = sum(sql1.get(f"{k} rows", 0) - sql0.get(f"{k} rows", 0) for k in ("INSERT", "UPDATE", "DELETE"))
+    write_statements = sum(sql1.get(k, 0) - sql0.get(k, 0) for k in ("INSERT", "UPDATE", "DELETE"))
     statements = sum(sql1.values()) - sum(sql0.values())
     expected_tokens = int(seconds * RATE)
     row = {
@@ -215,8 +216,9 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float) -> dict:
         "memory_per_stream_kib": (peak - rss_before) / n / 1024,
         "writes_per_reply": writes / n,
         "mean_reply_s": stats.get("reply_seconds", 0.0) / max(1, stats["done"]),
+        "write_statements_per_reply": write_statements / n,
         "writes_by_kind_per_reply": {
-            k: round((sql1.get(k, 0) - sql0.get(k, 0)) / n, 2) for k in ("INSERT", "UPDATE", "DELETE")
+            k: round((sql1.get(f"{k} rows", 0) - sql0.get(f"{k} rows", 0)) / n, 2) for k in ("INSERT", "UPDATE", "DELETE")
         },
         "statements_per_reply": statements / n,
         "client_cpu_pct": stats["client_cpu_s"] / (stream_secs + connect_time) * 100 if stream_secs == stream_secs else 0,
@@ -227,7 +229,8 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float) -> dict:
         f" {row['deltas_per_s']:.0f}/s over {stream_secs:.1f}s | added latency p50 {lat['p50']:.1f} ms"
         f" p99 {lat['p99']:.1f} ms max {lat['max']:.0f} ms | server CPU {cpu_pct:.0f}%"
         f" | RSS {rss_before / 2**20:.0f}->{peak / 2**20:.0f} MiB, {row['memory_per_stream_kib']:.0f} KiB/stream"
-        f" | writes/reply {row['writes_per_reply']:.1f} {row['writes_by_kind_per_reply']}"
+        f" | rows written/reply {row['writes_per_reply']:.1f} {row['writes_by_kind_per_reply']}"
+        f" in {row['write_statements_per_reply']:.1f} statements"
         f" for replies of {row['mean_reply_s']:.1f} s on average"
         f" (statements/reply {row['statements_per_reply']:.1f}) | clients CPU {row['client_cpu_pct']:.0f}%",
         flush=True,

@@ -1,13 +1,14 @@
 """Generating an assistant reply, independent of any socket.
 
 A generation is an asyncio task of the server process. It reads the provider's
-stream through the completions service, publishes each delta to the conversation's
-channel-layer group, saves the text so far at most once per
-``STREAM_SAVE_INTERVAL``, and always ends the message in a terminal state.
+stream through the completions service, publishes the new text to the conversation's
+channel-layer group each time its reader pauses (pieces that arrived together go out
+as one delta), saves the text so far at most once per ``STREAM_SAVE_INTERVAL``, and
+always ends the message in a terminal state.
 
 Each running generation listens on a channel of its own (joined to the group
 ``generation_group(message_id)``) for two requests from any process: ``stop``, and
-``sync``, which answers a newly connected socket with the full text so far.
+``sync``, which answers a newly connected socket with the text published so far.
 
 Events published to ``conversation_group(conversation_id)``:
 ``chat.turn`` (new messages), ``chat.delta`` (text, seq), ``chat.done`` (final state).
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 completion_logger = logging.getLogger("chatweb.completions")
 
 _running: dict[int, asyncio.Task] = {}
+_unsaved: dict[int, str] = {}  # reply id -> its text, not yet saved
+_saver: asyncio.Task | None = None
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -56,6 +59,8 @@ class _Progress:
 
     text: str = ""
     seq: int = 0  # content pieces so far
+    published: int = 0  # how much of text the sockets were sent
+    published_seq: int = 0
     finish_reason: str = ""
     usage: dict[str, Any] | None = None
     stop_requested: bool = False
@@ -160,33 +165,84 @@ async def _stream(
     progress: _Progress,
     layer: Any,
 ) -> None:
-    interval = settings.STREAM_SAVE_INTERVAL
-    saved_at = time.monotonic()
-    saved_len = 0
     payload = {"messages": messages, "stream_options": {"include_usage": True}}
-    async for chunk in completion_stream(upstream=upstream, payload=payload):
-        if chunk.get("usage"):
-            progress.usage = chunk["usage"]
-        if chunk.get("model"):
-            progress.upstream_model = chunk["model"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = (choice.get("delta") or {}).get("content") or ""
-            if choice.get("finish_reason"):
-                progress.finish_reason = choice["finish_reason"]
-            if delta:
-                progress.text += delta
-                progress.seq += 1
-                await layer.group_send(
-                    group,
-                    {"type": "chat.delta", "message_id": message_id, "text": delta, "seq": progress.seq},
-                )
-        if len(progress.text) != saved_len and time.monotonic() - saved_at >= interval:
-            saved_at, saved_len = time.monotonic(), len(progress.text)
-            await Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).aupdate(
-                content=progress.text, updated_at=timezone.now()
-            )
+    wake = asyncio.Event()
+    publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
+    try:
+        async for chunk in completion_stream(upstream=upstream, payload=payload):
+            if chunk.get("usage"):
+                progress.usage = chunk["usage"]
+            if chunk.get("model"):
+                progress.upstream_model = chunk["model"]
+            for choice in chunk.get("choices") or []:
+                if choice.get("index", 0) != 0:
+                    continue
+                delta = (choice.get("delta") or {}).get("content") or ""
+                if choice.get("finish_reason"):
+                    progress.finish_reason = choice["finish_reason"]
+                if delta:
+                    progress.text += delta
+                    progress.seq += 1
+                    wake.set()
+                    _save_later(message_id, progress.text)
+    finally:
+        publisher.cancel()
+    await _publish_pending(layer, group, message_id, progress)
+
+
+async def _publish(layer: Any, group: str, message_id: int, progress: _Progress, wake: asyncio.Event) -> None:
+    """Send the sockets what is new each time the reader pauses.
+
+    Pieces that arrive together (one network read, or while this process was busy)
+    go out as one delta, so under load each socket gets fewer, larger messages
+    instead of falling further behind.
+    """
+    while True:
+        await wake.wait()
+        wake.clear()
+        await _publish_pending(layer, group, message_id, progress)
+
+
+async def _publish_pending(layer: Any, group: str, message_id: int, progress: _Progress) -> None:
+    if progress.published == len(progress.text):
+        return
+    text = progress.text[progress.published :]
+    progress.published, progress.published_seq = len(progress.text), progress.seq
+    await layer.group_send(
+        group, {"type": "chat.delta", "message_id": message_id, "text": text, "seq": progress.published_seq}
+    )
+
+
+def _save_later(message_id: int, text: str) -> None:
+    """Have the reply's text saved with the next batch (the saver starts with the first reply that grows)."""
+    global _saver
+    _unsaved[message_id] = text
+    loop = asyncio.get_running_loop()
+    if _saver is None or _saver.done() or _saver.get_loop() is not loop:
+        _saver = loop.create_task(_save_texts_loop(), name="generation-saver", context=contextvars.Context())
+
+
+async def _save_texts_loop() -> None:
+    """Every ``STREAM_SAVE_INTERVAL``, save the text of each reply that grew, all in one statement.
+
+    One batch per interval instead of an UPDATE per reply keeps the process's one
+    database thread free at a thousand streams, and no reader ever waits on a save.
+    """
+    while _unsaved:
+        await asyncio.sleep(settings.STREAM_SAVE_INTERVAL)
+        texts = dict(_unsaved)
+        _unsaved.clear()
+        try:
+            await sync_to_async(_texts_save)(texts)
+        except Exception:  # the texts stay in memory and are saved whole when the replies end
+            logger.exception("Saving %d streaming replies failed", len(texts))
+
+
+def _texts_save(texts: dict[int, str]) -> None:
+    """Save replies' texts so far; a reply that has ended meanwhile keeps its final text."""
+    now = timezone.now()
+    replies = [Message(pk=pk, content=text, updated_at=now) for pk, text in texts.items()]
+    Message.objects.filter(status=Message.Status.STREAMING).bulk_update(replies, ["content", "updated_at"])
 
 
 async def _listen(
@@ -205,8 +261,8 @@ async def _listen(
                 {
                     "type": "chat.snapshot",
                     "message_id": message_id,
-                    "text": progress.text,
-                    "seq": progress.seq,
+                    "text": progress.text[: progress.published],
+                    "seq": progress.published_seq,
                 },
             )
 
@@ -215,6 +271,7 @@ async def _finish(
     message: Message, group: str, progress: _Progress, status: str, error: str, layer: Any
 ) -> None:
     """Save the terminal state with all text so far, settle its usage, keep the turn for review, tell every socket."""
+    _unsaved.pop(message.pk, None)
     prompt_tokens, completion_tokens, estimated = await sync_to_async(_settle)(progress)
     saved = await Message.objects.filter(pk=message.pk).aupdate(
         content=progress.text,
