@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
 import pydantic
 import pytest
 
-from conversations.models import ApiKey
+from django.utils import timezone
+
+from conversations.models import ApiKey, ChatModel
 from conversations.services.api_keys import api_key_create, api_key_revoke
 from tests.upstream import Error, Raw, Reply
 
@@ -146,6 +149,36 @@ def test_bad_and_revoked_keys_are_401(live_server_url, user, chat_model):
     revoked = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=raw, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         revoked.models.list()
+
+
+def test_revoking_a_used_key_or_disabling_a_used_model_applies_to_the_next_call(client, user, upstream):
+    upstream.script(Reply(text="one"))
+    client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    ChatModel.objects.filter(name="fake-model").update(enabled=False)  # like another worker: no signal here
+    chat_model = ChatModel.objects.get(name="fake-model")
+    chat_model.save()  # an admin's save in this worker applies at once
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    api_key_revoke(user=user, key_id=ApiKey.objects.get(name="tests").pk)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_changes_made_by_another_worker_apply_within_the_cache_time(client, settings):
+    settings.ROW_CACHE_SECONDS = 0.2
+    client.models.list()
+    ApiKey.objects.filter(name="tests").update(revoked_at=timezone.now())  # no signal reaches this worker
+    time.sleep(0.3)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_api_answers_carry_security_headers_and_no_page_cookies(live_server_url, api_key, chat_model):
+    response = httpx.get(f"{live_server_url}/v1/models", headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 200
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-request-id"].startswith("req_")
+    assert "set-cookie" not in response.headers
 
 
 def test_key_use_is_recorded(client, api_key):
