@@ -28,11 +28,13 @@ def _count(execute, sql, params, many, context):  # noqa: ANN001
     word = sql.lstrip().split(None, 1)[0].upper() if sql else "?"
     result = execute(sql, params, many, context)
     statements = len(params) if many and params is not None and hasattr(params, "__len__") else 1
-    rows = context["cursor"].rowcount  # -1 where the driver cannot tell (SQLite's INSERT ... RETURNING)
+    rows = context["cursor"].rowcount  # 0 or -1 for SQLite's INSERT ... RETURNING: count its statements
     with _lock:
         COUNTS[word] += statements
-        if word in ("INSERT", "UPDATE", "DELETE"):
-            COUNTS[f"{word} rows"] += rows if rows >= 0 else statements
+        if word in ("UPDATE", "DELETE"):
+            COUNTS[f"{word} rows"] += max(rows, 0)
+        elif word == "INSERT":
+            COUNTS[f"{word} rows"] += rows if rows > 0 else statements
     return result
 
 

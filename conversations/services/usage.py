@@ -9,6 +9,7 @@ and cost when the completion ends, however it ends. Totals are sums of the ledge
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -121,64 +122,49 @@ def usage_reserve(
     check, so the reservation is one INSERT.
     """
     limits = limits_for(user=user)
-    if limits == NO_LIMITS:
-        return _reserve(user=user, limits=limits, model=model, provider=provider, prompt_tokens=prompt_tokens,
-                        max_output_tokens=max_output_tokens, api_key=api_key, message=message)
-    with transaction.atomic():
-        UserLimits.objects.select_for_update().get_or_create(user=user)
-        return _reserve(user=user, limits=limits, model=model, provider=provider, prompt_tokens=prompt_tokens,
-                        max_output_tokens=max_output_tokens, api_key=api_key, message=message)
-
-
-def _reserve(
-    *,
-    user: AbstractBaseUser,
-    limits: Limits,
-    model: str,
-    provider: str,
-    prompt_tokens: int,
-    max_output_tokens: int | None,
-    api_key: ApiKey | None,
-    message: Message | None,
-) -> UsageRecord:
-    now = timezone.now()
-    price = price_at(model=model, at=now)
-    output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
-    estimate = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)
-    ledger = UsageRecord.objects.filter(user=user)
-    recent = ledger.filter(created_at__gt=now - WINDOW)
-    if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
-        window = recent.aggregate(
-            requests=Count("id"), tokens=Sum(F("prompt_tokens") + F("completion_tokens")), oldest=Min("created_at")
+    with contextlib.nullcontext() if limits == NO_LIMITS else transaction.atomic():
+        if limits != NO_LIMITS:
+            UserLimits.objects.select_for_update().get_or_create(user=user)
+        now = timezone.now()
+        price = price_at(model=model, at=now)
+        output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
+        estimate = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)
+        ledger = UsageRecord.objects.filter(user=user)
+        recent = ledger.filter(created_at__gt=now - WINDOW)
+        if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
+            window = recent.aggregate(
+                requests=Count("id"), tokens=Sum(F("prompt_tokens") + F("completion_tokens")), oldest=Min("created_at")
+            )
+            retry_after = _seconds_until(window["oldest"] + WINDOW, now) if window["oldest"] else None
+            requests, tokens = window["requests"] or 0, window["tokens"] or 0
+            if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
+                raise QuotaExceeded(
+                    f"Rate limit reached: {limits.requests_per_minute} requests per minute. "
+                    f"Try again in {retry_after} s.",
+                    kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
+                )
+            if limits.tokens_per_minute is not None and tokens + prompt_tokens + output > limits.tokens_per_minute:
+                raise QuotaExceeded(
+                    f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. "
+                    f"Try again in {retry_after} s.",
+                    kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
+                    remaining=max(limits.tokens_per_minute - tokens, 0),
+                )
+        if limits.monthly_budget is not None:
+            spent = ledger.filter(created_at__gte=month_start(now)).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+            if spent + estimate > limits.monthly_budget:
+                raise QuotaExceeded(
+                    f"Monthly budget reached: ${spent:.2f} of ${limits.monthly_budget:.2f} used this month. "
+                    "An admin can raise it.",
+                    kind="budget", limit=limits.monthly_budget,
+                    remaining=max(limits.monthly_budget - spent, Decimal(0)),
+                )
+        return UsageRecord.objects.create(
+            user=user, api_key=api_key, message=message, model=model, provider=provider,
+            prompt_tokens=prompt_tokens, completion_tokens=output, estimated=True, priced=price.priced,
+            input_per_million=price.input_per_million, cached_input_per_million=price.cached_input_per_million,
+            output_per_million=price.output_per_million, cost=estimate, created_at=now,
         )
-        retry_after = _seconds_until(window["oldest"] + WINDOW, now) if window["oldest"] else None
-        requests, tokens = window["requests"] or 0, window["tokens"] or 0
-        if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
-            raise QuotaExceeded(
-                f"Rate limit reached: {limits.requests_per_minute} requests per minute. "
-                f"Try again in {retry_after} s.",
-                kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
-            )
-        if limits.tokens_per_minute is not None and tokens + prompt_tokens + output > limits.tokens_per_minute:
-            raise QuotaExceeded(
-                f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. Try again in {retry_after} s.",
-                kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
-                remaining=max(limits.tokens_per_minute - tokens, 0),
-            )
-    if limits.monthly_budget is not None:
-        spent = ledger.filter(created_at__gte=month_start(now)).aggregate(total=Sum("cost"))["total"] or Decimal(0)
-        if spent + estimate > limits.monthly_budget:
-            raise QuotaExceeded(
-                f"Monthly budget reached: ${spent:.2f} of ${limits.monthly_budget:.2f} used this month. "
-                "An admin can raise it.",
-                kind="budget", limit=limits.monthly_budget, remaining=max(limits.monthly_budget - spent, Decimal(0)),
-            )
-    return UsageRecord.objects.create(
-        user=user, api_key=api_key, message=message, model=model, provider=provider,
-        prompt_tokens=prompt_tokens, completion_tokens=output, estimated=True, priced=price.priced,
-        input_per_million=price.input_per_million, cached_input_per_million=price.cached_input_per_million,
-        output_per_million=price.output_per_million, cost=estimate, created_at=now,
-    )
 
 
 def usage_reported(usage: dict[str, Any] | None) -> bool:
