@@ -164,11 +164,21 @@ def test_revoking_a_used_key_or_disabling_a_used_model_applies_to_the_next_call(
         client.models.list()
 
 
-def test_changes_made_by_another_worker_apply_within_the_cache_time(client, settings):
-    settings.ROW_CACHE_SECONDS = 0.2
-    client.models.list()
-    ApiKey.objects.filter(name="tests").update(revoked_at=timezone.now())  # no signal reaches this worker
-    time.sleep(0.3)
+def test_changes_made_by_another_worker_apply_within_the_cache_time(client, settings, upstream):
+    settings.ROW_CACHE_SECONDS = 0.5
+    upstream.script(*[Reply(text="ok")] * 15)
+    client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    ChatModel.objects.filter(name="fake-model").update(enabled=False)  # no signal reaches this worker
+    for _ in range(15):  # a model in constant use still leaves the cache in time
+        time.sleep(0.1)
+        try:
+            client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+        except openai.NotFoundError:
+            break
+    else:
+        pytest.fail("the disabled model was still served 1.5 s after the change")
+    ApiKey.objects.filter(name="tests").update(revoked_at=timezone.now())
+    time.sleep(0.6)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
 

@@ -51,10 +51,9 @@ async def gateway_model(*, name: str) -> ChatModel:
 
 def _model(name: str) -> ChatModel:
     model = rowcache_get(("model", name))
-    if model is None:
-        model = (
-            ChatModel.objects.filter(name=name, enabled=True, provider__enabled=True).select_related("provider").first()
-        )
+    if model is not None:
+        return model
+    model = ChatModel.objects.filter(name=name, enabled=True, provider__enabled=True).select_related("provider").first()
     if model is None:
         raise ApiError(
             f"The model `{name}` does not exist or you do not have access to it.",
