@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from conversations.models import ApiKey, ChatModel
 from conversations.services.api_keys import api_key_create, api_key_revoke
-from tests.upstream import Error, Raw, Reply
+from tests.upstream import Error, Hang, Raw, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -280,10 +280,8 @@ def test_sdk_retries_a_429_after_retry_after(live_server_url, api_key, chat_mode
 
 
 def test_provider_timeout_is_504(client, upstream, settings):
-    from tests.upstream import Hang
-
     settings.COMPLETIONS = {**settings.COMPLETIONS, "READ_TIMEOUT": 0.3, "MAX_RETRIES": 0}
-    upstream.script(Hang(seconds=1.0))
+    upstream.script(Hang(seconds=1.0, then=Reply(text="too late")))
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 504

@@ -152,6 +152,20 @@ def _wait_settled(user) -> UsageRecord:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_each_api_call_is_billed_once_and_linked_to_the_completion_it_stored(api, upstream, user):
+    client, _ = api
+    for text in ("first answer", "the second answer"):  # the second finds model, prices and limits cached
+        upstream.script(Reply(text=text))
+        completion = client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "hi"}], store=True
+        )
+    records = list(UsageRecord.objects.filter(user=user).order_by("pk"))
+    assert [(r.state, r.completion_tokens, r.estimated) for r in records] == [("settled", 2, False), ("settled", 3, False)]
+    assert records[1].stored_completion_id == completion.id
+    assert records[1].cost == Decimal("0.000007")  # 1 prompt token × 1 + 3 × 2 per million
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_stream_is_accounted_with_provider_usage_even_when_the_client_did_not_ask(api, upstream, user):
     client, _ = api
     upstream.script(Reply(text="alpha beta gamma"))

@@ -16,6 +16,7 @@ has ended normally.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -24,14 +25,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import transaction
 
 from ..api.validation import ApiError
-from ..models import ApiKey, ChatModel, UsageRecord
+from ..models import ApiKey, ChatModel, StoredCompletion, UsageRecord
 from .completions import CompletionError, Upstream, completion_create, completion_stream
 from .rowcache import rowcache_get, rowcache_set
-from .stored import CompletionAssembler, completion_id, stored_completion_save
+from .stored import CompletionAssembler, completion_id, stored_completion_build
 from .tokens import messages_tokens_count, messages_tokens_guess, tokens_count
-from .usage import QuotaExceeded, usage_reported, usage_reserve, usage_settle
+from .usage import QuotaExceeded, usage_reported, usage_reserve, usage_reserve_cached, usage_settle
 
 completion_logger = logging.getLogger("chatweb.completions")
 Finish = Callable[..., Awaitable[None]]
@@ -88,11 +90,20 @@ def api_error_from(exc: CompletionError) -> ApiError:
 
 
 async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> tuple[ChatModel, Finish]:
-    """Resolve the model and reserve the call's usage (or answer 429); returns the model and how to end the call."""
-    try:
-        model, record = await sync_to_async(_model_and_reservation)(body=body, api_key=api_key)
-    except QuotaExceeded as exc:
-        raise api_error_from_quota(exc) from exc
+    """Resolve the model and reserve the call's usage (or answer 429); returns the model and how to end the call.
+
+    When the model, prices and limits are cached and the user has no limits, this
+    makes no trip to the database thread: the call's record is written when it ends.
+    """
+    model = rowcache_get(("model", body["model"]))
+    record = None
+    if model is not None:
+        record = usage_reserve_cached(api_key=api_key, model=model.name, **_reservation_args(body, model, api_key))
+    if record is None:
+        try:
+            model, record = await sync_to_async(_model_and_reservation)(body=body, api_key=api_key)
+        except QuotaExceeded as exc:
+            raise api_error_from_quota(exc) from exc
     finish = functools.partial(
         _finished, body=body, api_key=api_key, model=model, started=time.monotonic(),
         request_id=request_id, record=record,
@@ -100,17 +111,21 @@ async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> t
     return model, finish
 
 
+def _reservation_args(body: dict[str, Any], model: ChatModel, api_key: ApiKey) -> dict[str, Any]:
+    output_limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    return {
+        "user": api_key.user,
+        "provider": model.provider.name,
+        "prompt_tokens": messages_tokens_guess(body["messages"]),
+        "max_output_tokens": output_limit * (body.get("n") or 1) if output_limit else None,
+    }
+
+
 def _model_and_reservation(*, body: dict[str, Any], api_key: ApiKey) -> tuple[ChatModel, UsageRecord]:
     """The requested model and the call's usage reservation, in one trip to the database thread."""
     model = _model(body["model"])
-    output_limit = body.get("max_completion_tokens") or body.get("max_tokens")
     record = usage_reserve(
-        user=api_key.user,
-        model=model.name,
-        provider=model.provider.name,
-        prompt_tokens=messages_tokens_guess(body["messages"]),
-        max_output_tokens=output_limit * (body.get("n") or 1) if output_limit else None,
-        api_key=api_key,
+        api_key=api_key, model=model.name, defer=True, **_reservation_args(body, model, api_key)
     )
     return model, record
 
@@ -130,16 +145,23 @@ async def _finished(
 
     ``completion`` is the finished completion, or ``None`` when the call failed or the
     client left, with ``partial`` what was generated until then (it is counted too).
+    The writes go together, in one trip to the database thread.
     """
     latency_ms = round((time.monotonic() - started) * 1000)
     generated = completion or partial or {}
     usage = generated.get("usage")
     text = "" if usage_reported(usage) else _generated_text(generated)
-    await sync_to_async(usage_settle)(
+    stored = None
+    if completion is not None and body.get("store"):
+        stored = stored_completion_build(
+            api_key=api_key, chat_model=model, body=body, response=completion, latency_ms=latency_ms
+        )
+    await sync_to_async(_call_save)(
         record=record,
         usage=usage,
         prompt_tokens_estimate=messages_tokens_count(body["messages"]) if text else 0,
         completion_tokens_estimate=tokens_count(text),
+        stored=stored,
     )
     completion_logger.info(
         "completion",
@@ -154,11 +176,23 @@ async def _finished(
             "completion_tokens": record.completion_tokens,
         },
     )
-    if completion is not None and body.get("store"):
-        stored = await stored_completion_save(
-            api_key=api_key, chat_model=model, body=body, response=completion, latency_ms=latency_ms
+
+
+def _call_save(
+    *, record: UsageRecord, usage: dict[str, Any] | None, prompt_tokens_estimate: int,
+    completion_tokens_estimate: int, stored: StoredCompletion | None,
+) -> None:
+    """The stored completion, if any, and the settled usage record linked to it: both or neither."""
+    with transaction.atomic() if stored is not None else contextlib.nullcontext():
+        if stored is not None:
+            stored.save(force_insert=True)
+        usage_settle(
+            record=record,
+            usage=usage,
+            prompt_tokens_estimate=prompt_tokens_estimate,
+            completion_tokens_estimate=completion_tokens_estimate,
+            stored_completion=stored,
         )
-        await UsageRecord.objects.filter(pk=record.pk).aupdate(stored_completion=stored)
 
 
 def _generated_text(completion: dict[str, Any]) -> str:

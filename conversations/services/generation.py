@@ -28,12 +28,13 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import Message, UsageRecord
 from ..rendering import markdown_render
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
-from .stored import stored_completion_save_turn
+from .stored import stored_completion_build_turn
 from .tokens import messages_tokens_count, tokens_count
 from .usage import usage_reported, usage_settle
 
@@ -114,15 +115,11 @@ async def turn_announce(
 
 async def _generate(message_id: int) -> None:
     layer = get_channel_layer()
-    message = (
-        await Message.objects.select_related("conversation__model__provider").filter(pk=message_id).afirst()
-    )
+    message, usage_record = await sync_to_async(_reply_load)(message_id)
     if message is None:  # deleted before it started
         return
     group = conversation_group(message.conversation_id)
-    progress = _Progress(
-        usage_record=await UsageRecord.objects.filter(message_id=message_id).afirst()
-    )
+    progress = _Progress(usage_record=usage_record)
     try:
         async with _controls(layer, message_id, progress):
             upstream, progress.request = await sync_to_async(_request_for)(message)
@@ -142,6 +139,12 @@ async def _generate(message_id: int) -> None:
         logger.exception("Generation of message %s crashed", message_id)
         status, error = Message.Status.ERROR, "Something went wrong while writing this reply."
     await _finish(message, group, progress, status, error, layer)
+
+
+def _reply_load(message_id: int) -> tuple[Message | None, UsageRecord | None]:
+    """The reply to generate, with its conversation, model and provider, and its usage reservation."""
+    message = Message.objects.select_related("conversation__model__provider").filter(pk=message_id).first()
+    return message, UsageRecord.objects.filter(message_id=message_id).first()
 
 
 @contextlib.asynccontextmanager
@@ -272,21 +275,10 @@ async def _finish(
 ) -> None:
     """Save the terminal state with all text so far, settle its usage, keep the turn for review, tell every socket."""
     _unsaved.pop(message.pk, None)
-    prompt_tokens, completion_tokens, estimated = await sync_to_async(_settle)(progress)
-    saved = await Message.objects.filter(pk=message.pk).aupdate(
-        content=progress.text,
-        content_html=markdown_render(progress.text),
-        status=status,
-        error=error,
-        finish_reason=progress.finish_reason,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        usage_estimated=estimated,
-        **({"upstream_model": progress.upstream_model} if progress.upstream_model else {}),
-        finished_at=timezone.now(),
-        updated_at=timezone.now(),
-    )
     latency_ms = round((time.monotonic() - progress.started) * 1000)
+    prompt_tokens, completion_tokens = await sync_to_async(_finish_save)(
+        message, progress, status, error, markdown_render(progress.text), latency_ms
+    )
     completion_logger.info(
         "completion",
         extra={
@@ -300,19 +292,47 @@ async def _finish(
             "completion_tokens": completion_tokens,
         },
     )
-    if saved and progress.request is not None:
-        stored = await stored_completion_save_turn(
-            message=message,
-            messages=progress.request,
-            text=progress.text,
+    await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
+
+
+def _finish_save(
+    message: Message, progress: _Progress, status: str, error: str, html: str, latency_ms: int
+) -> tuple[int | None, int | None]:
+    """The reply's final state, its settled usage and its stored completion, in one transaction.
+
+    Returns the reply's (prompt tokens, completion tokens). A reply deleted meanwhile
+    (its conversation was) still has its usage settled, and is not kept for review.
+    """
+    with transaction.atomic():
+        prompt_tokens, completion_tokens, estimated = _settle(progress)
+        now = timezone.now()
+        saved = Message.objects.filter(pk=message.pk).update(
+            content=progress.text,
+            content_html=html,
+            status=status,
+            error=error,
             finish_reason=progress.finish_reason,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            status=status,
-            latency_ms=latency_ms,
+            usage_estimated=estimated,
+            **({"upstream_model": progress.upstream_model} if progress.upstream_model else {}),
+            finished_at=now,
+            updated_at=now,
         )
-        await UsageRecord.objects.filter(message_id=message.pk).aupdate(stored_completion=stored)
-    await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
+        if saved and progress.request is not None:
+            stored = stored_completion_build_turn(
+                message=message,
+                messages=progress.request,
+                text=progress.text,
+                finish_reason=progress.finish_reason,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                status=status,
+                latency_ms=latency_ms,
+            )
+            stored.save(force_insert=True)
+            UsageRecord.objects.filter(message_id=message.pk).update(stored_completion=stored)
+    return prompt_tokens, completion_tokens
 
 
 def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:

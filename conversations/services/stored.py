@@ -34,7 +34,7 @@ def completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-async def stored_completion_save_turn(
+def stored_completion_build_turn(
     *,
     message: Message,
     messages: list[dict[str, str]],
@@ -45,7 +45,7 @@ async def stored_completion_save_turn(
     status: str,
     latency_ms: int,
 ) -> StoredCompletion:
-    """Keep a chat UI turn beside the /v1 completions, linked to its message, for the admin."""
+    """A chat UI turn as a stored completion (unsaved), linked to its message, for the admin."""
     model = message.conversation.model
     usage = None
     if completion_tokens is not None:
@@ -69,7 +69,7 @@ async def stored_completion_save_turn(
         ],
         "usage": usage,
     }
-    return await StoredCompletion.objects.acreate(
+    return StoredCompletion(
         id=response["id"],
         user_id=message.conversation.user_id,
         model=message.model_name,
@@ -87,12 +87,12 @@ async def stored_completion_save_turn(
     )
 
 
-async def stored_completion_save(
+def stored_completion_build(
     *, api_key: ApiKey, chat_model: ChatModel, body: dict[str, Any], response: dict[str, Any], latency_ms: int
 ) -> StoredCompletion:
-    """Keep a finished completion under the id its client saw."""
+    """A finished completion to keep (unsaved), under the id its client saw."""
     usage = response.get("usage") or {}
-    return await StoredCompletion.objects.acreate(
+    return StoredCompletion(
         id=response["id"],
         user_id=api_key.user_id,
         api_key=api_key,

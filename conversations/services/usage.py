@@ -1,15 +1,15 @@
 """Usage and cost: prices, the ledger, budgets and rate limits.
 
 Every completion, from the chat UI or /v1, gets one ``UsageRecord``. It is
-*reserved* with an estimate before the provider is called, inside a transaction
-that locks the user's limits row, so concurrent requests see each other's
-reservations and cannot overspend a budget; it is *settled* to the real counts
-and cost when the completion ends, however it ends. Totals are sums of the ledger.
+*reserved* with an estimate before the provider is called, for a user with limits
+inside a transaction that locks their limits row, so concurrent requests see each
+other's reservations and cannot overspend a budget; it is *settled* to the real
+counts and cost when the completion ends, however it ends. A /v1 call of a user
+without limits writes its record once, settled. Totals are sums of the ledger.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -21,8 +21,8 @@ from django.db import transaction
 from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
-from ..models import ApiKey, Message, ModelPrice, UsageRecord, UserLimits
-from .rowcache import rowcache_load
+from ..models import ApiKey, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
+from .rowcache import rowcache_get, rowcache_load
 
 MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("0.00000001")
@@ -55,7 +55,10 @@ class QuotaExceeded(Exception):
 
 def price_at(*, model: str, at: datetime) -> Price:
     """The price in force for ``model`` at ``at``; ``UNPRICED`` (cost 0, flagged) when there is none."""
-    prices = rowcache_load(("prices", model), lambda: list(ModelPrice.objects.filter(model=model)))
+    return _price_in(rowcache_load(("prices", model), lambda: list(ModelPrice.objects.filter(model=model))), at)
+
+
+def _price_in(prices: list[ModelPrice], at: datetime) -> Price:
     in_force = [row for row in prices if row.effective_from <= at]
     if not in_force:
         return UNPRICED
@@ -114,25 +117,33 @@ def usage_reserve(
     max_output_tokens: int | None,
     api_key: ApiKey | None = None,
     message: Message | None = None,
+    defer: bool = False,
 ) -> UsageRecord:
     """Check the user's limits and reserve this completion's estimated usage, or raise QuotaExceeded.
 
     A user with limits has their reservations serialised (a transaction holding their
-    limits row) so each sees the ones before it; without limits there is nothing to
-    check, so the reservation is one INSERT.
+    limits row) so each sees the ones before it. Without limits there is nothing to
+    check: the reservation is one INSERT, or with ``defer`` none, the record coming
+    back unsaved for ``usage_settle`` to write once, when the call ends.
     """
     limits = limits_for(user=user)
-    with contextlib.nullcontext() if limits == NO_LIMITS else transaction.atomic():
-        if limits != NO_LIMITS:
-            UserLimits.objects.select_for_update().get_or_create(user=user)
+    if limits == NO_LIMITS:
         now = timezone.now()
-        price = price_at(model=model, at=now)
-        output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
-        estimate = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)
+        record = _reservation(user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
+                              max_output_tokens=max_output_tokens, api_key=api_key, message=message,
+                              price=price_at(model=model, at=now), now=now)
+        if not defer:
+            record.save(force_insert=True)
+        return record
+    with transaction.atomic():
+        UserLimits.objects.select_for_update().get_or_create(user=user)
+        now = timezone.now()
+        record = _reservation(user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
+                              max_output_tokens=max_output_tokens, api_key=api_key, message=message,
+                              price=price_at(model=model, at=now), now=now)
         ledger = UsageRecord.objects.filter(user=user)
-        recent = ledger.filter(created_at__gt=now - WINDOW)
         if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
-            window = recent.aggregate(
+            window = ledger.filter(created_at__gt=now - WINDOW).aggregate(
                 requests=Count("id"), tokens=Sum(F("prompt_tokens") + F("completion_tokens")), oldest=Min("created_at")
             )
             retry_after = _seconds_until(window["oldest"] + WINDOW, now) if window["oldest"] else None
@@ -143,7 +154,8 @@ def usage_reserve(
                     f"Try again in {retry_after} s.",
                     kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
                 )
-            if limits.tokens_per_minute is not None and tokens + prompt_tokens + output > limits.tokens_per_minute:
+            if (limits.tokens_per_minute is not None
+                    and tokens + record.prompt_tokens + record.completion_tokens > limits.tokens_per_minute):
                 raise QuotaExceeded(
                     f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. "
                     f"Try again in {retry_after} s.",
@@ -152,19 +164,45 @@ def usage_reserve(
                 )
         if limits.monthly_budget is not None:
             spent = ledger.filter(created_at__gte=month_start(now)).aggregate(total=Sum("cost"))["total"] or Decimal(0)
-            if spent + estimate > limits.monthly_budget:
+            if spent + record.cost > limits.monthly_budget:
                 raise QuotaExceeded(
                     f"Monthly budget reached: ${spent:.2f} of ${limits.monthly_budget:.2f} used this month. "
                     "An admin can raise it.",
                     kind="budget", limit=limits.monthly_budget,
                     remaining=max(limits.monthly_budget - spent, Decimal(0)),
                 )
-        return UsageRecord.objects.create(
-            user=user, api_key=api_key, message=message, model=model, provider=provider,
-            prompt_tokens=prompt_tokens, completion_tokens=output, estimated=True, priced=price.priced,
-            input_per_million=price.input_per_million, cached_input_per_million=price.cached_input_per_million,
-            output_per_million=price.output_per_million, cost=estimate, created_at=now,
-        )
+        record.save(force_insert=True)
+        return record
+
+
+def usage_reserve_cached(
+    *, user: AbstractBaseUser, model: str, provider: str, prompt_tokens: int, max_output_tokens: int | None,
+    api_key: ApiKey,
+) -> UsageRecord | None:
+    """``usage_reserve(defer=True)`` without a trip to the database thread, for the common case:
+    a user without limits whose limits and model prices are cached. None when it cannot say."""
+    prices = rowcache_get(("prices", model))
+    if rowcache_get(("limits", user.pk)) != NO_LIMITS or prices is None:
+        return None
+    now = timezone.now()
+    return _reservation(user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
+                        max_output_tokens=max_output_tokens, api_key=api_key, message=None,
+                        price=_price_in(prices, now), now=now)
+
+
+def _reservation(
+    *, user: AbstractBaseUser, model: str, provider: str, prompt_tokens: int, max_output_tokens: int | None,
+    api_key: ApiKey | None, message: Message | None, price: Price, now: datetime,
+) -> UsageRecord:
+    """The unsaved record of a completion's worst case: the prompt, and max_tokens or the default reserve."""
+    output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
+    return UsageRecord(
+        user=user, api_key=api_key, message=message, model=model, provider=provider,
+        prompt_tokens=prompt_tokens, completion_tokens=output, estimated=True, priced=price.priced,
+        input_per_million=price.input_per_million, cached_input_per_million=price.cached_input_per_million,
+        output_per_million=price.output_per_million, created_at=now,
+        cost=cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output),
+    )
 
 
 def usage_reported(usage: dict[str, Any] | None) -> bool:
@@ -178,11 +216,13 @@ def usage_settle(
     usage: dict[str, Any] | None,
     prompt_tokens_estimate: int,
     completion_tokens_estimate: int,
+    stored_completion: StoredCompletion | None = None,
 ) -> UsageRecord:
     """Replace the reservation with what was really used, priced at the reservation's snapshot.
 
     ``usage`` is the provider's usage object; without one (or without completion
-    tokens in it) the estimates count, and the record says so.
+    tokens in it) the estimates count, and the record says so. A deferred reservation
+    is written here, whole.
     """
     if usage_reported(usage):
         record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
@@ -202,10 +242,14 @@ def usage_settle(
         completion_tokens=record.completion_tokens,
     )
     record.state = UsageRecord.State.SETTLED
-    record.save(
-        update_fields=["prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "estimated", "cost",
-                       "state"]
-    )
+    fields = ["prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "estimated", "cost", "state"]
+    if stored_completion is not None:
+        record.stored_completion = stored_completion
+        fields.append("stored_completion")
+    if record._state.adding:
+        record.save(force_insert=True)
+    else:
+        record.save(update_fields=fields)
     return record
 
 
