@@ -7,17 +7,25 @@ was most of the gateway's added latency (bench/gateway.py). /v1 needs no session
 CSRF, messages or frame options: its views authenticate by API key. So this handler
 keeps only the request log and the security middleware, runs them on the event loop,
 and leaves the requests' ORM calls on the process's shared sync thread, where the
-websocket consumers and generations already run theirs.
+websocket consumers and generations already run theirs. It also skips the
+``request_started`` signal, whose receivers (reset the query log, close stale database
+connections) cost a hop to that thread before every call; ``request_finished`` runs
+the same connection check after each response.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from django.core.handlers.asgi import ASGIHandler
+from asgiref.sync import sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
+from django.urls import set_script_prefix
 
 from chatweb.logs import request_log_middleware
 
@@ -44,3 +52,45 @@ class ApiHandler(ASGIHandler):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.handle(scope, receive, send)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's ``ASGIHandler.handle`` less the ``request_started`` signal: read the body,
+        answer while listening for the client leaving (which cancels the view), then close."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(response, send)
+            await sync_to_async(response.close)()
+            return
+
+        async def process_request() -> HttpResponse:
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client left while the response was being sent
+            return response
+
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        processor = asyncio.create_task(process_request())
+        await asyncio.wait([listener, processor], return_when=asyncio.FIRST_COMPLETED)
+        for task in (listener, processor):
+            if not task.done():
+                task.cancel()
+            try:
+                await task
+            except (RequestAborted, asyncio.CancelledError):
+                pass
+            except AssertionError:
+                body_file.close()
+                raise
+        if processor.cancelled():
+            await signals.request_finished.asend(sender=self.__class__)
+        else:
+            await sync_to_async(processor.result().close)()
+        body_file.close()
