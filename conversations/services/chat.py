@@ -74,7 +74,7 @@ def message_send(
         raise ValidationError(
             f"That message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}."
         )
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
     if model_name or conversation.model is None:
         conversation.model = chat_model_resolve(model_name=model_name)
@@ -90,7 +90,7 @@ def message_send(
 @transaction.atomic
 def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
     """Replace the last assistant reply with a new one; returns (the old one's id, the new one)."""
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
     last = conversation.messages.order_by("-created_at", "-id").first()
     if last is None or last.role != Message.Role.ASSISTANT:
@@ -122,6 +122,15 @@ def messages_interrupt_orphans(*, stale_after: timedelta | None = None) -> list[
             updated_at=timezone.now(),
         )
     return found
+
+
+def _conversation_locked(conversation: Conversation) -> Conversation:
+    """The conversation re-read and locked for this transaction, with the user, model and provider a reply needs."""
+    return (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("user", "model__provider")
+        .get(pk=conversation.pk)
+    )
 
 
 def _assistant_reply_create(*, conversation: Conversation) -> Message:
