@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
 import re
 from typing import Any
 
@@ -182,6 +183,35 @@ def test_the_list_shows_every_completion_with_its_columns(admin_client, rows):
 )
 def test_the_list_filters_and_searches(admin_client, rows, params, expected):
     assert _listed(admin_client, **params) == {rows[name].pk for name in expected}
+
+
+def test_an_id_prefix_search_pages_through_its_matches_newest_first(admin_client, rows):
+    alice = rows["plain"].user
+    start = datetime.datetime(2025, 4, 1, tzinfo=UTC)
+    # 70 ids sharing a beginning, created in an order unrelated to the ids, two in each second.
+    matching = [f"chatcmpl-f00{n:03d}" for n in range(70)]
+    created = {
+        pk: start + datetime.timedelta(seconds=n // 2)
+        for n, pk in enumerate(random.Random(7).sample(matching, len(matching)))
+    }
+    # Newer rows whose ids only nearly match: they must not show up in the search.
+    near_misses = {"chatcmpl-f01000", "chatcmpl-e00999", "chatcmpl-f0", "chatcmpl-xf00001"}
+    created |= {pk: start + datetime.timedelta(days=1) for pk in near_misses}
+    StoredCompletion.objects.bulk_create(
+        StoredCompletion(id=pk, user=alice, model="gpt-small", created_at=at) for pk, at in created.items()
+    )
+    newest_first = sorted(matching, key=lambda pk: (created[pk], pk), reverse=True)
+
+    first = admin_client.get(CHANGELIST, {"q": "chatcmpl-f00"})
+    assert [o.pk for o in first.context["cl"].result_list] == newest_first[:50]
+    assert "70 stored completions" in first.content.decode()
+    second = admin_client.get(CHANGELIST, {"q": "chatcmpl-f00", "p": "2"})
+    assert [o.pk for o in second.context["cl"].result_list] == newest_first[50:]
+    assert [o.user.username for o in second.context["cl"].result_list] == ["alice"] * 20
+
+    assert _listed(admin_client, q="chatcmpl-f00042") == {"chatcmpl-f00042"}  # a whole id: that one
+    assert _listed(admin_client, q="chatcmpl-f_0") == set()  # _ and % are searched as typed
+    assert _listed(admin_client, q="chatcmpl-f%42") == set()
 
 
 def test_the_user_filter_takes_an_id_and_the_model_filter_lists_distinct_models(admin_client, rows):

@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.handlers.asgi import ASGIRequest
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -28,8 +28,9 @@ from ..services.stored import stored_completions_with_metadata
 
 # The list never counts the whole table: its paginator counts at most COUNT_CAP rows (and on
 # PostgreSQL reads the planner's estimate for the unfiltered table), facets are off, and the
-# heavy JSON columns are deferred. Filters are plain GET parameters, so "select all" hands the
-# filtered queryset to the actions and the JSONL export covers the whole filtered list.
+# heavy JSON columns are deferred; a page reads its ids first, then its rows. Filters are plain
+# GET parameters, so "select all" hands the filtered queryset to the actions and the JSONL export
+# covers the whole filtered list.
 
 
 class CappedCountPaginator(Paginator):
@@ -60,6 +61,23 @@ class CappedCountPaginator(Paginator):
             self.is_capped = True
             return self.cap
         return bounded
+
+    def page(self, number: Any) -> Page:
+        """The page's primary keys first, then those rows by primary key, in the same order.
+
+        Asked for whole rows, PostgreSQL answers an id-prefix search matching many rows by walking
+        the created_at index newest first and stopping at the page's last match, reading the table
+        row of every entry it passes (with ids that grew with time, 279,104 rows for a prefix
+        matching 65,536 of 10^6: 180-260 ms). Asked for the ids alone, it walks the
+        ``(created_at, id)`` index and tests each id there, without reading the table (60 ms for
+        the same walk), as it does for a deep page of the whole list. The second query has no
+        LIMIT, so it looks the page's rows up by key and sorts those few.
+        """
+        page = super().page(number)
+        if isinstance(page.object_list, QuerySet):
+            ids = list(page.object_list.values_list("pk", flat=True))
+            page.object_list = self.object_list.filter(pk__in=ids)
+        return page
 
     @staticmethod
     def _table_estimate(queryset: QuerySet) -> int:
