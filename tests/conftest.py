@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -176,3 +177,16 @@ async def wait_for_status(message_id: int, *statuses: str, timeout: float = 10.0
         if message.status in statuses or loop.time() > deadline:
             return message
         await asyncio.sleep(0.02)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll ``check`` until it returns something truthy (returned), failing after ``timeout`` seconds.
+
+    For what /v1 writes just after answering: a call's usage and its log line.
+    """
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{getattr(check, '__name__', check)} stayed false for {timeout} s")
+        time.sleep(0.02)
+    return result

@@ -9,6 +9,7 @@ import pytest
 from chatweb.logs import JsonFormatter
 from conversations.models import Conversation
 from conversations.services.api_keys import api_key_create
+from tests.conftest import eventually
 from tests.upstream import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,12 +30,14 @@ def test_api_calls_log_a_request_line_and_a_completion_line(live_server_url, use
         response = client.chat.completions.with_raw_response.create(
             model="fake-model", messages=[{"role": "user", "content": SECRET_PROMPT}]
         )
-    request_id = response.headers["x-request-id"]
+        request_id = response.headers["x-request-id"]
+        completions = eventually(  # logged once the answer is on its way
+            lambda: [line for line in _lines(caplog, "chatweb.completions") if line["request_id"] == request_id]
+        )
 
     requests = [line for line in _lines(caplog, "chatweb.requests") if line["request_id"] == request_id]
     assert len(requests) == 1
     assert requests[0]["status"] == 200 and requests[0]["user_id"] == user.pk and requests[0]["latency_ms"] >= 0
-    completions = [line for line in _lines(caplog, "chatweb.completions") if line["request_id"] == request_id]
     assert len(completions) == 1
     assert completions[0]["model"] == "fake-model" and completions[0]["status"] == "completed"
     assert completions[0]["completion_tokens"] == 7 and completions[0]["user_id"] == user.pk

@@ -16,7 +16,8 @@ from django.utils import timezone
 from conversations.models import ChatModel, Conversation, Message, ModelPrice, UsageRecord, UserLimits
 from conversations.services.api_keys import api_key_create
 from conversations.services.usage import Price, cost_of, price_at
-from tests.upstream import Reply
+from tests.conftest import eventually
+from tests.upstream import Hang, Reply
 
 GPT_LIKE = Price(Decimal("2.50"), Decimal("1.25"), Decimal("10.00"), priced=True)
 
@@ -141,14 +142,8 @@ def test_an_api_client_leaving_mid_stream_is_still_charged_for_what_was_generate
 
 
 def _wait_settled(user) -> UsageRecord:
-    import time
-
-    for _ in range(200):
-        record = UsageRecord.objects.filter(user=user).order_by("-pk").first()
-        if record and record.state == "settled":
-            return record
-        time.sleep(0.02)
-    raise AssertionError("the usage record was not settled")
+    """The user's latest usage record once settled (a call is settled just after its answer is sent)."""
+    return eventually(lambda: UsageRecord.objects.filter(user=user, state="settled").order_by("-pk").first())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -163,6 +158,21 @@ def test_each_api_call_is_billed_once_and_linked_to_the_completion_it_stored(api
     assert [(r.state, r.completion_tokens, r.estimated) for r in records] == [("settled", 2, False), ("settled", 3, False)]
     assert records[1].stored_completion_id == completion.id
     assert records[1].cost == Decimal("0.000007")  # 1 prompt token × 1 + 3 × 2 per million
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_api_client_leaving_before_the_answer_still_has_the_call_recorded(api, upstream, user, live_server_url):
+    _, raw = api
+    upstream.script(Hang(1.0, then=Reply(text="too late")))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{live_server_url}/v1/chat/completions",
+            json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {raw}"},
+            timeout=0.3,
+        )
+    record = _wait_settled(user)
+    assert record.model == "fake-model" and record.completion_tokens == 0 and record.estimated
 
 
 @pytest.mark.django_db(transaction=True)
@@ -241,7 +251,7 @@ def test_twenty_concurrent_requests_cannot_overspend_the_last_cent(live_server_u
     spent = UsageRecord.objects.filter(user=user).aggregate(total=Sum("cost"))["total"]
     assert Decimal("0.0075") <= spent <= Decimal("0.01")  # three calls fit in the cent, a fourth would not
     assert results.count(200) == 3 and results.count(429) == 17
-    assert results.count(200) == UsageRecord.objects.filter(user=user, state="settled", completion_tokens=50).count()
+    eventually(lambda: UsageRecord.objects.filter(user=user, state="settled", completion_tokens=50).count() == 3)
 
 
 @pytest.mark.django_db(transaction=True)

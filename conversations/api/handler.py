@@ -10,12 +10,15 @@ and leaves the requests' ORM calls on the process's shared sync thread, where th
 websocket consumers and generations already run theirs. It also skips the
 ``request_started`` signal, whose receivers (reset the query log, close stale database
 connections) cost a hop to that thread before every call; ``request_finished`` runs
-the same connection check after each response.
+the same connection check after each response. A view can leave work that the client
+need not wait for (``after_response``) to run once its response is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -28,6 +31,17 @@ from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix
 
 from chatweb.logs import request_log_middleware
+
+logger = logging.getLogger(__name__)
+
+
+async def after_response(request: HttpRequest, work: Awaitable[None]) -> None:
+    """Run ``work`` once the response is sent when this handler serves ``request``; else now."""
+    pending = getattr(request, "after_response", None)
+    if pending is None:
+        await work
+    else:
+        pending.append(work)
 
 
 class _SecurityMiddleware(SecurityMiddleware):
@@ -67,6 +81,7 @@ class ApiHandler(ASGIHandler):
             await self.send_response(response, send)
             await sync_to_async(response.close)()
             return
+        request.after_response = []
 
         async def process_request() -> HttpResponse:
             response = await self.run_get_response(request)
@@ -89,6 +104,11 @@ class ApiHandler(ASGIHandler):
             except AssertionError:
                 body_file.close()
                 raise
+        for work in request.after_response:  # outside the tasks: a client leaving does not cancel it
+            try:
+                await work
+            except Exception:
+                logger.exception("Work after the response to %s failed", request.path)
         if processor.cancelled():
             await signals.request_finished.asend(sender=self.__class__)
         else:

@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..services.api_keys import api_key_authenticate
 from ..services.gateway import gateway_complete, gateway_model, gateway_models, gateway_stream
+from .handler import after_response
 from .validation import ApiError, chat_request_validate
 
 View = Callable[..., Awaitable[HttpResponse]]
@@ -103,7 +104,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    return JsonResponse(await gateway_complete(body=body, api_key=request.api_key, request_id=request.request_id))
+    completion = await gateway_complete(
+        body=body, api_key=request.api_key, request_id=request.request_id,
+        later=functools.partial(after_response, request),
+    )
+    return JsonResponse(completion)
 
 
 @api_view("GET", "POST", "DELETE", "PUT", "PATCH")

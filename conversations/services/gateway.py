@@ -16,6 +16,7 @@ has ended normally.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -218,16 +219,28 @@ def api_error_from_quota(exc: QuotaExceeded) -> ApiError:
     return ApiError(exc.message, status=429, type=exc.kind, code="rate_limit_exceeded", headers=headers)
 
 
-async def gateway_complete(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> dict[str, Any]:
-    """A non-streaming completion, relayed, accounted, and stored if the request says ``store: true``."""
+async def gateway_complete(
+    *, body: dict[str, Any], api_key: ApiKey, request_id: str, later: Callable[[Awaitable[None]], Awaitable[None]]
+) -> dict[str, Any]:
+    """A non-streaming completion, relayed, accounted, and stored if the request says ``store: true``.
+
+    A completion kept for the client to fetch is saved before it is answered; otherwise
+    its accounting is handed to ``later``, to run once the answer is on its way.
+    """
     model, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
     try:
         answer = await completion_create(upstream=_upstream(model), payload=_payload(body))
     except CompletionError as exc:
         await finish(completion=None)
         raise api_error_from(exc) from exc
+    except asyncio.CancelledError:  # the client left; the provider may bill the call all the same
+        await finish(completion=None)
+        raise
     completion = {**answer, "id": completion_id(), "model": model.name, "object": "chat.completion"}
-    await finish(completion=completion)
+    if body.get("store"):
+        await finish(completion=completion)
+    else:
+        await later(finish(completion=completion))
     return completion
 
 
