@@ -11,7 +11,9 @@ small next to what is measured; one request per target goes through the official
 For concurrency 1, 10 and 100 it prints, per target, latency p50/p95/p99 for
 non-streaming requests and time to first token (first content byte) for streaming
 ones, the added latency (gateway minus direct, percentile by percentile), and requests
-per second. The client, provider and server share this machine's cores.
+per second. A third target, an ASGI app that does nothing served by Daphne
+(bench/_floor.py), shows how much of the added latency is the server's own HTTP
+handling. The client, provider and servers share this machine's cores.
 
     .venv/bin/python bench/gateway.py [--quick] [--json out.json]
 """
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Chatweb, bench_setup, machine, pct  # noqa: E402
+from _common import BENCH, PYTHON, Chatweb, bench_setup, free_port, machine, pct, wait_listening  # noqa: E402
 
 
 class Conn:
@@ -127,10 +129,11 @@ async def phase(conns: list[Conn], raw: bytes, stream: bool, total: int) -> tupl
     return latencies, time.perf_counter() - start, errors
 
 
-async def run(args: argparse.Namespace, up_port: int, app: Chatweb, key: str, model: str) -> dict:
+async def run(args: argparse.Namespace, up_port: int, floor_port: int, app: Chatweb, key: str, model: str) -> dict:
     body = {"model": model, "messages": [{"role": "user", "content": "Say something."}]}
     targets = {
         "direct": (up_port, "/v1/chat/completions", None),
+        "daphne": (floor_port, "/v1/chat/completions", None),
         "gateway": (app.port, "/v1/chat/completions", key),
     }
     results: dict = {}
@@ -142,14 +145,14 @@ async def run(args: argparse.Namespace, up_port: int, app: Chatweb, key: str, mo
             conns = {name: [Conn(port) for _ in range(concurrency)] for name, (port, _, _) in targets.items()}
             for name in targets:  # warm up: open the connections, fill caches
                 await phase(conns[name], raws[name], stream, max(concurrency, 20))
-            lat: dict[str, list[float]] = {"direct": [], "gateway": []}
-            secs = {"direct": 0.0, "gateway": 0.0}
-            count = {"direct": 0, "gateway": 0}
-            errors = {"direct": 0, "gateway": 0}
+            lat: dict[str, list[float]] = {name: [] for name in targets}
+            secs = dict.fromkeys(targets, 0.0)
+            count = dict.fromkeys(targets, 0)
+            errors = dict.fromkeys(targets, 0)
             cpu_gw = 0.0
             sql0 = app.sql_counts()
             for r in range(args.rounds):
-                order = ["direct", "gateway"] if r % 2 == 0 else ["gateway", "direct"]
+                order = list(targets)[r % 3:] + list(targets)[: r % 3]  # each target takes its turn first
                 for name in order:
                     cpu0 = server.cpu_seconds()
                     got, took, errs = await phase(conns[name], raws[name], stream, per_phase)
@@ -177,17 +180,22 @@ async def run(args: argparse.Namespace, up_port: int, app: Chatweb, key: str, mo
                     "errors": errors[name],
                 }
             row["added_ms"] = {p: row["gateway"][f"{p}_ms"] - row["direct"][f"{p}_ms"] for p in ("p50", "p95", "p99")}
+            row["daphne_added_ms"] = {
+                p: row["daphne"][f"{p}_ms"] - row["direct"][f"{p}_ms"] for p in ("p50", "p95", "p99")
+            }
             row["rps_ratio"] = row["gateway"]["rps"] / row["direct"]["rps"] if row["direct"]["rps"] else 0.0
             row["server_cpu_ms_per_request"] = cpu_gw / max(1, count["gateway"]) * 1000
             row["sql_per_request"] = sql
             results[f"{kind}@{concurrency}"] = row
-            d, g, a = row["direct"], row["gateway"], row["added_ms"]
+            d, f, g, a = row["direct"], row["daphne"], row["gateway"], row["added_ms"]
             print(
                 f"c={concurrency:<3} {kind:<11} direct p50/p95/p99 {d['p50_ms']:6.2f}/{d['p95_ms']:6.2f}/{d['p99_ms']:6.2f} ms"
-                f" {d['rps']:7.0f} rps | gateway {g['p50_ms']:6.2f}/{g['p95_ms']:6.2f}/{g['p99_ms']:6.2f} ms"
+                f" {d['rps']:7.0f} rps | Daphne alone p50 {f['p50_ms']:6.2f} ms {f['rps']:6.0f} rps"
+                f" | gateway {g['p50_ms']:6.2f}/{g['p95_ms']:6.2f}/{g['p99_ms']:6.2f} ms"
                 f" {g['rps']:6.0f} rps | added {a['p50']:6.2f}/{a['p95']:6.2f}/{a['p99']:6.2f} ms"
+                f" (Daphne alone {row['daphne_added_ms']['p50']:.2f})"
                 f" | rps ratio {row['rps_ratio']:.2f} | server CPU {row['server_cpu_ms_per_request']:.2f} ms/req"
-                f" | errors {errors['direct']}/{errors['gateway']} | SQL/req {sql}",
+                f" | errors {errors['direct']}/{errors['daphne']}/{errors['gateway']} | SQL/req {sql}",
                 flush=True,
             )
     return results
@@ -241,7 +249,15 @@ def main() -> None:
         print(f"model {model!r}; rounds {args.rounds}; requests per phase {args.requests}", flush=True)
         stats = app.stats()
         rss0 = stats.rss_bytes()
-        results = asyncio.run(run(args, up_port, app, creds["key"], model))
+        floor_port = free_port()
+        floor = subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(floor_port), "_floor:application"],
+                                 cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_listening(floor_port, floor)
+            results = asyncio.run(run(args, up_port, floor_port, app, creds["key"], model))
+        finally:
+            floor.terminate()
+            floor.wait()
         out = {
             "machine": machine(),
             "server_rss_mib": {"start": rss0 / 2**20, "end": stats.rss_bytes() / 2**20},
