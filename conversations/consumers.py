@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 
-from .selectors import conversation_afind, message_alist
+from .models import Message
+from .selectors import conversation_afind, message_list_of
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
 from .services.generation import conversation_group
-from .services.usage_report import conversation_totals
+from .services.usage_report import Totals, conversation_totals
 
 TEMPLATE = "conversations/chat.html"
 
@@ -47,18 +48,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Hand text events straight to their handler.
+        """Hand the conversation's events straight to their handler.
 
         Channels first closes stale database connections for every event, a hop to the
         sync thread; deltas and snapshots touch no database, and with hundreds of
         streams that hop per delta took most of a worker's time (bench/streams.py).
+        The handlers that read rows do that check in their one hop for them.
         """
-        if message["type"] == "chat.delta":
-            await self.chat_delta(message)
-        elif message["type"] == "chat.snapshot":
-            await self.chat_snapshot(message)
-        else:
+        handler = CHAT_EVENTS.get(message["type"])
+        if handler is None:
             await super().dispatch(message)
+        else:
+            await handler(self, message)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Actions from the page's ws-send forms: send (default), stop, regenerate."""
@@ -82,7 +83,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self._send_partial("composer-notice", notice="", oob=True)
 
     async def chat_turn(self, event: dict[str, Any]) -> None:
-        messages = await message_alist(conversation=self.conversation, message_ids=event["message_ids"])
+        messages = await database_sync_to_async(message_list_of)(
+            conversation=self.conversation, message_ids=event["message_ids"]
+        )
         await self._send_partial(
             "turn",
             messages=messages,
@@ -104,10 +107,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_done(self, event: dict[str, Any]) -> None:
         """Show the finished reply whole, and the conversation's new totals."""
         self.awaiting_snapshot.discard(event["message_id"])
-        for message in await message_alist(conversation=self.conversation, message_ids=[event["message_id"]]):
+        messages, totals = await database_sync_to_async(self._finished_rows)(event["message_id"])
+        for message in messages:
             await self._send_partial("message-oob", message=message)
-        totals = await sync_to_async(conversation_totals)(conversation=self.conversation)
         await self._send_partial("conversation-usage", conversation_usage=totals, oob=True)
+
+    def _finished_rows(self, message_id: int) -> tuple[list[Message], Totals]:
+        return (
+            message_list_of(conversation=self.conversation, message_ids=[message_id]),
+            conversation_totals(conversation=self.conversation),
+        )
 
     def _shown_streaming(self) -> list[int]:
         """Ids of replies the page showed as streaming, from the ``streaming`` query parameter."""
@@ -121,3 +130,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _send_partial(self, name: str, **context: Any) -> None:
         """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
         await self.send(text_data=render_to_string(f"{TEMPLATE}#{name}", context))
+
+
+CHAT_EVENTS = {
+    "chat.delta": ChatConsumer.chat_delta,
+    "chat.snapshot": ChatConsumer.chat_snapshot,
+    "chat.turn": ChatConsumer.chat_turn,
+    "chat.done": ChatConsumer.chat_done,
+}

@@ -40,8 +40,8 @@ def message_page(
     return latest[:limit][::-1], len(latest) > limit
 
 
-async def message_alist(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
-    return [m async for m in message_list(conversation=conversation).filter(pk__in=message_ids)]
+def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
+    return list(message_list(conversation=conversation).filter(pk__in=message_ids))
 
 
 def chat_model_list() -> QuerySet[ChatModel]:
