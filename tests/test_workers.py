@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +136,13 @@ class Page:
                 self.seen += await self.socket.recv()
         return self.seen
 
+    async def until_word(self, word: str, timeout: float = 15) -> str:
+        """Until the page has shown ``word`` of the reply, alone or in a delta with the words after it."""
+        async with asyncio.timeout(timeout):
+            while not re.search(rf" {word}[ <]", self.seen):
+                self.seen += await self.socket.recv()
+        return self.seen
+
 
 def _slow_reply(count: int, delay: float) -> Reply:
     words = [f" w{i}" for i in range(count)]
@@ -153,10 +161,10 @@ async def test_a_reply_generated_on_one_worker_streams_to_another_and_stops_from
 
     async with Page(port_a, conversation.pk, cookie) as on_a:
         await on_a.send(message="Count slowly")
-        await on_a.until(" w3<")
+        await on_a.until_word("w3")
         async with Page(port_b, conversation.pk, cookie) as on_b:
             # B joins mid-reply: it gets the text so far, then the rest live.
-            await on_b.until(" w10<")
+            await on_b.until_word("w10")
             await on_b.send(action="stop")
             await on_b.until('data-status="stopped"')
             await on_a.until('data-status="stopped"')
@@ -176,7 +184,7 @@ async def test_a_worker_killed_mid_reply_leaves_an_interrupted_reply_with_its_te
 
     async with Page(port_a, conversation.pk, cookie) as on_a, Page(port_b, conversation.pk, cookie) as on_b:
         await on_a.send(message="Count slowly")
-        await on_b.until(" w30<")
+        await on_b.until_word("w30")
         kill("a")
         # The surviving worker's watchdog notices within the issue's 30 seconds.
         html = await on_b.until('data-status="interrupted"', timeout=30)

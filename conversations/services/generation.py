@@ -65,6 +65,7 @@ class _Progress:
     finish_reason: str = ""
     usage: dict[str, Any] | None = None
     stop_requested: bool = False
+    reading_done: bool = False  # the provider's stream has ended, however it ended
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
     usage_record: UsageRecord | None = None  # the reservation this reply settles
@@ -189,12 +190,15 @@ async def _stream(
                     wake.set()
                     _save_later(message_id, progress.text)
     finally:
-        publisher.cancel()
-    await _publish_pending(layer, group, message_id, progress)
+        # Never cancelled mid-send (a group send cut short can lose its delta): told to finish instead.
+        progress.reading_done = True
+        wake.set()
+        await asyncio.wait([publisher])
+    publisher.result()  # a reply whose text could not be published fails
 
 
 async def _publish(layer: Any, group: str, message_id: int, progress: _Progress, wake: asyncio.Event) -> None:
-    """Send the sockets what is new each time the reader pauses.
+    """Send the sockets what is new each time the reader pauses, until the reader is done and all is sent.
 
     Pieces that arrive together (one network read, or while this process was busy)
     go out as one delta, so under load each socket gets fewer, larger messages
@@ -204,6 +208,8 @@ async def _publish(layer: Any, group: str, message_id: int, progress: _Progress,
         await wake.wait()
         wake.clear()
         await _publish_pending(layer, group, message_id, progress)
+        if progress.reading_done and progress.published == len(progress.text):
+            return
 
 
 async def _publish_pending(layer: Any, group: str, message_id: int, progress: _Progress) -> None:
