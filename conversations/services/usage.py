@@ -10,6 +10,7 @@ without limits writes its record once, settled. Totals are sums of the ledger.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -127,20 +128,19 @@ def usage_reserve(
     back unsaved for ``usage_settle`` to write once, when the call ends.
     """
     limits = limits_for(user=user)
+    reservation = functools.partial(
+        _reservation, user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
+        max_output_tokens=max_output_tokens, api_key=api_key, message=message,
+    )
     if limits == NO_LIMITS:
-        now = timezone.now()
-        record = _reservation(user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
-                              max_output_tokens=max_output_tokens, api_key=api_key, message=message,
-                              price=price_at(model=model, at=now), now=now)
+        record = reservation(now=timezone.now())
         if not defer:
             record.save(force_insert=True)
         return record
     with transaction.atomic():
         UserLimits.objects.select_for_update().get_or_create(user=user)
         now = timezone.now()
-        record = _reservation(user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
-                              max_output_tokens=max_output_tokens, api_key=api_key, message=message,
-                              price=price_at(model=model, at=now), now=now)
+        record = reservation(now=now)
         ledger = UsageRecord.objects.filter(user=user)
         if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
             window = ledger.filter(created_at__gt=now - WINDOW).aggregate(
@@ -184,17 +184,18 @@ def usage_reserve_cached(
     prices = rowcache_get(("prices", model))
     if rowcache_get(("limits", user.pk)) != NO_LIMITS or prices is None:
         return None
-    now = timezone.now()
     return _reservation(user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
                         max_output_tokens=max_output_tokens, api_key=api_key, message=None,
-                        price=_price_in(prices, now), now=now)
+                        now=timezone.now(), prices=prices)
 
 
 def _reservation(
     *, user: AbstractBaseUser, model: str, provider: str, prompt_tokens: int, max_output_tokens: int | None,
-    api_key: ApiKey | None, message: Message | None, price: Price, now: datetime,
+    api_key: ApiKey | None, message: Message | None, now: datetime, prices: list[ModelPrice] | None = None,
 ) -> UsageRecord:
-    """The unsaved record of a completion's worst case: the prompt, and max_tokens or the default reserve."""
+    """The unsaved record of a completion's worst case (the prompt, and max_tokens or the default
+    reserve) at the price in force ``now``, from ``prices`` if given, else from the row cache."""
+    price = _price_in(prices, now) if prices is not None else price_at(model=model, at=now)
     output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
     return UsageRecord(
         user=user, api_key=api_key, message=message, model=model, provider=provider,
