@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -23,9 +24,15 @@ FAKE_MODEL = "fake-model"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep xdist workers apart on a shared Redis (each gets its own channel prefix), and keep the
-    stream watchdog out of the in-process live server: tests run it explicitly or in real workers."""
+    """Keep xdist workers apart on a shared Redis (each gets its own channel prefix), keep the
+    stream watchdog out of the in-process live server (tests run it explicitly or in real workers),
+    and test SQLite in a WAL file as it runs in production: Django's default in-memory test
+    database shares one cache, whose table locks fail a read at once while the live server writes."""
     django_settings.STREAM_WATCHDOG = False
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        name = os.path.join(tempfile.gettempdir(), f"chatweb-test-{os.getpid()}.sqlite3")
+        database.setdefault("TEST", {})["NAME"] = name
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     layer = django_settings.CHANNEL_LAYERS["default"]
     if "Redis" in layer["BACKEND"]:
