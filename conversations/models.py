@@ -51,6 +51,12 @@ class ChatModel(models.Model):
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False, help_text="Preselected for new conversations.")
     position = models.IntegerField(default=100, help_text="Lower comes first in the picker.")
+    max_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The longest reply in the chat, in tokens, sent to the provider as max_tokens. "
+        "Blank leaves it to the provider. /v1 clients set their own.",
+    )
 
     class Meta:
         ordering = ["position", "name"]

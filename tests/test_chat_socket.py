@@ -2,7 +2,7 @@
 
 import pytest
 
-from conversations.models import Conversation, Message, StoredCompletion
+from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
 from tests.conftest import wait_for_status
 from tests.upstream import Reply
 
@@ -30,6 +30,8 @@ async def test_send_streams_fragments_and_saves_final_text(user, chat_model, ups
     assert reply.completion_tokens == 5 and not reply.usage_estimated
     assert upstream.requests[-1]["model"] == "fake-upstream"
     assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "Hi!"}]
+    assert "max_tokens" not in upstream.requests[-1]  # no limit set: the provider's own
+    assert "length limit" not in html
     # The turn is kept for review in the admin, linked to its message.
     stored = await StoredCompletion.objects.aget(message=reply)
     assert stored.source == "chat" and stored.status == "completed" and stored.user_id == user.pk
@@ -85,6 +87,29 @@ async def test_two_tabs_both_see_the_stream(user, chat_model, upstream, open_tab
 def _deltas(html: str) -> list[str]:
     """The texts of the streamed pieces (delta partials) in the order a tab received them."""
     return [part[part.index(">") + 1 : part.index("</span>")] for part in html.split("beforeend:#message-")[1:]]
+
+
+async def test_a_models_length_limit_bounds_the_reply_its_reservation_and_says_so(
+    user, chat_model, upstream, open_tab
+):
+    chat_model.max_tokens = 5
+    await chat_model.asave()
+    words = [f" w{i}" for i in range(5)]
+    upstream.script(Reply(text="".join(words), pieces=words, delay=0.05, finish_reason="length"))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="Tell me everything")
+    await tab.receive_until("w0<")
+    reserved = await UsageRecord.objects.aget(user=user)
+    assert reserved.state == "reserved" and reserved.completion_tokens == 5  # not the default reserve
+
+    html = await tab.receive_until('class="message assistant" data-status="complete"')
+
+    assert upstream.requests[-1]["max_tokens"] == 5
+    assert "reached this model's length limit" in html
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert reply.finish_reason == "length"
+    assert (await StoredCompletion.objects.aget(message=reply)).request["max_tokens"] == 5
 
 
 async def test_stop_keeps_the_partial_text(user, chat_model, upstream, open_tab):

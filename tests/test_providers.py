@@ -88,6 +88,7 @@ def test_local_model_is_registered(db, settings):
     assert model.provider.name == LOCAL_PROVIDER and model.provider.enabled
     assert model.provider.base_url == "http://127.0.0.1:8123/v1"
     assert model.upstream_model == "smollm2-135m"
+    assert model.max_tokens == 1024  # a model this small can otherwise ramble for minutes
     assert default_models() == ["smollm2-135m"]
     assert not Provider.objects.filter(name=OPENAI_PROVIDER).exists()
 

@@ -33,7 +33,7 @@ class ProviderForm(forms.ModelForm):
 class ChatModelInline(admin.TabularInline):
     model = ChatModel
     extra = 0
-    fields = ["name", "display_name", "upstream_model", "enabled", "is_default", "position"]
+    fields = ["name", "display_name", "upstream_model", "enabled", "is_default", "position", "max_tokens"]
 
 
 @admin.register(Provider)
@@ -49,7 +49,9 @@ class ProviderAdmin(admin.ModelAdmin):
 
 @admin.register(ChatModel)
 class ChatModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "display_name", "provider", "upstream_model", "enabled", "is_default", "position"]
+    list_display = [
+        "name", "display_name", "provider", "upstream_model", "enabled", "is_default", "position", "max_tokens"
+    ]
     list_filter = ["provider", "enabled"]
     list_editable = ["enabled", "position"]
     search_fields = ["name", "display_name", "upstream_model"]

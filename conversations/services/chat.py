@@ -151,7 +151,7 @@ def _assistant_reply_create(*, conversation: Conversation) -> Message:
             model=model.name,
             provider=model.provider.name,
             prompt_tokens=messages_tokens_guess(list(history)),
-            max_output_tokens=None,
+            max_output_tokens=model.max_tokens,
             message=reply,
         )
     except QuotaExceeded as exc:

@@ -123,8 +123,8 @@ async def _generate(message_id: int) -> None:
     progress = _Progress(usage_record=usage_record)
     try:
         async with _controls(layer, message_id, progress):
-            upstream, progress.request = await sync_to_async(_request_for)(message)
-            await _stream(upstream, progress.request, message_id, group, progress, layer)
+            upstream, progress.request, max_tokens = await sync_to_async(_request_for)(message)
+            await _stream(upstream, progress.request, max_tokens, message_id, group, progress, layer)
         status, error = Message.Status.COMPLETE, ""
     except asyncio.CancelledError:
         if not progress.stop_requested:
@@ -164,12 +164,15 @@ async def _controls(layer: Any, message_id: int, progress: _Progress) -> AsyncIt
 async def _stream(
     upstream: Upstream,
     messages: list[dict[str, str]],
+    max_tokens: int | None,
     message_id: int,
     group: str,
     progress: _Progress,
     layer: Any,
 ) -> None:
     payload = {"messages": messages, "stream_options": {"include_usage": True}}
+    if max_tokens:
+        payload["max_tokens"] = max_tokens
     wake = asyncio.Event()
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
     try:
@@ -362,8 +365,8 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     return record.prompt_tokens, record.completion_tokens, record.estimated
 
 
-def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]]]:
-    """The upstream and the message history that produce ``message``."""
+def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]], int | None]:
+    """The upstream, the message history and the length limit that produce ``message``."""
     model = message.conversation.model
     if model is None or not model.enabled or not model.provider.enabled:
         raise CompletionError(f"The model “{message.model_name}” is no longer available.")
@@ -374,7 +377,7 @@ def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]]]:
         .values_list("role", "content")
     )
     upstream = Upstream(base_url=model.provider.base_url, api_key=model.provider.api_key, model=model.upstream_model)
-    return upstream, [{"role": role, "content": content} for role, content in history]
+    return upstream, [{"role": role, "content": content} for role, content in history], model.max_tokens
 
 
 def error_describe(exc: CompletionError) -> str:

@@ -14,6 +14,8 @@ from .completions import models_list
 LOCAL_PROVIDER = "Local model (llama.cpp)"
 LOCAL_MODEL_NAME = "smollm2-135m"
 LOCAL_MODEL_LABEL = "SmolLM2 135M (local)"
+# A model this small can ramble until its context is full (minutes on a CPU); this is a long answer.
+LOCAL_MODEL_MAX_TOKENS = 1024
 OPENAI_PROVIDER = "OpenAI"
 
 # Ids that OpenAI-compatible providers list but that do not do chat completions.
@@ -48,7 +50,8 @@ def _local_sync() -> str:
         return "Local model turned off (LOCAL_MODEL=0)."
     ChatModel.objects.get_or_create(
         name=LOCAL_MODEL_NAME,
-        defaults={"display_name": LOCAL_MODEL_LABEL, "provider": provider, "upstream_model": LOCAL_MODEL_NAME, "position": 0},
+        defaults={"display_name": LOCAL_MODEL_LABEL, "provider": provider, "upstream_model": LOCAL_MODEL_NAME, "position": 0,
+                  "max_tokens": LOCAL_MODEL_MAX_TOKENS},
     )
     return f"Local model at {provider.base_url}."
 

@@ -75,7 +75,11 @@ def stored_completion_build_turn(
         model=message.model_name,
         provider=model.provider.name if model else "",
         upstream_model=message.upstream_model,
-        request={"model": message.model_name, "stream": True},
+        request={
+            "model": message.model_name,
+            "stream": True,
+            **({"max_tokens": model.max_tokens} if model and model.max_tokens else {}),
+        },
         messages=messages,
         response=response,
         prompt_tokens=prompt_tokens,
