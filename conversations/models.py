@@ -1,6 +1,7 @@
 """Data of chatweb: providers and the models they serve, conversations and their messages."""
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -54,6 +55,7 @@ class ChatModel(models.Model):
     max_tokens = models.PositiveIntegerField(
         null=True,
         blank=True,
+        validators=[MinValueValidator(1)],
         help_text="The longest reply in the chat, in tokens, sent to the provider as max_tokens. "
         "Blank leaves it to the provider. /v1 clients set their own.",
     )

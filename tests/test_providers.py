@@ -116,3 +116,21 @@ def test_unreachable_openai_endpoint_is_reported(db, settings):
         providers_sync()
 
     assert not ChatModel.objects.exists()
+
+
+@pytest.mark.parametrize(("entered", "saved"), [("300", 300), ("", None), ("0", "error")])
+def test_an_admin_sets_a_models_reply_length_limit(admin_client, chat_model, entered, saved):
+    response = admin_client.post(
+        f"/admin/conversations/chatmodel/{chat_model.pk}/change/",
+        {
+            "name": chat_model.name, "display_name": chat_model.display_name, "provider": chat_model.provider_id,
+            "upstream_model": chat_model.upstream_model, "enabled": "on", "is_default": "on", "position": "1",
+            "max_tokens": entered,
+        },
+    )
+    chat_model.refresh_from_db()
+    if saved == "error":
+        assert response.status_code == 200 and "greater than or equal to 1" in response.content.decode()
+        assert chat_model.max_tokens is None
+    else:
+        assert response.status_code == 302 and chat_model.max_tokens == saved

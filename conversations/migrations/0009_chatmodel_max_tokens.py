@@ -1,3 +1,4 @@
+import django.core.validators
 from django.db import migrations, models
 
 
@@ -21,6 +22,7 @@ class Migration(migrations.Migration):
                 help_text="The longest reply in the chat, in tokens, sent to the provider as max_tokens. "
                 "Blank leaves it to the provider. /v1 clients set their own.",
                 null=True,
+                validators=[django.core.validators.MinValueValidator(1)],
             ),
         ),
         migrations.RunPython(bound_the_local_model, migrations.RunPython.noop),
