@@ -50,8 +50,13 @@ def _local_sync() -> str:
         return "Local model turned off (LOCAL_MODEL=0)."
     ChatModel.objects.get_or_create(
         name=LOCAL_MODEL_NAME,
-        defaults={"display_name": LOCAL_MODEL_LABEL, "provider": provider, "upstream_model": LOCAL_MODEL_NAME, "position": 0,
-                  "max_tokens": LOCAL_MODEL_MAX_TOKENS},
+        defaults={
+            "display_name": LOCAL_MODEL_LABEL,
+            "provider": provider,
+            "upstream_model": LOCAL_MODEL_NAME,
+            "position": 0,
+            "max_tokens": LOCAL_MODEL_MAX_TOKENS,
+        },
     )
     return f"Local model at {provider.base_url}."
 
