@@ -19,11 +19,14 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.conf import settings
 from httpx_sse import EventSource, SSEError
+
+if TYPE_CHECKING:
+    from ..models import ChatModel
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,11 @@ class Upstream:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    @classmethod
+    def of(cls, model: ChatModel) -> Upstream:
+        """Where a chat model's completions go: its provider, under the provider's id for it."""
+        return cls(base_url=model.provider.base_url, api_key=model.provider.api_key, model=model.upstream_model)
 
 
 class CompletionError(Exception):

@@ -67,10 +67,6 @@ def _model(name: str) -> ChatModel:
     return rowcache_set(("model", name), model)
 
 
-def _upstream(model: ChatModel) -> Upstream:
-    return Upstream(base_url=model.provider.base_url, api_key=model.provider.api_key, model=model.upstream_model)
-
-
 def _payload(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in LOCAL_FIELDS}
 
@@ -229,7 +225,7 @@ async def gateway_complete(
     """
     model, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
     try:
-        answer = await completion_create(upstream=_upstream(model), payload=_payload(body))
+        answer = await completion_create(upstream=Upstream.of(model), payload=_payload(body))
     except CompletionError as exc:
         await finish(completion=None)
         raise api_error_from(exc) from exc
@@ -254,7 +250,7 @@ async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey, request_id: s
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     payload = _payload(body)
     payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    chunks = completion_stream(upstream=_upstream(model), payload=payload)
+    chunks = completion_stream(upstream=Upstream.of(model), payload=payload)
     try:
         first = await anext(chunks)
     except StopAsyncIteration:

@@ -376,8 +376,7 @@ def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]], int 
         .order_by("created_at", "id")
         .values_list("role", "content")
     )
-    upstream = Upstream(base_url=model.provider.base_url, api_key=model.provider.api_key, model=model.upstream_model)
-    return upstream, [{"role": role, "content": content} for role, content in history], model.max_tokens
+    return Upstream.of(model), [{"role": role, "content": content} for role, content in history], model.max_tokens
 
 
 def error_describe(exc: CompletionError) -> str:
