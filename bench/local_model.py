@@ -6,12 +6,11 @@ streaming, (2) through chatweb: websocket message -> consumer -> generation task
 completions service -> channel layer -> websocket.
 
 Both ask the server for the same thing: the body chatweb sends (the conversation's
-messages and stream_options; a conversation or model carries no system prompt,
-temperature, seed or max_tokens, so both sample with the server's defaults). So that
-both also get the same reply, a one-token request with the round's seed goes just
-before each (llama-cpp-python seeds an unseeded request from the previous request's
-seed), and the server's context of CONTEXT tokens bounds the reply (the chat path
-cannot send max_tokens). Both replies are counted with the model's own tokenizer, as
+messages and stream_options; a conversation carries no system prompt, temperature or
+seed, and the bench's model no max_tokens, so both sample with the server's defaults).
+So that both also get the same reply, a one-token request with the round's seed goes
+just before each (llama-cpp-python seeds an unseeded request from the previous
+request's seed), and the server's context of CONTEXT tokens bounds the reply. Both replies are counted with the model's own tokenizer, as
 chatweb counts them (llama.cpp's streams report no usage), and timed from the request
 to the first and the last piece of text; tokens/s is over the time between them. Also
 printed: this process's CPU per token (the client's, and on the chat side chatweb's),
