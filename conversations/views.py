@@ -27,7 +27,7 @@ from .selectors import (
 from .services import chat, usage_report
 from .services.accounts import signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
-from .services.health import readiness_check
+from .services.health import local_model_status, readiness_check
 
 TEMPLATE = "conversations/chat.html"
 
@@ -200,7 +200,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """The database and the channel layer answer; 503 otherwise."""
+    """The database and the channel layer answer; 503 otherwise.
+
+    The local model's state is reported too, but does not decide readiness: every page
+    and every other provider work while it restarts.
+    """
     checks = await readiness_check()
     ready = all(result == "ok" for result in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503)
+    local_model = await sync_to_async(local_model_status, thread_sensitive=False)()
+    body = {"status": "ok" if ready else "unavailable", **checks, "local_model": local_model.state}
+    return JsonResponse(body, status=200 if ready else 503)

@@ -23,9 +23,11 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# The local model runs under its own supervisor, which restarts it when it dies: the site
+# serves on without it meanwhile, so only Daphne's end ends this script.
 case "${LOCAL_MODEL:-1}:$LOCAL_MODEL_HOST" in 0:*|false:*|no:*|off:*) ;; *:127.0.0.1|*:localhost)
-  echo "Starting the local model (SmolLM2 135M) on $LOCAL_MODEL_HOST:$LOCAL_MODEL_PORT"
-  "$PY" -m conversations.localmodel --port "$LOCAL_MODEL_PORT" >"$DATA_DIR/local-model.log" 2>&1 &
+  echo "Starting the local model (SmolLM2 135M) on $LOCAL_MODEL_HOST:$LOCAL_MODEL_PORT (its output: $DATA_DIR/local-model.log)"
+  "$PY" -m conversations.localmodel --port "$LOCAL_MODEL_PORT" --log-file "$DATA_DIR/local-model.log" &
   pids+=($!)
 esac
 
@@ -34,4 +36,4 @@ case "${BEHIND_PROXY:-${HTTPS:-0}}" in 1|true|yes|on) proxy=(--proxy-headers) ;;
 echo "chatweb on http://$HOST:$PORT (Ctrl+C stops it)"
 "$PY" -m daphne -b "$HOST" -p "$PORT" "${proxy[@]}" chatweb.asgi:application &
 pids+=($!)
-wait -n "${pids[@]}"
+wait "$!"

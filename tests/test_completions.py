@@ -384,9 +384,10 @@ async def test_stream_that_stalls_mid_reply_times_out_after_the_chunks_so_far(up
     assert info.value.status == 504
 
 
-async def test_unreachable_provider(completions):
+async def test_unreachable_provider_is_502_naming_its_host_to_admins_only(completions, caplog):
     completions(MAX_RETRIES=1)
-    closed = Upstream(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="", model="m")
+    port = free_port()
+    closed = Upstream(base_url=f"http://127.0.0.1:{port}/v1", api_key="", model="m")
 
     with pytest.raises(UpstreamConnectionError) as stream_info:
         await collect(closed)
@@ -394,7 +395,8 @@ async def test_unreachable_provider(completions):
         await completion_create(upstream=closed, payload={"messages": MESSAGES})
 
     assert stream_info.value.status == create_info.value.status == 502
-    assert "127.0.0.1" in stream_info.value.message
+    assert stream_info.value.message == "Could not reach the provider."  # what users and /v1 clients read
+    assert "Provider at 127.0.0.1 failed: ConnectError" in caplog.text  # what admins read in the log
 
 
 # --- Non-streaming completions and what reaches the provider ------------------------------

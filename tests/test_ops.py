@@ -19,10 +19,14 @@ def test_healthz_answers_without_a_session(client):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_readyz_reports_database_and_channel_layer(async_client):
+async def test_readyz_reports_its_checks_and_stays_ready_while_the_local_model_is_down(async_client, settings):
+    settings.LOCAL_MODEL_PORT = free_port()  # nothing listens there
     response = await async_client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok", "local_model": "down"}
+
+    settings.LOCAL_MODEL = False
+    assert (await async_client.get("/readyz")).json()["local_model"] == "off"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,6 +4,8 @@ from django import forms
 from django.contrib import admin
 
 from ..models import ChatModel, Conversation, Message, Provider, SiteSettings
+from ..services.health import local_model_status
+from ..services.providers import provider_is_local
 
 
 class ProviderForm(forms.ModelForm):
@@ -39,8 +41,14 @@ class ChatModelInline(admin.TabularInline):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ["name", "base_url", "key_hint", "enabled"]
+    list_display = ["name", "base_url", "key_hint", "enabled", "status"]
+    readonly_fields = ["status"]
     inlines = [ChatModelInline]
+
+    @admin.display(description="Status")
+    def status(self, obj: Provider) -> str:
+        """The bundled model's state (up, restarting after a crash, down); other providers are not probed."""
+        return str(local_model_status()) if obj.pk and provider_is_local(obj) else "—"
 
     @admin.display(description="API key")
     def key_hint(self, obj: Provider) -> str:

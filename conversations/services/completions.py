@@ -86,10 +86,14 @@ class CompletionError(Exception):
 
 
 class UpstreamConnectionError(CompletionError):
-    """The provider could not be reached, or dropped the connection."""
+    """The provider could not be reached (``answered`` false), or dropped the connection."""
 
     default_status = 502
     default_type = "upstream_unreachable"
+
+    def __init__(self, message: str, *, answered: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.answered = answered
 
 
 class UpstreamTimeout(CompletionError):
@@ -131,7 +135,7 @@ async def completion_create(*, upstream: Upstream, payload: dict[str, Any]) -> d
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout("The provider stopped answering mid-reply.") from exc
     except httpx.TransportError as exc:
-        raise UpstreamConnectionError(f"The provider dropped the connection: {exc}") from exc
+        raise UpstreamConnectionError("The provider dropped the connection mid-reply.") from exc
     finally:
         await response.aclose()
     try:
@@ -205,13 +209,11 @@ async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any]) -> htt
         try:
             response = await client.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            error: CompletionError = UpstreamTimeout(
-                f"The provider at {request.url.host} did not answer in time."
-            )
+            error: CompletionError = UpstreamTimeout("The provider did not answer in time.")
             retryable, wait = isinstance(exc, httpx.ConnectTimeout), None
             cause: Exception | None = exc
         except httpx.TransportError as exc:
-            error = UpstreamConnectionError(f"Could not reach the provider at {request.url.host}.")
+            error = UpstreamConnectionError("Could not reach the provider.", answered=False)
             retryable, wait, cause = True, None, exc
         else:
             if response.is_success:
@@ -227,6 +229,8 @@ async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any]) -> htt
             retryable = _should_retry(response)
             cause = None
         if not retryable or attempt >= conf["MAX_RETRIES"]:
+            if cause is not None:  # where and why, for admins: users' messages name no host
+                logger.warning("Provider at %s failed: %r", request.url.host, cause)
             raise error from cause
         if wait is None:
             wait = min(conf["BACKOFF_BASE"] * 2**attempt, conf["BACKOFF_MAX"])

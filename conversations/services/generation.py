@@ -34,6 +34,7 @@ from django.utils import timezone
 from ..models import Message, UsageRecord
 from ..rendering import markdown_render
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
+from .providers import provider_is_local
 from .stored import stored_completion_build_turn
 from .tokens import messages_tokens_count, tokens_count
 from .usage import usage_reported, usage_settle
@@ -135,7 +136,9 @@ async def _generate(message_id: int) -> None:
         status, error = Message.Status.STOPPED, ""
     except CompletionError as exc:
         logger.warning("Generation of message %s failed: %r", message_id, exc)
-        status, error = Message.Status.ERROR, error_describe(exc)
+        model = message.conversation.model
+        local = model is not None and provider_is_local(model.provider)
+        status, error = Message.Status.ERROR, error_describe(exc, local=local)
     except Exception:
         logger.exception("Generation of message %s crashed", message_id)
         status, error = Message.Status.ERROR, "Something went wrong while writing this reply."
@@ -379,8 +382,12 @@ def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]], int 
     return Upstream.of(model), [{"role": role, "content": content} for role, content in history], model.max_tokens
 
 
-def error_describe(exc: CompletionError) -> str:
-    """A sentence a person understands, for a failed reply."""
+def error_describe(exc: CompletionError, *, local: bool = False) -> str:
+    """A sentence a person understands, for a failed reply; ``local``: the bundled model's, which restarts by itself."""
+    if isinstance(exc, UpstreamConnectionError) and local:
+        if exc.answered:
+            return "The local model stopped while answering. It is restarting; regenerate to try again."
+        return "The local model is not running right now; it restarts by itself. Regenerate in a few seconds."
     if isinstance(exc, UpstreamTimeout):
         return f"The model took too long to answer. {exc.message}"
     if isinstance(exc, UpstreamConnectionError):

@@ -29,6 +29,11 @@ def local_model_base_url() -> str:
     return f"http://{settings.LOCAL_MODEL_HOST}:{settings.LOCAL_MODEL_PORT}/v1"
 
 
+def provider_is_local(provider: Provider) -> bool:
+    """Whether ``provider`` is the bundled model, wherever the environment puts it."""
+    return provider.base_url.rstrip("/") == local_model_base_url()
+
+
 def providers_sync() -> list[str]:
     """Create or update the providers the environment describes; returns what was done."""
     done = [_local_sync()]
