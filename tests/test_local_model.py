@@ -102,6 +102,27 @@ async def test_the_local_model_streams_a_real_reply_with_usage(user, local_chat_
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_two_people_asking_the_local_model_at_once_both_get_whole_replies(
+    user, other_user, local_chat_model, open_tab
+):
+    """The server answers one request at a time: the second waits its turn instead of cutting the first short."""
+    first = await Conversation.objects.acreate(user=user, model=local_chat_model)
+    second = await Conversation.objects.acreate(user=other_user, model=local_chat_model)
+    _, _, first_tab = await open_tab(user, first.pk)
+    _, _, second_tab = await open_tab(other_user, second.pk)
+    await first_tab.send(message="Write a short poem about rain.")
+    await first_tab.receive_until("beforeend:#message-", timeout=60)
+
+    await second_tab.send(message="Name three fruits.")
+
+    for tab in (first_tab, second_tab):
+        await tab.receive_until('class="message assistant" data-status="complete"', timeout=90)
+    replies = [m async for m in Message.objects.filter(role="assistant", conversation__in=[first, second])]
+    assert len(replies) == 2
+    assert all(r.finish_reason in ("stop", "length") and r.content.strip() for r in replies)
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_killed_local_model_ends_its_reply_with_the_text_kept_and_comes_back(
     user, admin_user, local_chat_model, supervised_model, open_tab, async_client
 ):
@@ -124,7 +145,7 @@ async def test_a_killed_local_model_ends_its_reply_with_the_text_kept_and_comes_
     assert state.last_exit == "killed by SIGKILL" and state.restarts >= 1
     await async_client.aforce_login(admin_user)
     providers = (await async_client.get("/admin/conversations/provider/")).content.decode()
-    assert "up (killed by SIGKILL, " in providers
+    assert f"up ({state.restarts} restart" in providers and "last: killed by SIGKILL)" in providers
 
     await tab.send(message="Name a colour.")
     await tab.receive_until('class="message assistant" data-status="complete"', timeout=60)

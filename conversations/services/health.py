@@ -48,10 +48,10 @@ class LocalModelStatus:
     last_exit: str = ""  # how its server last ended, when its supervisor runs on this machine
 
     def __str__(self) -> str:
-        details = [self.last_exit] if self.last_exit else []
-        if self.restarts:
-            details.append(f"{self.restarts} restart{'s' if self.restarts != 1 else ''}")
-        return f"{self.state} ({', '.join(details)})" if details else self.state
+        """``up (2 restarts, last: killed by SIGSEGV)``, for the admin."""
+        if not self.restarts:
+            return self.state
+        return f"{self.state} ({self.restarts} restart{'s' if self.restarts != 1 else ''}, last: {self.last_exit})"
 
 
 def local_model_status() -> LocalModelStatus:
