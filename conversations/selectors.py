@@ -1,10 +1,22 @@
 """Reads, always scoped to the user asking: another user's id is simply not found."""
 
+import re
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord
+
+
+# A row id as the database holds it (a bigint): ASCII digits, at most 18 of them.
+ROW_ID_PATTERN = "[0-9]{1,18}"
+_ROW_ID = re.compile(ROW_ID_PATTERN)
+
+
+def row_id(raw: str) -> int | None:
+    """The id ``raw`` names, or None when it names none ("²", "-1", 10**30 are not ids)."""
+    return int(raw) if _ROW_ID.fullmatch(raw) else None
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
