@@ -1,17 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import converters, views  # noqa: F401  (converters registers <id:>)
+from conversations import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("c/new", views.conversation_new, name="conversation_new"),
-    path("c/<id:conversation_id>/", views.conversation_detail, name="conversation_detail"),
-    path("c/<id:conversation_id>/messages", views.conversation_earlier_messages, name="conversation_earlier_messages"),
-    path("c/<id:conversation_id>/rename", views.conversation_rename, name="conversation_rename"),
-    path("c/<id:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
+    path("c/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
+    path("c/<int:conversation_id>/messages", views.conversation_earlier_messages, name="conversation_earlier_messages"),
+    path("c/<int:conversation_id>/rename", views.conversation_rename, name="conversation_rename"),
+    path("c/<int:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
     path("account/keys/", views.api_keys, name="api_keys"),
-    path("account/keys/<id:key_id>/revoke", views.api_key_revoke_view, name="api_key_revoke"),
+    path("account/keys/<int:key_id>/revoke", views.api_key_revoke_view, name="api_key_revoke"),
     path("usage/", views.usage, name="usage"),
     path("usage/export.csv", views.usage_export, name="usage_export"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),

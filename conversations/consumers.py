@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from .jsoninput import JsonInputError, json_input_parse
 from .models import Conversation, Message
-from .selectors import conversation_afind, message_list_of, row_id
+from .ids import row_id
+from .selectors import conversation_afind, message_list_of
 from .services.accounts import account_group, session_expiry
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
 from .services.generation import conversation_group

@@ -1,22 +1,12 @@
 """Reads, always scoped to the user asking: another user's id is simply not found."""
 
-import re
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from .ids import row_id_valid
 from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord
-
-
-# A row id as the database holds it (a bigint): ASCII digits, at most 18 of them.
-ROW_ID_PATTERN = "[0-9]{1,18}"
-_ROW_ID = re.compile(ROW_ID_PATTERN)
-
-
-def row_id(raw: str) -> int | None:
-    """The id ``raw`` names, or None when it names none ("²", "-1", 10**30 are not ids)."""
-    return int(raw) if _ROW_ID.fullmatch(raw) else None
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
@@ -25,11 +15,15 @@ def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
     """The user's conversation, or Http404."""
+    if not row_id_valid(conversation_id):
+        raise Http404("No such conversation.")
     return get_object_or_404(conversation_list(user=user).select_related("model"), pk=conversation_id)
 
 
 async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) -> Conversation | None:
     """The user's conversation, or None: for sockets, which have no 404 page."""
+    if not row_id_valid(conversation_id):
+        return None
     return await conversation_list(user=user).select_related("model").filter(pk=conversation_id).afirst()
 
 

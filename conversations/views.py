@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from .forms import SignupForm
+from .ids import row_id
 from .models import ApiKey, Conversation, Message
 from .selectors import (
     api_key_list,
@@ -24,7 +25,6 @@ from .selectors import (
     conversation_get,
     conversation_list,
     message_page,
-    row_id,
     usage_list,
 )
 from .services import chat, usage_report
