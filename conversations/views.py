@@ -80,7 +80,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Sign-ups are closed. Ask an admin for an account.")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        login(request, user_signup(form=form))
+        login(request, user_signup(form=form), backend="django.contrib.auth.backends.ModelBackend")
         return redirect("home")
     first_user = not get_user_model().objects.exists()
     return render(request, "registration/signup.html", {"form": form, "first_user": first_user})

@@ -33,6 +33,18 @@ def user_signup(*, form: SignupForm) -> AbstractBaseUser:
     return user
 
 
+def login_client_address(request: HttpRequest) -> str | None:
+    """The address a sign-in comes from, for throttling (django-axes' ``AXES_CLIENT_IP_CALLABLE``).
+
+    Behind the reverse proxy (``BEHIND_PROXY``) it is the last X-Forwarded-For entry, the one
+    the proxy added; earlier entries come from the client and prove nothing. Otherwise the
+    connection's own address: an X-Forwarded-For sent straight to chatweb is ignored.
+    """
+    if settings.BEHIND_PROXY and (forwarded := request.META.get("HTTP_X_FORWARDED_FOR", "").strip()):
+        return forwarded.rsplit(",", 1)[-1].strip()
+    return request.META.get("REMOTE_ADDR")
+
+
 def account_group(*, user_id: int) -> str:
     """The channel-layer group of every socket the user has open, on any worker."""
     return f"account-{user_id}"
