@@ -245,6 +245,7 @@ LOGGING = {
     "loggers": {
         "httpx": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # a line per failed sign-in; lockouts are in the admin
         # Django's own request logging would repeat chatweb.requests' line for errors.
         "django.request": {"level": "ERROR"},
     },

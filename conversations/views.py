@@ -47,7 +47,8 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
-    """Django's password change: this session stays signed in, the user's other sessions and their sockets end."""
+    """Django's password change: this browser stays signed in (under a new session key), the user's other
+    sessions end, and every open socket of the user closes (a reloaded page opens one with the new key)."""
 
     template_name = "registration/password_change.html"
     success_url = reverse_lazy("password_changed")
