@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "chatweb.logs.request_log_middleware",
+    "chatweb.queries.nul_query_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -245,8 +246,8 @@ LOGGING = {
     "loggers": {
         "httpx": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
-        "axes": {"level": "WARNING"},  # a line per failed sign-in; lockouts are in the admin
         # Django's own request logging would repeat chatweb.requests' line for errors.
         "django.request": {"level": "ERROR"},
+        "axes": {"level": "WARNING"},  # a line per failed sign-in; lockouts are in the admin
     },
 }

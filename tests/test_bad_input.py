@@ -147,6 +147,9 @@ def test_odd_ids_in_page_urls_are_4xx(client, user, chat_model):
     assert client.post(f"/c/{HUGE}/rename", {"title": "x"}).status_code == 404
     assert client.post(f"/account/keys/{HUGE}/revoke").status_code == 404
     assert ApiKey.objects.count() == 0
+    for url, data in [("/c/new", {"message": "a\x00b"}), (f"/c/{conversation.pk}/rename", {"title": "a\x00b"})]:
+        assert client.post(url, data).status_code == 400  # PostgreSQL's text columns refuse U+0000
+    assert not Message.objects.exists() and Conversation.objects.get().title == "New chat"
 
 
 def test_admin_stored_completion_filters_take_any_text(admin_client, user, chat_model):
@@ -154,8 +157,10 @@ def test_admin_stored_completion_filters_take_any_text(admin_client, user, chat_
         id="chatcmpl-a", user=user, model="fake-model", messages=HI, response={}, metadata={"-1": "x"}
     )
     url = "/admin/conversations/storedcompletion/"
-    for query in ("user=%C2%B2", f"user={HUGE}", "user=-1", "user=%00x"):
+    for query in ("user=%C2%B2", f"user={HUGE}", "user=-1"):
         assert admin_client.get(f"{url}?{query}").status_code == 200
+    for query in ("user=%00x", "q=%00", "model=%00", "status=%00", "meta_key=%00"):  # no text column takes U+0000
+        assert admin_client.get(f"{url}?{query}").status_code == 400
     page = admin_client.get(f"{url}?meta_key=-1&meta_value=x")
     assert page.status_code == 200 and "chatcmpl-a" in page.content.decode()
 
