@@ -12,12 +12,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 from django.template.backends.django import Template
 from django.template.loader import get_template
-
 from django.utils import timezone
 
+from .ids import row_id
 from .jsoninput import JsonInputError, json_input_parse
 from .models import Conversation, Message
-from .ids import row_id
 from .selectors import conversation_afind, message_list_of
 from .services.accounts import account_group, session_expiry
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
@@ -25,9 +24,6 @@ from .services.generation import conversation_group
 from .services.usage_report import Totals, conversation_totals
 
 TEMPLATE = "conversations/chat.html"
-# Close codes the page explains (static/chatweb.js): signed out or not allowed, and no such conversation.
-CLOSE_SIGNED_OUT, CLOSE_NOT_FOUND = 4401, 4404
-UNREADABLE = "That message could not be read. Send text from the chat page."
 
 
 @functools.cache
@@ -42,19 +38,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope["user"]
         if not user.is_authenticated:
-            await self.close(code=CLOSE_SIGNED_OUT)
+            await self.close(code=4401)
             return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.conversation = await conversation_afind(user=user, conversation_id=conversation_id)
         if self.conversation is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.close(code=4404)
             return
         self.group = conversation_group(self.conversation.pk)
-        self.account_group = account_group(user_id=user.pk)
         self.snapshot_seq: dict[int, int] = {}
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.channel_layer.group_add(self.account_group, self.channel_name)
         await self.accept()
+        # The user's sockets on every worker: told to check their session when it may have ended.
+        self.user_group = account_group(user_id=user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
         self.session_watch = asyncio.create_task(self._session_watch())
         running, finished = await chat_resume(
             conversation=self.conversation, shown_streaming=self._shown_streaming(), reply_to=self.channel_name
@@ -68,7 +65,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             self.session_watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self.channel_layer.group_discard(self.account_group, self.channel_name)
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Hand the conversation's events straight to their handler.
@@ -91,14 +88,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except JsonInputError:
             content = None
         if content is None:
-            await self._send_partial("composer-notice", notice=UNREADABLE, oob=True)
+            notice = "That message could not be read. Send text from the chat page."
+            await self._send_partial("composer-notice", notice=notice, oob=True)
             return
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Actions from the page's ws-send forms: send (default), stop, regenerate; refused once the session ended."""
         if await self._session_expiry() is None:
-            await self.close(code=CLOSE_SIGNED_OUT)
+            await self.close(code=4401)
             return
         data = content if isinstance(content, dict) else {}
         action = data.get("action", "send")
@@ -117,21 +115,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ValidationError as exc:
             await self._send_partial("composer-notice", notice=" ".join(exc.messages), oob=True)
             return
-        except Conversation.DoesNotExist:  # deleted while this socket was open: the page says so
-            await self.close(code=CLOSE_NOT_FOUND)
+        except Conversation.DoesNotExist:  # deleted while this socket was open: 4404, which the page explains
+            await self.close(code=4404)
             return
         await self._send_partial("composer-notice", notice="", oob=True)
 
     async def account_check(self, event: dict[str, Any]) -> None:
         """The user signed out, changed their password or was deactivated somewhere: close unless still signed in."""
         if await self._session_expiry() is None:
-            await self.close(code=CLOSE_SIGNED_OUT)
+            await self.close(code=4401)
 
     async def _session_watch(self) -> None:
         """Close the socket when its session expires (checked again then: activity may have extended it)."""
         while (expiry := await self._session_expiry()) is not None:
             await asyncio.sleep(max((expiry - timezone.now()).total_seconds(), 0) + 1)
-        await self.close(code=CLOSE_SIGNED_OUT)
+        await self.close(code=4401)
 
     async def _session_expiry(self) -> datetime | None:
         """When this socket's session expires, or None if it no longer signs its user in."""
