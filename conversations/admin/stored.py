@@ -22,9 +22,9 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from ..api.validation import ApiError, metadata_validate
+from ..ids import row_id
 from ..models import ChatModel, StoredCompletion
 from ..services.export import afine_tuning_jsonl, fine_tuning_jsonl
-from ..ids import row_id
 from ..services.stored import stored_completions_with_metadata
 
 # The list never counts the whole table: its paginator counts at most COUNT_CAP rows (and on
