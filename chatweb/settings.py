@@ -5,6 +5,7 @@ configuration: SQLite in ``data/``, the in-memory channel layer and the bundled
 local model. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,7 +37,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Production behind a TLS-terminating reverse proxy: HTTPS=1 makes cookies secure and
 # turns on HSTS and the redirect to https; the proxy must set X-Forwarded-Proto.
 HTTPS = env.bool("HTTPS", default=False)
-if env.bool("BEHIND_PROXY", default=HTTPS):
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=HTTPS)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
@@ -56,11 +58,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "template_partials",
+    "axes",
     "conversations",
 ]
 
 MIDDLEWARE = [
     "chatweb.logs.request_log_middleware",
+    "chatweb.queries.nul_query_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -69,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatweb.urls"
@@ -145,6 +150,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Failed sign-ins (the site's and the admin's) are throttled by django-axes: after
+# LOGIN_FAILURE_LIMIT failures for one username, or from one client address, that username or
+# address is locked out for LOGIN_LOCKOUT_MINUTES (429 with a page saying so). Admins see and
+# clear lockouts under Axes → Access attempts. A success resets that username's count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "conversations.services.accounts.login_client_address"
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a log of every successful sign-in is not needed
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -231,5 +250,6 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # Django's own request logging would repeat chatweb.requests' line for errors.
         "django.request": {"level": "ERROR"},
+        "axes": {"level": "WARNING"},  # a line per failed sign-in; lockouts are in the admin
     },
 }

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from conversations import views
@@ -16,7 +15,9 @@ urlpatterns = [
     path("usage/", views.usage, name="usage"),
     path("usage/export.csv", views.usage_export, name="usage_export"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/changed/", views.password_changed, name="password_changed"),
     path("accounts/signup/", views.signup, name="signup"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -10,9 +12,13 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 from django.template.backends.django import Template
 from django.template.loader import get_template
+from django.utils import timezone
 
-from .models import Message
+from .ids import row_id
+from .jsoninput import JsonInputError, json_input_parse
+from .models import Conversation, Message
 from .selectors import conversation_afind, message_list_of
+from .services.accounts import account_group, session_expiry
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
 from .services.generation import conversation_group
 from .services.usage_report import Totals, conversation_totals
@@ -43,6 +49,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.snapshot_seq: dict[int, int] = {}
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        # The user's sockets on every worker: told to check their session when it may have ended.
+        self.user_group = account_group(user_id=user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        self.session_watch = asyncio.create_task(self._session_watch())
         running, finished = await chat_resume(
             conversation=self.conversation, shown_streaming=self._shown_streaming(), reply_to=self.channel_name
         )
@@ -53,7 +63,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
+            self.session_watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Hand the conversation's events straight to their handler.
@@ -69,8 +81,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         else:
             await handler(self, message)
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """A frame from the page: JSON text, else a notice (and the socket stays open)."""
+        try:
+            content = json_input_parse(text_data) if text_data is not None else None
+        except JsonInputError:
+            content = None
+        if content is None:
+            notice = "That message could not be read. Send text from the chat page."
+            await self._send_partial("composer-notice", notice=notice, oob=True)
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Actions from the page's ws-send forms: send (default), stop, regenerate."""
+        """Actions from the page's ws-send forms: send (default), stop, regenerate; refused once the session ended."""
+        if await self._session_expiry() is None:
+            await self.close(code=4401)
+            return
         data = content if isinstance(content, dict) else {}
         action = data.get("action", "send")
         try:
@@ -88,7 +115,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ValidationError as exc:
             await self._send_partial("composer-notice", notice=" ".join(exc.messages), oob=True)
             return
+        except Conversation.DoesNotExist:  # deleted while this socket was open: 4404, which the page explains
+            await self.close(code=4404)
+            return
         await self._send_partial("composer-notice", notice="", oob=True)
+
+    async def account_check(self, event: dict[str, Any]) -> None:
+        """The user signed out, changed their password or was deactivated somewhere: close unless still signed in."""
+        if await self._session_expiry() is None:
+            await self.close(code=4401)
+
+    async def _session_watch(self) -> None:
+        """Close the socket when its session expires (checked again then: activity may have extended it)."""
+        while (expiry := await self._session_expiry()) is not None:
+            await asyncio.sleep(max((expiry - timezone.now()).total_seconds(), 0) + 1)
+        await self.close(code=4401)
+
+    async def _session_expiry(self) -> datetime | None:
+        """When this socket's session expires, or None if it no longer signs its user in."""
+        session = self.scope.get("session")
+        return await database_sync_to_async(session_expiry)(
+            session_key=session.session_key if session is not None else None, user_id=self.scope["user"].pk
+        )
 
     async def chat_turn(self, event: dict[str, Any]) -> None:
         messages = await database_sync_to_async(message_list_of)(
@@ -128,11 +176,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     def _shown_streaming(self) -> list[int]:
         """Ids of replies the page showed as streaming, from the ``streaming`` query parameter."""
-        query = self.scope.get("query_string", b"").decode()
+        query = self.scope.get("query_string", b"").decode("latin-1")
         for pair in query.split("&"):
             key, _, value = pair.partition("=")
             if key == "streaming":
-                return [int(v) for v in value.split(",") if v.isdigit()][:50]
+                ids = (row_id(v) for v in value.split(",")[:50])
+                return [message_id for message_id in ids if message_id is not None]
         return []
 
     async def _send_partial(self, name: str, **context: Any) -> None:

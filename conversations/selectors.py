@@ -2,8 +2,10 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from .ids import row_id_valid
 from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord
 
 
@@ -13,11 +15,15 @@ def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
     """The user's conversation, or Http404."""
+    if not row_id_valid(conversation_id):
+        raise Http404("No such conversation.")
     return get_object_or_404(conversation_list(user=user).select_related("model"), pk=conversation_id)
 
 
 async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) -> Conversation | None:
     """The user's conversation, or None: for sockets, which have no 404 page."""
+    if not row_id_valid(conversation_id):
+        return None
     return await conversation_list(user=user).select_related("model").filter(pk=conversation_id).afirst()
 
 

@@ -215,12 +215,15 @@ async def chat_resume(
 
     Running replies are asked to send their text so far to ``reply_to``; returns their
     ids, and the replies the page showed as streaming that have finished since, to be
-    shown whole.
+    shown whole. Ids in ``shown_streaming`` that name no reply of this conversation (a
+    user's message, another conversation's) are ignored.
     """
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
     await generation_sync(message_ids=running, reply_to=reply_to)
     finished = (
-        conversation.messages.select_related("usage").filter(pk__in=shown_streaming).exclude(pk__in=running)
+        conversation.messages.select_related("usage")
+        .filter(pk__in=shown_streaming, role=Message.Role.ASSISTANT)
+        .exclude(pk__in=running)
     )
     return running, [message async for message in finished]
 
