@@ -110,20 +110,41 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A bounded pool per worker process, reused by requests, sockets and generations
     # (persistent per-thread connections would leak under ASGI's per-request threads).
+    # Each connection is checked as it leaves the pool, so one that PostgreSQL dropped (a restart)
+    # is replaced instead of failing the request that got it.
+    from psycopg_pool import ConnectionPool
+
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env.int("DB_POOL_SIZE", default=10),
         "timeout": 10,
+        "check": ConnectionPool.check_connection,
     }
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    # Every socket waits for its messages in a blocking pop of 5 s (channels-redis's
+    # brpop_timeout): a read timeout at or under that (redis-py 8's default is 5 s) fails idle
+    # sockets, so it is set above it. Keepalive and health checks find connections a Redis restart
+    # dropped; a command that meets one reconnects and is retried instead of failing.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "health_check_interval": 10,
+                        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+                    }
+                ],
                 "capacity": 1500,
                 "expiry": 60,
                 # Lets several chatweb installations share one Redis.
