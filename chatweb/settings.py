@@ -213,6 +213,10 @@ COMPLETIONS = {
     "RETRY_AFTER_MAX": env.float("UPSTREAM_RETRY_AFTER_MAX", default=60.0),
 }
 
+# The longest chat reply kept, in characters: a reply that grows past it is cut there and ends
+# saying so, so no provider can fill the database and every tab with one endless answer.
+CHAT_REPLY_MAX_CHARS = env.int("CHAT_REPLY_MAX_CHARS", default=500_000)
+
 # How often a streaming reply's text is written to the database.
 STREAM_SAVE_INTERVAL = env.float("STREAM_SAVE_INTERVAL", default=1.0)
 # Each worker refreshes its replies' heartbeat this often; a reply whose heartbeat is older

@@ -40,6 +40,11 @@ def message_page(
     return latest[:limit][::-1], len(latest) > limit
 
 
+def message_get(*, conversation: Conversation, message_id: int) -> Message:
+    """A message of the conversation, or Http404."""
+    return get_object_or_404(message_list(conversation=conversation), pk=message_id)
+
+
 def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
     return list(message_list(conversation=conversation).filter(pk__in=message_ids))
 

@@ -21,6 +21,7 @@ from .selectors import (
     chat_model_list,
     conversation_get,
     conversation_list,
+    message_get,
     message_page,
     usage_list,
 )
@@ -107,6 +108,13 @@ def conversation_earlier_messages(request: HttpRequest, conversation_id: int) ->
     messages, has_earlier = message_page(conversation=conversation, before_id=int(before))
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
     return render(request, f"{TEMPLATE}#earlier-messages", context)
+
+
+@login_required
+def message_detail(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """One message whole: a reply too long for one websocket frame is fetched here by the tab."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    return render(request, f"{TEMPLATE}#message", {"message": message_get(conversation=conversation, message_id=message_id)})
 
 
 @require_POST
