@@ -110,16 +110,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A bounded pool per worker process, reused by requests, sockets and generations
     # (persistent per-thread connections would leak under ASGI's per-request threads).
-    # Each connection is checked as it leaves the pool, so one that PostgreSQL dropped (a restart)
-    # is replaced instead of failing the request that got it.
-    from psycopg_pool import ConnectionPool
-
+    # CONN_HEALTH_CHECKS gives the pool psycopg_pool's check (ConnectionPool.check_connection): each
+    # connection is checked as it leaves the pool, so one that PostgreSQL dropped (a restart) is
+    # replaced instead of failing the request that got it. A request waits at most 4 s for one:
+    # under Daphne's 5 s websocket handshake timeout, so a handshake during an outage is answered
+    # with a close code the page explains rather than dropped.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env.int("DB_POOL_SIZE", default=10),
-        "timeout": 10,
-        "check": ConnectionPool.check_connection,
+        "timeout": 4,
     }
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -252,6 +253,8 @@ LOGGING = {
     "loggers": {
         "httpx": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # Its warning per failed connection attempt would repeat the one line chatweb logs per outage.
+        "psycopg.pool": {"level": "ERROR"},
         # Django's own request logging would repeat chatweb.requests' line for errors.
         "django.request": {"level": "ERROR"},
     },

@@ -54,7 +54,12 @@
     var code = event.detail.event && event.detail.event.code;
     var text = "Connection lost. Reconnecting…";
     if (code === 4401 || code === 4404) text = "This conversation is not available. Reload the page.";
-    else if (code === 1013) text = "The server cannot reach its database or message service just now. Reconnecting…";
+    else if (code === 4503) {
+      // The server is up but its database or Redis is not: try again shortly (htmx only retries 1006/1011-1013).
+      text = "The server cannot reach its database or message service just now. Reconnecting…";
+      var socket = event.detail.socketWrapper;
+      setTimeout(function () { socket.reconnect(); }, 1000 + Math.random() * 2000);
+    }
     setConnection(text);
   });
 

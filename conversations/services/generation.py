@@ -38,7 +38,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Message, UsageRecord
-from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, retry_delay
+from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
 from .stored import stored_completion_build_turn
@@ -51,7 +51,7 @@ completion_logger = logging.getLogger("chatweb.completions")
 _running: dict[int, asyncio.Task] = {}
 _unsaved: dict[int, str] = {}  # reply id -> its text, not yet saved
 _saver: asyncio.Task | None = None
-_saving = Outage(logger, "Saving streaming replies")
+_saving = Outage(logger, "Saving streaming replies", database=True)
 _publishing = Outage(logger, "Publishing replies to the channel layer")
 
 REPLY_TOO_LONG = "This reply reached {limit:,} characters, the longest a chat reply may be here, and was cut there."
@@ -292,12 +292,15 @@ async def _save_texts_loop() -> None:
         await asyncio.sleep(settings.STREAM_SAVE_INTERVAL)
         texts = dict(_unsaved)
         _unsaved.clear()
+        if not texts:  # the replies ended meanwhile, saving their own text
+            continue
         try:
             await sync_to_async(_texts_save)(texts)
         except DATABASE_ERRORS as exc:
             _saving.failed(exc)
             for message_id, text in texts.items():
                 _unsaved.setdefault(message_id, text)
+            await database_connection_reset()
         except Exception:  # the texts stay in memory and are saved whole when the replies end
             logger.exception("Saving %d streaming replies failed", len(texts))
         else:
@@ -373,9 +376,11 @@ async def _finish(
             prompt_tokens, completion_tokens = await sync_to_async(_finish_save)(
                 message, progress, status, error, html, latency_ms
             )
+            _saving.recovered()
             break
         except DATABASE_ERRORS as exc:
             _saving.failed(exc)
+            await database_connection_reset()
             await asyncio.sleep(retry_delay(attempt=attempt))
             attempt += 1
     completion_logger.info(

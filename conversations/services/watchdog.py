@@ -27,14 +27,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from ..models import Message
-from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage
+from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset
 from .chat import messages_interrupt_orphans
 from .generation import conversation_group, generation_running_ids
 
 logger = logging.getLogger(__name__)
 
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
-_outage = Outage(logger, "The stream watchdog")
+_outage = Outage(logger, "The stream watchdog", database=True)
 
 
 def watchdog_start() -> None:
@@ -65,7 +65,7 @@ async def watchdog_tick(*, sweep: bool = True) -> list[int]:
                 conversation_group(conversation_id), {"type": "chat.done", "message_id": message_id}
             )
         except LAYER_ERRORS as exc:  # its tabs are sent the ended reply when they reconnect
-            _outage.failed(exc)
+            logger.warning("The tabs of reply %s could not be told (%s)", message_id, type(exc).__name__)
     return [message_id for message_id, _ in orphans]
 
 
@@ -78,6 +78,7 @@ async def _watch() -> None:
         except DATABASE_ERRORS as exc:
             _outage.failed(exc)
             reachable_since = time.monotonic()
+            await database_connection_reset()
         except Exception:
             logger.exception("Stream watchdog tick failed; trying again next interval")
         else:
