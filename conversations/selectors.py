@@ -22,8 +22,9 @@ async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) ->
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """The conversation's messages with their usage rows joined, so rendering them (sync or async) runs no query."""
-    return conversation.messages.select_related("usage").order_by("created_at", "id")
+    """The conversation's messages (not those a regenerate replaced) with their usage rows joined,
+    so rendering them (sync or async) runs no query."""
+    return conversation.messages.filter(replaced=False).select_related("usage").order_by("created_at", "id")
 
 
 MESSAGES_PER_PAGE = 100

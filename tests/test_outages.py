@@ -23,7 +23,9 @@ from django.utils import timezone
 
 from conversations.consumers import FRAME_MAX_BYTES
 from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
-from conversations.services.chat import message_send
+from conversations.selectors import message_page
+from conversations.services.chat import message_regenerate, message_send
+from conversations.services.usage_report import conversation_totals
 from conversations.services.tokens import tokens_count
 from conversations.services.watchdog import watchdog_tick
 from tests.outage import RedisServer, TcpProxy
@@ -257,7 +259,7 @@ async def test_a_reply_past_the_length_cap_is_cut_and_says_so(user, chat_model, 
 async def test_a_reply_the_watchdog_interrupts_is_settled_from_its_saved_text_and_stored(user, chat_model, settings):
     settings.STREAM_STALE_AFTER = 20
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
-    _, reply = await sync_to_async(message_send)(conversation=conversation, content="Count to ten")
+    question, reply = await sync_to_async(message_send)(conversation=conversation, content="Count to ten")
     reserved = await UsageRecord.objects.aget(message=reply)
     assert reserved.state == "reserved"
     # Its worker died after saving part of the reply.
@@ -276,3 +278,11 @@ async def test_a_reply_the_watchdog_interrupts_is_settled_from_its_saved_text_an
     assert stored.response["choices"][0]["message"]["content"] == "one two three"
     reply = await Message.objects.aget(pk=reply.pk)
     assert reply.status == "interrupted" and reply.content == "one two three"
+
+    # Regenerating it keeps the record's link to the reply it was for.
+    _, again = await sync_to_async(message_regenerate)(conversation=conversation)
+    assert (await UsageRecord.objects.aget(pk=reserved.pk)).message_id == reply.pk
+    assert (await StoredCompletion.objects.aget(pk=stored.pk)).message_id == reply.pk
+    assert (await sync_to_async(conversation_totals)(conversation=conversation)).requests == 2
+    shown, _ = await sync_to_async(message_page)(conversation=conversation)
+    assert [m.pk for m in shown] == [question.pk, again.pk]

@@ -89,18 +89,21 @@ def message_send(
 
 @transaction.atomic
 def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
-    """Replace the last assistant reply with a new one; returns (the old one's id, the new one)."""
+    """Replace the last assistant reply with a new one; returns (the old one's id, the new one).
+
+    The old reply is kept, marked ``replaced``, so its usage record and stored turn still
+    name the message they were for.
+    """
     conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
-    last = conversation.messages.order_by("-created_at", "-id").first()
+    last = conversation.messages.filter(replaced=False).order_by("-created_at", "-id").first()
     if last is None or last.role != Message.Role.ASSISTANT:
         raise ValidationError("There is no reply to regenerate.")
     if conversation.model is None:
         conversation.model = chat_model_resolve(model_name=None)
     conversation.save(update_fields=["model", "updated_at"])
-    old_id = last.pk
-    last.delete()
-    return old_id, _assistant_reply_create(conversation=conversation)
+    Message.objects.filter(pk=last.pk).update(replaced=True)
+    return last.pk, _assistant_reply_create(conversation=conversation)
 
 
 def messages_interrupt_orphans(*, stale_after: timedelta | None = None) -> list[tuple[int, int]]:
@@ -145,7 +148,7 @@ def _assistant_reply_create(*, conversation: Conversation) -> Message:
         model_name=model.name,
         upstream_model=model.upstream_model,
     )
-    history = conversation.messages.exclude(pk=reply.pk).values("content")
+    history = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).values("content")
     try:
         usage_reserve(
             user=conversation.user,
@@ -225,7 +228,9 @@ async def chat_resume(
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
     await generation_sync(message_ids=running, reply_to=reply_to)
     finished = (
-        conversation.messages.select_related("usage").filter(pk__in=shown_streaming).exclude(pk__in=running)
+        conversation.messages.select_related("usage")
+        .filter(pk__in=shown_streaming, replaced=False)
+        .exclude(pk__in=running)
     )
     return running, [message async for message in finished]
 

@@ -474,7 +474,7 @@ def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]], int 
 def _history(message: Message) -> list[dict[str, str]]:
     """The messages before ``message`` that the model is sent to produce it."""
     history = (
-        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk)
+        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk, replaced=False)
         .exclude(content="")
         .order_by("created_at", "id")
         .values_list("role", "content")
