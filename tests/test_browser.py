@@ -478,3 +478,17 @@ def test_two_tabs_on_one_conversation_both_stream_the_reply(page: Any, upstream:
         expect(tab.locator(f"#{reply_id} .body")).to_have_text(full)
         assert last_streamed(tab, reply_id) == full
     expect(other.locator("#messages > article.message")).to_have_count(4)
+
+
+def test_a_reply_too_long_for_one_socket_frame_is_shown_whole(page: Any, upstream: FakeUpstream) -> None:
+    """Rendered, this reply is about 750 KB, more than one frame carries: the page fetches it over HTTP."""
+    pieces = [f'line {i}: a < b & "c"\n' * 150 for i in range(130)]
+    upstream.script(Reply(text="".join(pieces), pieces=pieces))
+    with page.expect_response(re.compile(r"/c/\d+/messages/\d+$"), timeout=30_000) as fetched:
+        start_conversation(page, "Write pages and pages")
+    assert fetched.value.status == 200
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator(".body.markdown")).to_contain_text('line 129: a < b & "c"')
+    page.reload()
+    expect(last_reply(page).locator(".body.markdown")).to_contain_text('line 129: a < b & "c"')
