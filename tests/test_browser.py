@@ -484,7 +484,7 @@ def test_a_reply_too_long_for_one_socket_frame_is_shown_whole(page: Any, upstrea
     """Rendered, this reply is about 750 KB, more than one frame carries: the page fetches it over HTTP."""
     pieces = [f'line {i}: a < b & "c"\n' * 150 for i in range(130)]
     upstream.script(Reply(text="".join(pieces), pieces=pieces))
-    with page.expect_response(re.compile(r"/c/\d+/messages/\d+$"), timeout=30_000) as fetched:
+    with page.expect_response(re.compile(r"/c/\d+/messages/\d+$"), timeout=60_000) as fetched:
         start_conversation(page, "Write pages and pages")
     assert fetched.value.status == 200
     reply = last_reply(page)
