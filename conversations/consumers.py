@@ -18,7 +18,7 @@ from .services.generation import conversation_group, generation_sync
 from .services.usage_report import Totals, conversation_totals
 
 TEMPLATE = "conversations/chat.html"
-# What one frame may carry: Daphne and common websocket clients refuse messages over 1 MiB.
+# What one frame may carry: websocket clients commonly refuse messages over 1 MiB (Daphne does too).
 # A finished message rendered larger is fetched over HTTP instead; streamed text goes in parts
 # of TEXT_PART_CHARS, which escaped and UTF-8 encoded (at most 6 bytes a character) stay under it.
 FRAME_MAX_BYTES = 512 * 1024
@@ -158,7 +158,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=_partial(name).render(context))
 
     async def _send_text(self, message_id: int, text: str, *, replace: bool) -> None:
-        """Append streamed text to a reply (or, with ``replace``, make it its whole text), in parts one frame carries."""
+        """Append streamed text to a reply (with ``replace``, make it its whole text), in parts a frame carries."""
         for at in range(0, max(len(text), 1), TEXT_PART_CHARS):
             part = text[at : at + TEXT_PART_CHARS]
             await self._send_partial("snapshot" if replace and not at else "delta", message_id=message_id, text=part)

@@ -114,7 +114,8 @@ def conversation_earlier_messages(request: HttpRequest, conversation_id: int) ->
 def message_detail(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
     """One message whole: a reply too long for one websocket frame is fetched here by the tab."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
-    return render(request, f"{TEMPLATE}#message", {"message": message_get(conversation=conversation, message_id=message_id)})
+    message = message_get(conversation=conversation, message_id=message_id)
+    return render(request, f"{TEMPLATE}#message", {"message": message})
 
 
 @require_POST

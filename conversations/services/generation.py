@@ -75,7 +75,7 @@ class _Progress:
     usage: dict[str, Any] | None = None
     stop_requested: bool = False
     too_long: bool = False  # cut at CHAT_REPLY_MAX_CHARS
-    reading_done: asyncio.Event = field(default_factory=asyncio.Event)  # the provider's stream has ended, however it ended
+    reading_done: asyncio.Event = field(default_factory=asyncio.Event)  # the provider's stream ended, however
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
     usage_record: UsageRecord | None = None  # the reservation this reply settles
@@ -255,7 +255,6 @@ async def _publish(layer: Any, group: str, message_id: int, progress: _Progress,
             attempt += 1
             wake.set()
             continue
-        _publishing.recovered()
         attempt = 0
         if progress.reading_done.is_set() and progress.published == len(progress.text):
             return
@@ -270,6 +269,7 @@ async def _publish_pending(layer: Any, group: str, message_id: int, progress: _P
         group, {"type": "chat.delta", "message_id": message_id, "text": progress.text[start:end], "start": start}
     )
     progress.published = end
+    _publishing.recovered()
 
 
 def _save_later(message_id: int, text: str) -> None:
