@@ -129,9 +129,11 @@ if REDIS_URL:
     from redis.backoff import ExponentialBackoff
 
     # Every socket waits for its messages in a blocking pop of 5 s (channels-redis's
-    # brpop_timeout): a read timeout at or under that (redis-py 8's default is 5 s) fails idle
-    # sockets, so it is set above it. Keepalive and health checks find connections a Redis restart
-    # dropped; a command that meets one reconnects and is retried instead of failing.
+    # brpop_timeout). redis-py 8's default read timeout of 5 s failed idle sockets; any read
+    # timeout around that pop also loses a few of the cancellations a closing socket sends it
+    # (the reader then never ends), so reads have none: TCP keepalive (redis-py's 30 s idle and
+    # 3 probes 5 s apart) finds a peer that vanished, health checks and retried reconnects
+    # replace connections a Redis restart dropped, and connecting is bounded.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -139,7 +141,7 @@ if REDIS_URL:
                 "hosts": [
                     {
                         "address": REDIS_URL,
-                        "socket_timeout": 15,
+                        "socket_timeout": None,
                         "socket_connect_timeout": 5,
                         "socket_keepalive": True,
                         "health_check_interval": 10,
