@@ -38,9 +38,10 @@ def database_outage_mark(*, down: bool) -> None:
 def database_outage_recent() -> bool:
     """Whether the database failed in the last few seconds and has not answered since.
 
-    Every database call of a process runs on its one sync thread, and during an outage
-    each waits for the pool's timeout: a handshake queued behind them would outlast
-    Daphne's handshake timeout, so while this holds handshakes are answered at once.
+    Sockets, generations, the saver and the watchdog share a process's one sync thread
+    for the database, and during an outage each call waits for the pool's timeout: a
+    handshake queued behind them would outlast Daphne's handshake timeout, so while this
+    holds handshakes are answered at once.
     """
     return _database_failed_at is not None and time.monotonic() - _database_failed_at < RETRY_MAX
 
