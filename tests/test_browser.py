@@ -483,9 +483,10 @@ def test_two_tabs_on_one_conversation_both_stream_the_reply(page: Any, upstream:
 def test_a_reply_too_long_for_one_socket_frame_is_shown_whole(page: Any, upstream: FakeUpstream) -> None:
     """Rendered, this reply is about 750 KB, more than one frame carries: the page fetches it over HTTP."""
     pieces = [f'line {i}: a < b & "c"\n' * 150 for i in range(130)]
-    upstream.script(Reply(text="".join(pieces), pieces=pieces))
+    upstream.script(Reply(text="".join(pieces), pieces=pieces, delay=0.05))  # still streaming when the page opens
     with page.expect_response(re.compile(r"/c/\d+/messages/\d+$"), timeout=60_000) as fetched:
         start_conversation(page, "Write pages and pages")
+        wait_streaming(page, last_reply(page).get_attribute("id"), contains="line 1: a < b")
     assert fetched.value.status == 200
     reply = last_reply(page)
     expect(reply).to_have_attribute("data-status", "complete")
