@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chatweb.origins import SameOriginValidator  # noqa: E402
 from conversations.api.handler import ApiHandler  # noqa: E402
+from conversations.outages import SocketOutageMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 from conversations.services.watchdog import WatchdogMiddleware  # noqa: E402
 
@@ -28,7 +29,9 @@ application = WatchdogMiddleware(
     ProtocolTypeRouter(
         {
             "http": http_app,
-            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": SameOriginValidator(
+                SocketOutageMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            ),
         }
     )
 )

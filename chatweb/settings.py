@@ -115,20 +115,44 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A bounded pool per worker process, reused by requests, sockets and generations
     # (persistent per-thread connections would leak under ASGI's per-request threads).
+    # CONN_HEALTH_CHECKS gives the pool psycopg_pool's check (ConnectionPool.check_connection): each
+    # connection is checked as it leaves the pool, so one that PostgreSQL dropped (a restart) is
+    # replaced instead of failing the request that got it. A request waits at most 4 s for one:
+    # under Daphne's 5 s websocket handshake timeout, so a handshake during an outage is answered
+    # with a close code the page explains rather than dropped.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env.int("DB_POOL_SIZE", default=10),
-        "timeout": 10,
+        "timeout": 4,
     }
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    # Every socket waits for its messages in a blocking pop of 5 s (channels-redis's
+    # brpop_timeout). redis-py 8's default read timeout of 5 s failed idle sockets; any read
+    # timeout around that pop also loses a few of the cancellations a closing socket sends it
+    # (the reader then never ends), so reads have none: TCP keepalive (redis-py's 30 s idle and
+    # 3 probes 5 s apart) finds a peer that vanished, health checks and retried reconnects
+    # replace connections a Redis restart dropped, and connecting is bounded.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "health_check_interval": 10,
+                        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+                    }
+                ],
                 "capacity": 1500,
                 "expiry": 60,
                 # Lets several chatweb installations share one Redis.
@@ -213,6 +237,10 @@ COMPLETIONS = {
     "RETRY_AFTER_MAX": env.float("UPSTREAM_RETRY_AFTER_MAX", default=60.0),
 }
 
+# The longest chat reply kept, in characters: a reply that grows past it is cut there and ends
+# saying so, so no provider can fill the database and every tab with one endless answer.
+CHAT_REPLY_MAX_CHARS = env.int("CHAT_REPLY_MAX_CHARS", default=500_000)
+
 # How often a streaming reply's text is written to the database.
 STREAM_SAVE_INTERVAL = env.float("STREAM_SAVE_INTERVAL", default=1.0)
 # Each worker refreshes its replies' heartbeat this often; a reply whose heartbeat is older
@@ -248,6 +276,8 @@ LOGGING = {
     "loggers": {
         "httpx": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # Its warning per failed connection attempt would repeat the one line chatweb logs per outage.
+        "psycopg.pool": {"level": "ERROR"},
         # Django's own request logging would repeat chatweb.requests' line for errors.
         "django.request": {"level": "ERROR"},
         "axes": {"level": "WARNING"},  # a line per failed sign-in; lockouts are in the admin

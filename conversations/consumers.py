@@ -20,10 +20,15 @@ from .models import Conversation, Message
 from .selectors import conversation_afind, message_list_of
 from .services.accounts import account_group, session_expiry
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
-from .services.generation import conversation_group
+from .services.generation import conversation_group, generation_sync
 from .services.usage_report import Totals, conversation_totals
 
 TEMPLATE = "conversations/chat.html"
+# What one frame may carry: websocket clients commonly refuse messages over 1 MiB (Daphne does too).
+# A finished message rendered larger is fetched over HTTP instead; streamed text goes in parts
+# of TEXT_PART_CHARS, which escaped and UTF-8 encoded (at most 6 bytes a character) stay under it.
+FRAME_MAX_BYTES = 512 * 1024
+TEXT_PART_CHARS = 64 * 1024
 
 
 @functools.cache
@@ -46,7 +51,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4404)
             return
         self.group = conversation_group(self.conversation.pk)
-        self.snapshot_seq: dict[int, int] = {}
+        self.shown: dict[int, int] = {}  # reply id -> how much of its text this tab has
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         # The user's sockets on every worker: told to check their session when it may have ended.
@@ -59,7 +64,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # Until a running reply's text so far arrives, its deltas are already part of that text.
         self.awaiting_snapshot = set(running)
         for message in finished:
-            await self._send_partial("message-oob", message=message)
+            await self._send_message(message)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -151,21 +156,34 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def chat_delta(self, event: dict[str, Any]) -> None:
-        message_id = event["message_id"]
-        if message_id not in self.awaiting_snapshot and event["seq"] > self.snapshot_seq.get(message_id, 0):
-            await self._send_partial("delta", message_id=event["message_id"], text=event["text"])
+        """Show the part of the new text this tab does not have yet.
+
+        A delta that starts past what the tab has means one never arrived (the channel
+        layer restarted): the tab asks for the text so far instead.
+        """
+        message_id, start, text = event["message_id"], event["start"], event["text"]
+        if message_id in self.awaiting_snapshot:
+            return
+        shown = self.shown.get(message_id, 0)
+        if start > shown:
+            self.awaiting_snapshot.add(message_id)
+            await generation_sync(message_ids=[message_id], reply_to=self.channel_name)
+        elif start + len(text) > shown:
+            self.shown[message_id] = start + len(text)
+            await self._send_text(message_id, text[shown - start :], replace=False)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         self.awaiting_snapshot.discard(event["message_id"])
-        self.snapshot_seq[event["message_id"]] = event["seq"]
-        await self._send_partial("snapshot", message_id=event["message_id"], text=event["text"])
+        self.shown[event["message_id"]] = len(event["text"])
+        await self._send_text(event["message_id"], event["text"], replace=True)
 
     async def chat_done(self, event: dict[str, Any]) -> None:
         """Show the finished reply whole, and the conversation's new totals."""
         self.awaiting_snapshot.discard(event["message_id"])
+        self.shown.pop(event["message_id"], None)
         messages, totals = await database_sync_to_async(self._finished_rows)(event["message_id"])
         for message in messages:
-            await self._send_partial("message-oob", message=message)
+            await self._send_message(message)
         await self._send_partial("conversation-usage", conversation_usage=totals, oob=True)
 
     def _finished_rows(self, message_id: int) -> tuple[list[Message], Totals]:
@@ -187,6 +205,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _send_partial(self, name: str, **context: Any) -> None:
         """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
         await self.send(text_data=_partial(name).render(context))
+
+    async def _send_text(self, message_id: int, text: str, *, replace: bool) -> None:
+        """Append streamed text to a reply (with ``replace``, make it its whole text), in parts a frame carries."""
+        for at in range(0, max(len(text), 1), TEXT_PART_CHARS):
+            part = text[at : at + TEXT_PART_CHARS]
+            await self._send_partial("snapshot" if replace and not at else "delta", message_id=message_id, text=part)
+
+    async def _send_message(self, message: Message) -> None:
+        """A finished message whole, or when that is more than a frame carries, a placeholder that fetches it."""
+        html = _partial("message-oob").render({"message": message})
+        if len(html.encode()) > FRAME_MAX_BYTES:
+            html = _partial("message-fetch").render({"message": message, "conversation_id": self.conversation.pk})
+        await self.send(text_data=html)
 
 
 CHAT_EVENTS = {

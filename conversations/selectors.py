@@ -28,8 +28,9 @@ async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) ->
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """The conversation's messages with their usage rows joined, so rendering them (sync or async) runs no query."""
-    return conversation.messages.select_related("usage").order_by("created_at", "id")
+    """The conversation's messages (not those a regenerate replaced) with their usage rows joined,
+    so rendering them (sync or async) runs no query."""
+    return conversation.messages.filter(replaced=False).select_related("usage").order_by("created_at", "id")
 
 
 MESSAGES_PER_PAGE = 100
@@ -44,6 +45,11 @@ def message_page(
         rows = rows.filter(pk__lt=before_id)
     latest = list(rows.order_by("-created_at", "-id")[: limit + 1])
     return latest[:limit][::-1], len(latest) > limit
+
+
+def message_get(*, conversation: Conversation, message_id: int) -> Message:
+    """A message of the conversation, or Http404."""
+    return get_object_or_404(message_list(conversation=conversation), pk=message_id)
 
 
 def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:

@@ -24,6 +24,7 @@ from .selectors import (
     chat_model_list,
     conversation_get,
     conversation_list,
+    message_get,
     message_page,
     usage_list,
 )
@@ -139,6 +140,14 @@ def conversation_earlier_messages(request: HttpRequest, conversation_id: int) ->
     messages, has_earlier = message_page(conversation=conversation, before_id=before)
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
     return render(request, f"{TEMPLATE}#earlier-messages", context)
+
+
+@login_required
+def message_detail(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """One message whole: a reply too long for one websocket frame is fetched here by the tab."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    message = message_get(conversation=conversation, message_id=message_id)
+    return render(request, f"{TEMPLATE}#message", {"message": message})
 
 
 @require_POST

@@ -531,3 +531,18 @@ def test_a_page_on_another_port_of_the_same_host_gets_nothing_from_the_socket(
     wait_socket(page)
     expect(page.locator("#messages > article.message")).to_have_count(2)
     assert "posted by another site" not in page.content()
+
+
+def test_a_reply_too_long_for_one_socket_frame_is_shown_whole(page: Any, upstream: FakeUpstream) -> None:
+    """Rendered, this reply is about 750 KB, more than one frame carries: the page fetches it over HTTP."""
+    pieces = [f'line {i}: a < b & "c"\n' * 150 for i in range(130)]
+    upstream.script(Reply(text="".join(pieces), pieces=pieces, delay=0.05))  # still streaming when the page opens
+    with page.expect_response(re.compile(r"/c/\d+/messages/\d+$"), timeout=60_000) as fetched:
+        start_conversation(page, "Write pages and pages")
+        wait_streaming(page, last_reply(page).get_attribute("id"), contains="line 1: a < b")
+    assert fetched.value.status == 200
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator(".body.markdown")).to_contain_text('line 129: a < b & "c"')
+    page.reload()
+    expect(last_reply(page).locator(".body.markdown")).to_contain_text('line 129: a < b & "c"')
