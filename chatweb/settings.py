@@ -251,6 +251,14 @@ STREAM_STALE_AFTER = env.float("STREAM_STALE_AFTER", default=20.0)
 
 # How long a worker may answer from its cache of keys, models, prices and limits after
 # another worker changed them (conversations/services/rowcache.py).
+# A deployment failing COOLDOWN_FAILURES times within FAILURE_WINDOW seconds is skipped for
+# COOLDOWN_SECONDS (services.routing), in Redis when REDIS_URL is set so that workers agree.
+ROUTING = {
+    "COOLDOWN_FAILURES": env.int("ROUTING_COOLDOWN_FAILURES", default=3),
+    "FAILURE_WINDOW": env.float("ROUTING_FAILURE_WINDOW", default=60.0),
+    "COOLDOWN_SECONDS": env.float("ROUTING_COOLDOWN_SECONDS", default=30.0),
+}
+
 ROW_CACHE_SECONDS = env.float("ROW_CACHE_SECONDS", default=5.0)
 
 # Site-wide usage limits; each user's limits (set in the admin) override them. Unset: unlimited.

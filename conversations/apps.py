@@ -11,10 +11,10 @@ class ConversationsConfig(AppConfig):
         from django.core.signals import setting_changed
         from django.db.models.signals import post_delete, post_save
 
-        from .models import ApiKey, ChatModel, ModelPrice, Provider, UserLimits
+        from .models import ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits
         from .services.rowcache import rowcache_clear
 
-        for model in (ApiKey, ChatModel, ModelPrice, Provider, UserLimits, settings.AUTH_USER_MODEL):
+        for model in (ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits, settings.AUTH_USER_MODEL):
             post_save.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-save-{model}")
             post_delete.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-delete-{model}")
         setting_changed.connect(rowcache_clear, dispatch_uid="rowcache-settings")  # tests' site-wide limits

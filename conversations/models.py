@@ -43,7 +43,11 @@ class Provider(models.Model):
 
 
 class ChatModel(models.Model):
-    """A model users pick by name, mapped to a provider and the provider's model id."""
+    """A model users pick by name, mapped to a provider and the provider's model id.
+
+    That provider and id are the model's first deployment (priority 0, weight 1); its
+    ``deployments`` add more, tried in priority order when one fails (``services.routing``).
+    """
 
     name = models.CharField(max_length=200, unique=True, help_text="What users and /v1 call it.")
     display_name = models.CharField(max_length=200, blank=True)
@@ -74,6 +78,47 @@ class ChatModel(models.Model):
     @property
     def label(self) -> str:
         return self.display_name or self.name
+
+
+class Deployment(models.Model):
+    """A further provider serving a chat model, with the id it knows the model by.
+
+    Lower priorities are tried first; among equal priorities (the model's own provider
+    counts as priority 0, weight 1) the choice is weighted. ``rpm`` and ``tpm`` bound
+    what chatweb sends it per minute: beyond them the next deployment is used.
+    """
+
+    model = models.ForeignKey(ChatModel, on_delete=models.CASCADE, related_name="deployments")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="deployments")
+    upstream_model = models.CharField(max_length=200, help_text="The model id sent to this provider.")
+    priority = models.PositiveSmallIntegerField(
+        default=1, help_text="Lower is tried first; the model's own provider is 0."
+    )
+    weight = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Share of calls among equal priorities."
+    )
+    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute at most.")
+    tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute at most.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} / {self.upstream_model}"
+
+
+class ModelAlias(models.Model):
+    """Another name for a chat model, for /v1 clients (``default``, an old model's name)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    model = models.ForeignKey(ChatModel, on_delete=models.CASCADE, related_name="aliases")
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Conversation(models.Model):
@@ -200,6 +245,10 @@ class StoredCompletion(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETED)
     latency_ms = models.IntegerField(null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    attempts = models.JSONField(
+        default=list, blank=True,
+        help_text="Deployments that failed before the one that answered: which, how and when.",
+    )
     message = models.OneToOneField(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completion"
     )
@@ -281,7 +330,8 @@ class UsageRecord(models.Model):
         StoredCompletion, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
     )
     model = models.CharField(max_length=200)
-    provider = models.CharField(max_length=100, blank=True)
+    provider = models.CharField(max_length=100, blank=True, help_text="The provider that answered.")
+    upstream_model = models.CharField(max_length=200, blank=True, help_text="Its id for the model.")
     state = models.CharField(max_length=10, choices=State.choices, default=State.RESERVED)
     prompt_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)

@@ -54,7 +54,7 @@ async def test_chat_turns_log_a_completion_line(user, chat_model, upstream, open
         await tab.send(message=SECRET_PROMPT)
         await tab.receive_until('class="message assistant" data-status="complete"')
     (line,) = _lines(caplog, "chatweb.completions")
-    assert line["source"] == "chat" and line["status"] == "complete" and line["user_id"] == user.pk
+    assert line["source"] == "chat" and line["status"] == "completed" and line["user_id"] == user.pk
     assert SECRET_PROMPT not in json.dumps(line)
 
 

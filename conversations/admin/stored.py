@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from ..api.validation import ApiError, metadata_validate
+from ..errors import InvalidInput
+from ..metadata import metadata_check
 from ..ids import row_id
 from ..models import ChatModel, StoredCompletion
 from ..services.export import afine_tuning_jsonl, fine_tuning_jsonl
@@ -237,8 +238,8 @@ class StoredCompletionForm(forms.ModelForm):
 
     def clean_metadata(self) -> dict[str, str]:
         try:
-            return metadata_validate(self.cleaned_data.get("metadata")) or {}
-        except ApiError as error:
+            return metadata_check(self.cleaned_data.get("metadata")) or {}
+        except InvalidInput as error:
             raise forms.ValidationError(error.message) from error
 
 

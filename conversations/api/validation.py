@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
 from typing import Any
+
+from ..errors import InvalidInput
+from ..metadata import json_kind, json_shown, metadata_check
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -24,7 +26,6 @@ PART_TYPES: dict[str, tuple[str, ...]] = {
 }
 # Objects a content part carries under its own type's name (image_url, input_audio, file).
 PART_OBJECTS = ("image_url", "input_audio", "file")
-METADATA_MAX_PAIRS, METADATA_KEY_MAX, METADATA_VALUE_MAX = 16, 64, 512
 
 
 class ApiError(Exception):
@@ -66,40 +67,12 @@ def _is_number(value: object) -> bool:
     return _is_int(value)
 
 
-def _kind(value: object) -> str:
-    """Name a value's JSON type for messages: 'a string', 'an object', 'null'."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if _is_int(value):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number" if math.isfinite(value) else "a non-finite number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _shown(value: object) -> str:
-    """A short JSON rendering of a bad value."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _bad_type(param: str, expected: str, value: object) -> ApiError:
-    return ApiError(f"Invalid type for '{param}': expected {expected}, but got {_kind(value)}.", param=param)
+    return ApiError(f"Invalid type for '{param}': expected {expected}, but got {json_kind(value)}.", param=param)
 
 
 def _bad_value(param: str, expected: str, value: object) -> ApiError:
-    return ApiError(f"Invalid value for '{param}': expected {expected}, got {_shown(value)}.", param=param)
+    return ApiError(f"Invalid value for '{param}': expected {expected}, got {json_shown(value)}.", param=param)
 
 
 def _missing(param: str) -> ApiError:
@@ -169,33 +142,11 @@ def _name(value: object, param: str) -> str:
 
 
 def metadata_validate(metadata: object, *, param: str = "metadata") -> dict[str, str] | None:
-    """At most 16 pairs, string keys up to 64 chars, string values up to 512 chars; None allowed."""
-    if metadata is None:
-        return None
-    pairs = _object(metadata, param)
-    if len(pairs) > METADATA_MAX_PAIRS:
-        raise ApiError(
-            f"Invalid '{param}': too many pairs. Expected at most {METADATA_MAX_PAIRS}, got {len(pairs)}.",
-            param=param,
-        )
-    for key, value in pairs.items():
-        if not isinstance(key, str):
-            raise _bad_type(param, "string keys", key)
-        if len(key) > METADATA_KEY_MAX:
-            raise ApiError(
-                f"Invalid '{param}': key {_shown(key)} is {len(key)} characters long; "
-                f"keys may have at most {METADATA_KEY_MAX}.",
-                param=param,
-            )
-        if not isinstance(value, str):
-            raise _bad_type(f"{param}.{key}", "a string", value)
-        if len(value) > METADATA_VALUE_MAX:
-            raise ApiError(
-                f"Invalid '{param}.{key}': value is {len(value)} characters long; "
-                f"values may have at most {METADATA_VALUE_MAX}.",
-                param=f"{param}.{key}",
-            )
-    return pairs
+    """``metadata_check`` for a request body: what it rejects is a 400."""
+    try:
+        return metadata_check(metadata, param=param)
+    except InvalidInput as exc:
+        raise ApiError(exc.message, param=exc.param, code=exc.code) from None
 
 
 def _content_parts(parts: list[Any], param: str, allowed: tuple[str, ...], where: str) -> None:
@@ -403,7 +354,7 @@ def _stop(value: object) -> None:
 def _logit_bias(value: object) -> None:
     for token, bias in _object(value, "logit_bias").items():
         if not isinstance(token, str) or not token.isascii() or not token.isdigit():
-            raise ApiError(f"Invalid key in 'logit_bias': {_shown(token)} is not a token ID.", param="logit_bias")
+            raise ApiError(f"Invalid key in 'logit_bias': {json_shown(token)} is not a token ID.", param="logit_bias")
         if not _is_number(bias) or not -100 <= bias <= 100:
             raise _bad_value("logit_bias", f"a bias between -100 and 100 for token {token}", bias)
 
@@ -502,7 +453,7 @@ def chat_request_validate(body: object) -> dict:
     Returns it unchanged when valid; raises ApiError(400, param=<field path>) otherwise.
     """
     if not isinstance(body, dict):
-        raise ApiError(f"The request body must be a JSON object, not {_kind(body)}.")
+        raise ApiError(f"The request body must be a JSON object, not {json_kind(body)}.")
     for field in body:
         if field not in KNOWN_FIELDS:
             raise ApiError(f"Unrecognized request argument supplied: {field}", param=str(field))

@@ -10,9 +10,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from ..errors import ChatwebError
 from ..jsoninput import JsonInputError, json_input_parse
 from ..services.api_keys import api_key_authenticate
 from ..services.gateway import gateway_complete, gateway_model, gateway_models, gateway_stream
+from .errors import api_error_body, api_error_for
 from .handler import after_response
 from .validation import ApiError, chat_request_validate
 
@@ -24,7 +26,8 @@ def error_response(error: ApiError) -> JsonResponse:
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
-    """Guard a /v1 endpoint: method, Bearer key, and OpenAI-shaped errors (x-request-id comes from chatweb.logs)."""
+    """Guard a /v1 endpoint: method, Bearer key, and OpenAI-shaped errors, domain errors included
+    (x-request-id comes from chatweb.logs)."""
 
     def decorate(view: View) -> View:
         @csrf_exempt
@@ -37,6 +40,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 response = await view(request, *args, **kwargs)
             except ApiError as error:
                 response = error_response(error)
+            except ChatwebError as error:
+                response = error_response(api_error_for(error))
             return response
 
         return wrapper
@@ -96,7 +101,9 @@ async def models_retrieve(request: HttpRequest, model: str) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = chat_request_validate(_json_body(request))
     if body.get("stream"):
-        events = await gateway_stream(body=body, api_key=request.api_key, request_id=request.request_id)
+        events = await gateway_stream(
+            body=body, api_key=request.api_key, request_id=request.request_id, error_body=api_error_body
+        )
         return StreamingHttpResponse(
             events,
             content_type="text/event-stream",

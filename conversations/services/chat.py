@@ -10,11 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from ..errors import QuotaExceeded
 from ..models import ChatModel, Conversation, Message
 from ..selectors import chat_model_default, chat_model_list
 from .generation import generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
-from .tokens import messages_tokens_guess
-from .usage import QuotaExceeded, usage_reserve
+from .metering import metering_reserve_turn
 
 MAX_MESSAGE_CHARS = 100_000
 TITLE_CHARS = 60
@@ -150,14 +150,7 @@ def _assistant_reply_create(*, conversation: Conversation) -> Message:
     )
     history = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).values("content")
     try:
-        usage_reserve(
-            user=conversation.user,
-            model=model.name,
-            provider=model.provider.name,
-            prompt_tokens=messages_tokens_guess(list(history)),
-            max_output_tokens=model.max_tokens,
-            message=reply,
-        )
+        metering_reserve_turn(user=conversation.user, model=model, reply=reply, history=list(history))
     except QuotaExceeded as exc:
         raise ValidationError(exc.message) from exc
     return reply

@@ -25,6 +25,8 @@ import httpx
 from django.conf import settings
 from httpx_sse import EventSource, SSEError
 
+from ..errors import UpstreamFailed
+
 if TYPE_CHECKING:
     from ..models import ChatModel
 
@@ -57,32 +59,8 @@ class Upstream:
         return cls(base_url=model.provider.base_url, api_key=model.provider.api_key, model=model.upstream_model)
 
 
-class CompletionError(Exception):
+class CompletionError(UpstreamFailed):
     """An upstream failure in OpenAI's error vocabulary."""
-
-    default_status: int | None = None
-    default_type = "upstream_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        type: str | None = None,
-        code: str | None = None,
-        param: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status if status is not None else self.default_status
-        self.type = type or self.default_type
-        self.code = code
-        self.param = param
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(status={self.status}, type={self.type!r}, message={self.message!r})"
 
 
 class UpstreamConnectionError(CompletionError):
@@ -126,10 +104,15 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(conf["READ_TIMEOUT"], connect=conf["CONNECT_TIMEOUT"])
 
 
-async def completion_create(*, upstream: Upstream, payload: dict[str, Any]) -> dict[str, Any]:
-    """Send a non-streaming completion and return the provider's JSON body."""
+async def completion_create(
+    *, upstream: Upstream, payload: dict[str, Any], retries: int | None = None
+) -> dict[str, Any]:
+    """Send a non-streaming completion and return the provider's JSON body.
+
+    ``retries`` bounds the retries of this provider (default ``UPSTREAM_MAX_RETRIES``).
+    """
     body = {**payload, "model": upstream.model, "stream": False}
-    response = await _send_with_retries(upstream=upstream, body=body)
+    response = await _send_with_retries(upstream=upstream, body=body, retries=retries)
     try:
         raw = await response.aread()
     except httpx.TimeoutException as exc:
@@ -145,7 +128,7 @@ async def completion_create(*, upstream: Upstream, payload: dict[str, Any]) -> d
 
 
 async def completion_stream(
-    *, upstream: Upstream, payload: dict[str, Any]
+    *, upstream: Upstream, payload: dict[str, Any], retries: int | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     """Send a streaming completion and yield each chunk's JSON as it arrives.
 
@@ -153,7 +136,7 @@ async def completion_stream(
     connection or a read timeout raise ``CompletionError`` after the chunks so far.
     """
     body = {**payload, "model": upstream.model, "stream": True}
-    response = await _send_with_retries(upstream=upstream, body=body)
+    response = await _send_with_retries(upstream=upstream, body=body, retries=retries)
     finished = False
     events = EventSource(response).aiter_sse()
     try:
@@ -193,13 +176,14 @@ async def _drain(events: AsyncIterator[Any]) -> None:
                 pass
 
 
-async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any]) -> httpx.Response:
+async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any], retries: int | None) -> httpx.Response:
     """POST ``body`` and return a 2xx response whose body is not read yet.
 
     Retries connection failures and 408/409/429/5xx answers; nothing of a reply has
     been received at that point, so a retry cannot duplicate text.
     """
     conf = settings.COMPLETIONS
+    retries = conf["MAX_RETRIES"] if retries is None else retries
     client = _client()
     attempt = 0
     while True:
@@ -228,7 +212,7 @@ async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any]) -> htt
             error = _error_from_body(_json_or_text(raw), status=response.status_code, retry_after=wait)
             retryable = _should_retry(response)
             cause = None
-        if not retryable or attempt >= conf["MAX_RETRIES"]:
+        if not retryable or attempt >= retries:
             if cause is not None:  # where and why, for admins: users' messages name no host
                 logger.warning("Provider at %s failed: %r", request.url.host, cause)
             raise error from cause

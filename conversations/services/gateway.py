@@ -1,14 +1,15 @@
 """The OpenAI-compatible gateway behind /v1: route a request to its provider and relay the answer.
 
-Requests arrive validated (``api.validation``). The model name resolves through
-chatweb's model table; the body passes through to the provider except the fields
-chatweb handles itself (``store``, ``metadata``). Answers carry chatweb's own
-``chatcmpl-`` id and the model name the client asked for. Streams are normalised
+Requests arrive validated (``api.validation``). The model name (or an alias of it)
+resolves through chatweb's model table, and the call runs through the metering
+service (``services.metering``: routing and fallback, usage, storing, the log line).
+The body passes through to the provider except the fields chatweb handles itself
+(``store``, ``metadata``). Answers carry chatweb's own ``chatcmpl-`` id and the chat
+model's name. Streams are normalised
 to what the official SDKs expect: ``role`` only in a choice's first delta, a tool
 call's ``id``, ``type`` and ``function.name`` only in its first delta, and the
 usage chunk only for a client that asked for it.
 
-Each completion logs one line (ids, model, status, latency, tokens: never content).
 With ``store: true`` the finished completion is kept (``services.stored``): for a
 stream, the one assembled from its chunks, saved before ``[DONE]`` once the stream
 has ended normally.
@@ -20,24 +21,26 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import transaction
 
-from ..api.validation import ApiError
+from ..errors import ChatwebError, UpstreamFailed
 from ..models import ApiKey, ChatModel, StoredCompletion, UsageRecord
-from .completions import CompletionError, Upstream, completion_create, completion_stream
-from .rowcache import rowcache_get, rowcache_set
+from .metering import (
+    Metered,
+    Status,
+    metering_begin_api,
+    metering_create,
+    metering_log,
+    metering_model,
+    metering_settle,
+    metering_stream,
+)
 from .stored import CompletionAssembler, completion_id, stored_completion_build
-from .tokens import messages_tokens_count, messages_tokens_guess, tokens_count
-from .usage import QuotaExceeded, usage_reported, usage_reserve, usage_reserve_cached, usage_settle
 
-completion_logger = logging.getLogger("chatweb.completions")
 Finish = Callable[..., Awaitable[None]]
 
 # Fields chatweb acts on itself rather than passing to the provider.
@@ -50,148 +53,53 @@ async def gateway_models() -> list[ChatModel]:
 
 
 async def gateway_model(*, name: str) -> ChatModel:
-    return await sync_to_async(_model)(name)
-
-
-def _model(name: str) -> ChatModel:
-    model = rowcache_get(("model", name))
-    if model is not None:
-        return model
-    model = ChatModel.objects.filter(name=name, enabled=True, provider__enabled=True).select_related("provider").first()
-    if model is None:
-        raise ApiError(
-            f"The model `{name}` does not exist or you do not have access to it.",
-            status=404,
-            param="model",
-            code="model_not_found",
-        )
-    return rowcache_set(("model", name), model)
+    return await sync_to_async(metering_model)(name=name)
 
 
 def _payload(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in LOCAL_FIELDS}
 
 
-def api_error_from(exc: CompletionError) -> ApiError:
-    """The provider's failure, as the client of /v1 should see it; a 429 always says when to retry."""
-    headers = None
-    if exc.retry_after is not None or exc.status == 429:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after or 0)))}
-    return ApiError(
-        exc.message,
-        status=exc.status or 502,
-        type=exc.type,
-        param=exc.param,
-        code=exc.code,
-        headers=headers,
-    )
-
-
-async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> tuple[ChatModel, Finish]:
-    """Resolve the model and reserve the call's usage (or answer 429); returns the model and how to end the call.
-
-    When the model, prices and limits are cached and the user has no limits, this
-    makes no trip to the database thread: the call's record is written when it ends.
-    """
-    model = rowcache_get(("model", body["model"]))
-    record = None
-    if model is not None:
-        record = usage_reserve_cached(api_key=api_key, model=model.name, **_reservation_args(body, model, api_key))
-    if record is None:
-        try:
-            model, record = await sync_to_async(_model_and_reservation)(body=body, api_key=api_key)
-        except QuotaExceeded as exc:
-            raise api_error_from_quota(exc) from exc
-    finish = functools.partial(
-        _finished, body=body, api_key=api_key, model=model, started=time.monotonic(),
-        request_id=request_id, record=record,
-    )
-    return model, finish
-
-
-def _reservation_args(body: dict[str, Any], model: ChatModel, api_key: ApiKey) -> dict[str, Any]:
-    """The call's worst case: each of its ``n`` choices may write its output limit, or the default reserve."""
-    output_limit = body.get("max_completion_tokens") or body.get("max_tokens") or settings.USAGE_RESERVE_OUTPUT_TOKENS
-    return {
-        "user": api_key.user,
-        "provider": model.provider.name,
-        "prompt_tokens": messages_tokens_guess(body["messages"]),
-        "max_output_tokens": output_limit * (body.get("n") or 1),
-    }
-
-
-def _model_and_reservation(*, body: dict[str, Any], api_key: ApiKey) -> tuple[ChatModel, UsageRecord]:
-    """The requested model and the call's usage reservation, in one trip to the database thread."""
-    model = _model(body["model"])
-    record = usage_reserve(
-        api_key=api_key, model=model.name, defer=True, **_reservation_args(body, model, api_key)
-    )
-    return model, record
+async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> tuple[Metered, Finish]:
+    """The metered call (or ``QuotaExceeded``), and how to end it."""
+    metered = await metering_begin_api(body=body, api_key=api_key, request_id=request_id)
+    return metered, functools.partial(_finished, body=body, api_key=api_key, metered=metered)
 
 
 async def _finished(
     *,
     body: dict[str, Any],
     api_key: ApiKey,
-    model: ChatModel,
-    started: float,
-    request_id: str,
-    record: UsageRecord,
+    metered: Metered,
     completion: dict[str, Any] | None,
     partial: dict[str, Any] | None = None,
 ) -> None:
-    """End a call: settle its usage, log one line, and keep it if the request said ``store: true``.
+    """End a call: settle its usage, keep it if the request said ``store: true``, log one line.
 
     ``completion`` is the finished completion, or ``None`` when the call failed or the
     client left, with ``partial`` what was generated until then (it is counted too).
     The writes go together, in one trip to the database thread.
     """
-    latency_ms = round((time.monotonic() - started) * 1000)
     generated = completion or partial or {}
-    usage = generated.get("usage")
-    text = "" if usage_reported(usage) else _generated_text(generated)
     stored = None
     if completion is not None and body.get("store"):
         stored = stored_completion_build(
-            api_key=api_key, chat_model=model, body=body, response=completion, latency_ms=latency_ms
+            api_key=api_key, chat_model=metered.model, body=body, response=completion, latency_ms=metered.latency_ms
         )
-    await sync_to_async(_call_save)(
-        record=record,
-        usage=usage,
-        prompt_tokens_estimate=messages_tokens_count(body["messages"]) if text else 0,
-        completion_tokens_estimate=tokens_count(text),
+    record = await sync_to_async(_call_save)(
+        metered=metered, usage=generated.get("usage"), text=_generated_text(generated), messages=body["messages"],
         stored=stored,
     )
-    completion_logger.info(
-        "completion",
-        extra={
-            "request_id": request_id,
-            "user_id": api_key.user_id,
-            "model": model.name,
-            "source": "api",
-            "status": "completed" if completion is not None else "error",
-            "latency_ms": latency_ms,
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-        },
+    metering_log(
+        metered=metered, status=Status.COMPLETED if completion is not None else Status.ERROR,
+        prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
     )
 
 
-def _call_save(
-    *, record: UsageRecord, usage: dict[str, Any] | None, prompt_tokens_estimate: int,
-    completion_tokens_estimate: int, stored: StoredCompletion | None,
-) -> None:
+def _call_save(*, stored: StoredCompletion | None, **settle: Any) -> UsageRecord:
     """The stored completion, if any, and the settled usage record linked to it: both or neither."""
     with transaction.atomic() if stored is not None else contextlib.nullcontext():
-        if stored is not None:
-            stored.save(force_insert=True)
-        usage_settle(
-            record=record,
-            usage=usage,
-            prompt_tokens_estimate=prompt_tokens_estimate,
-            completion_tokens_estimate=completion_tokens_estimate,
-            stored_completion=stored,
-        )
+        return metering_settle(stored=stored, **settle)
 
 
 def _generated_text(completion: dict[str, Any]) -> str:
@@ -204,19 +112,6 @@ def _generated_text(completion: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def api_error_from_quota(exc: QuotaExceeded) -> ApiError:
-    """429 as OpenAI words it: ``insufficient_quota`` for budgets, ``rate_limit_exceeded`` with headers for rates."""
-    if exc.kind == "budget":
-        return ApiError(exc.message, status=429, type="insufficient_quota", code="insufficient_quota")
-    headers = {
-        f"x-ratelimit-limit-{exc.kind}": str(exc.limit),
-        f"x-ratelimit-remaining-{exc.kind}": str(exc.remaining),
-    }
-    if exc.retry_after is not None:
-        headers |= {"Retry-After": str(exc.retry_after), f"x-ratelimit-reset-{exc.kind}": f"{exc.retry_after}s"}
-    return ApiError(exc.message, status=429, type=exc.kind, code="rate_limit_exceeded", headers=headers)
-
-
 async def gateway_complete(
     *, body: dict[str, Any], api_key: ApiKey, request_id: str, later: Callable[[Awaitable[None]], Awaitable[None]]
 ) -> dict[str, Any]:
@@ -225,16 +120,13 @@ async def gateway_complete(
     A completion kept for the client to fetch is saved before it is answered; otherwise
     its accounting is handed to ``later``, to run once the answer is on its way.
     """
-    model, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
+    metered, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
     try:
-        answer = await completion_create(upstream=Upstream.of(model), payload=_payload(body))
-    except CompletionError as exc:
-        await finish(completion=None)
-        raise api_error_from(exc) from exc
-    except asyncio.CancelledError:  # the client left; the provider may bill the call all the same
+        answer = await metering_create(metered=metered, payload=_payload(body))
+    except (ChatwebError, asyncio.CancelledError):  # a client that left may be billed all the same
         await finish(completion=None)
         raise
-    completion = {**answer, "id": completion_id(), "model": model.name, "object": "chat.completion"}
+    completion = {**answer, "id": completion_id(), "model": metered.model.name, "object": "chat.completion"}
     if body.get("store"):
         await finish(completion=completion)
     else:
@@ -242,25 +134,31 @@ async def gateway_complete(
     return completion
 
 
-async def gateway_stream(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> AsyncIterator[bytes]:
+async def gateway_stream(
+    *, body: dict[str, Any], api_key: ApiKey, request_id: str, error_body: Callable[[UpstreamFailed], dict[str, Any]]
+) -> AsyncIterator[bytes]:
     """Start a streaming completion and return its server-sent events.
 
-    The provider's first chunk is awaited here, so a failure before the reply
-    starts is raised as ``ApiError`` with its real status instead of a 200 stream.
+    The provider's first chunk is awaited here, so a failure before the reply starts
+    is raised (``UpstreamFailed``) and answered with its real status instead of a 200
+    stream; a later one ends the stream with the event ``error_body`` makes of it.
     """
-    model, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
+    metered, finish = await _begin(body=body, api_key=api_key, request_id=request_id)
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     payload = _payload(body)
     payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    chunks = completion_stream(upstream=Upstream.of(model), payload=payload)
     try:
+        chunks = await metering_stream(metered=metered, payload=payload)
         first = await anext(chunks)
     except StopAsyncIteration:
         first = None
-    except CompletionError as exc:
+    except ChatwebError:
         await finish(completion=None)
-        raise api_error_from(exc) from exc
-    return _relay(first, chunks, name=model.name, client_wants_usage=client_wants_usage, finish=finish)
+        raise
+    return _relay(
+        first, chunks, name=metered.model.name, client_wants_usage=client_wants_usage, finish=finish,
+        error_body=error_body,
+    )
 
 
 async def _relay(
@@ -270,6 +168,7 @@ async def _relay(
     name: str,
     client_wants_usage: bool,
     finish: Finish,
+    error_body: Callable[[UpstreamFailed], dict[str, Any]],
 ) -> AsyncIterator[bytes]:
     """Relay the provider's chunks; the call is ended (and counted) however the stream ends, client gone included."""
     normaliser = _StreamNormaliser(id=completion_id(), name=name, client_wants_usage=client_wants_usage)
@@ -280,7 +179,7 @@ async def _relay(
         return normaliser.chunk(upstream_chunk)
 
     completion: dict[str, Any] | None = None
-    failure: CompletionError | None = None
+    failure: UpstreamFailed | None = None
     try:
         if first is not None:
             if (chunk := relayed(first)) is not None:
@@ -289,13 +188,13 @@ async def _relay(
                 if (chunk := relayed(upstream_chunk)) is not None:
                     yield _event(chunk)
         completion = assembler.completion()
-    except CompletionError as exc:
+    except UpstreamFailed as exc:
         failure = exc
     finally:
         await chunks.aclose()
         await finish(completion=completion, partial=assembler.completion())
     if failure is not None:
-        yield _event(api_error_from(failure).body())
+        yield _event(error_body(failure))
         return
     yield b"data: [DONE]\n\n"
 

@@ -37,17 +37,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ..errors import ChatwebError, DeploymentsExhausted, ModelUnavailable, UpstreamFailed
 from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render
-from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
+from .completions import UpstreamConnectionError, UpstreamTimeout
+from .metering import TURN_STATUS, Metered, metering_for_turn, metering_log, metering_settle, metering_store, metering_stream
 from .providers import provider_is_local
 from .stored import stored_completion_build_turn
-from .tokens import messages_tokens_count, tokens_count
-from .usage import usage_reported, usage_settle
 
 logger = logging.getLogger(__name__)
-completion_logger = logging.getLogger("chatweb.completions")
 
 _running: dict[int, asyncio.Task] = {}
 _unsaved: dict[int, str] = {}  # reply id -> its text, not yet saved
@@ -79,8 +78,7 @@ class _Progress:
     reading_done: asyncio.Event = field(default_factory=asyncio.Event)  # the provider's stream ended, however
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
-    usage_record: UsageRecord | None = None  # the reservation this reply settles
-    started: float = field(default_factory=time.monotonic)
+    metered: Metered | None = None  # the completion: its reservation, route and attempts
 
 
 def generation_start(*, message_id: int) -> asyncio.Task:
@@ -127,15 +125,15 @@ async def turn_announce(
 
 async def _generate(message_id: int) -> None:
     layer = get_channel_layer()
-    message, usage_record = await sync_to_async(_reply_load)(message_id)
+    message, metered = await sync_to_async(_reply_load)(message_id)
     if message is None:  # deleted before it started
         return
     group = conversation_group(message.conversation_id)
-    progress = _Progress(usage_record=usage_record)
+    progress = _Progress(metered=metered)
     try:
         async with _controls(layer, message_id, group, progress):
-            upstream, progress.request, max_tokens = await sync_to_async(_request_for)(message)
-            await _stream(upstream, progress.request, max_tokens, message_id, group, progress, layer)
+            progress.request, max_tokens = await sync_to_async(_request_for)(message)
+            await _stream(progress.request, max_tokens, message_id, group, progress, layer)
         if progress.too_long:
             status, error = Message.Status.STOPPED, REPLY_TOO_LONG.format(limit=settings.CHAT_REPLY_MAX_CHARS)
         else:
@@ -147,7 +145,7 @@ async def _generate(message_id: int) -> None:
             raise
         asyncio.current_task().uncancel()
         status, error = Message.Status.STOPPED, ""
-    except CompletionError as exc:
+    except ChatwebError as exc:
         logger.warning("Generation of message %s failed: %r", message_id, exc)
         model = message.conversation.model
         local = model is not None and provider_is_local(model.provider)
@@ -158,10 +156,10 @@ async def _generate(message_id: int) -> None:
     await _finish(message, group, progress, status, error, layer)
 
 
-def _reply_load(message_id: int) -> tuple[Message | None, UsageRecord | None]:
-    """The reply to generate, with its conversation, model and provider, and its usage reservation."""
+def _reply_load(message_id: int) -> tuple[Message | None, Metered | None]:
+    """The reply to generate, with its conversation, model and provider, and its metered completion."""
     message = Message.objects.select_related("conversation__model__provider").filter(pk=message_id).first()
-    return message, UsageRecord.objects.filter(message_id=message_id).first()
+    return message, metering_for_turn(message=message) if message is not None else None
 
 
 @contextlib.asynccontextmanager
@@ -190,7 +188,6 @@ async def _controls(layer: Any, message_id: int, group: str, progress: _Progress
 
 
 async def _stream(
-    upstream: Upstream,
     messages: list[dict[str, str]],
     max_tokens: int | None,
     message_id: int,
@@ -205,7 +202,7 @@ async def _stream(
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
     limit = settings.CHAT_REPLY_MAX_CHARS
     try:
-        async with contextlib.aclosing(completion_stream(upstream=upstream, payload=payload)) as chunks:
+        async with contextlib.aclosing(await metering_stream(metered=progress.metered, payload=payload)) as chunks:
             async for chunk in chunks:
                 if chunk.get("usage"):
                     progress.usage = chunk["usage"]
@@ -371,7 +368,7 @@ async def _finish(
     channel-layer outage only means the sockets learn it when they reconnect.
     """
     _unsaved.pop(message.pk, None)
-    latency_ms = round((time.monotonic() - progress.started) * 1000)
+    latency_ms = progress.metered.latency_ms
     html = markdown_render(progress.text)
     attempt = 0
     while True:
@@ -386,18 +383,9 @@ async def _finish(
             await database_connection_reset()
             await asyncio.sleep(retry_delay(attempt=attempt))
             attempt += 1
-    completion_logger.info(
-        "completion",
-        extra={
-            "message_id": message.pk,
-            "user_id": message.conversation.user_id,
-            "model": message.model_name,
-            "source": "chat",
-            "status": status,
-            "latency_ms": latency_ms,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-        },
+    metering_log(
+        metered=progress.metered, status=TURN_STATUS[status], prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
     )
     try:
         await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
@@ -437,10 +425,10 @@ def _finish_save(
                 finish_reason=progress.finish_reason,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-                status=status,
+                status=TURN_STATUS[status],
                 latency_ms=latency_ms,
             )
-            stored.save(force_insert=True)
+            metering_store(metered=progress.metered, stored=stored)
             UsageRecord.objects.filter(message_id=message.pk).update(stored_completion=stored)
     return prompt_tokens, completion_tokens
 
@@ -452,26 +440,18 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     nothing reached the provider's output (it failed before answering).
     """
     answered = bool(progress.text or progress.usage)
-    if progress.usage_record is None:
-        return None, None, False
-    counted = progress.text if answered and not usage_reported(progress.usage) else ""
-    record = usage_settle(
-        record=progress.usage_record,
-        usage=progress.usage,
-        prompt_tokens_estimate=messages_tokens_count(progress.request or []) if counted else 0,
-        completion_tokens_estimate=tokens_count(counted),
+    record = metering_settle(
+        metered=progress.metered, usage=progress.usage, text=progress.text, messages=progress.request or []
     )
-    if not answered:
+    if record is None or not answered:
         return None, None, False
     return record.prompt_tokens, record.completion_tokens, record.estimated
 
 
-def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]], int | None]:
-    """The upstream, the message history and the length limit that produce ``message``."""
+def _request_for(message: Message) -> tuple[list[dict[str, str]], int | None]:
+    """The message history and the length limit that produce ``message``."""
     model = message.conversation.model
-    if model is None or not model.enabled or not model.provider.enabled:
-        raise CompletionError(f"The model “{message.model_name}” is no longer available.")
-    return Upstream.of(model), _history(message), model.max_tokens
+    return _history(message), model.max_tokens if model is not None else None
 
 
 def _history(message: Message) -> list[dict[str, str]]:
@@ -492,17 +472,19 @@ def reply_interrupt_save(*, message: Message, error: str) -> None:
     like any other, so the reservation does not hold the worst case forever. ``message``
     comes with its conversation, model and provider.
     """
-    progress = _Progress(
-        text=message.content,
-        request=_history(message),
-        usage_record=UsageRecord.objects.filter(message_id=message.pk).first(),
-    )
+    progress = _Progress(text=message.content, request=_history(message), metered=metering_for_turn(message=message))
     latency_ms = round((timezone.now() - message.created_at).total_seconds() * 1000)
     _finish_save(message, progress, Message.Status.INTERRUPTED, error, markdown_render(message.content), latency_ms)
 
 
-def error_describe(exc: CompletionError, *, local: bool = False) -> str:
+def error_describe(exc: ChatwebError, *, local: bool = False) -> str:
     """A sentence a person understands, for a failed reply; ``local``: the bundled model's, which restarts by itself."""
+    if isinstance(exc, ModelUnavailable):
+        return exc.message
+    if isinstance(exc, DeploymentsExhausted):
+        return "Every provider of this model failed just now. Your message is kept; regenerate to try again."
+    if not isinstance(exc, UpstreamFailed):
+        return exc.message
     if isinstance(exc, UpstreamConnectionError) and local:
         if exc.answered:
             return "The local model stopped while answering. It is restarting; regenerate to try again."

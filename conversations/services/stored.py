@@ -17,19 +17,13 @@ from django.db import connections
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
-from ..api.validation import ApiError
+from ..errors import InvalidInput, NotFound
 from ..models import ApiKey, ChatModel, Message, StoredCompletion
 
 # What a completion id may look like ("chatcmpl-" and hex here; other servers' ids fit too).
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Request fields kept apart from StoredCompletion.request.
 SEPARATE_FIELDS = ("messages", "metadata")
-TURN_STATUS = {
-    Message.Status.COMPLETE: StoredCompletion.Status.COMPLETED,
-    Message.Status.ERROR: StoredCompletion.Status.ERROR,
-    Message.Status.STOPPED: StoredCompletion.Status.STOPPED,
-    Message.Status.INTERRUPTED: StoredCompletion.Status.INTERRUPTED,
-}
 
 
 def completion_id() -> str:
@@ -87,7 +81,7 @@ def stored_completion_build_turn(
         response=response,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        status=TURN_STATUS[status],
+        status=status,
         latency_ms=latency_ms,
         source=StoredCompletion.Source.CHAT,
         message=message,
@@ -148,8 +142,8 @@ def _owned(user: AbstractBaseUser) -> QuerySet[StoredCompletion]:
     return StoredCompletion.objects.filter(user=user, source=StoredCompletion.Source.API)
 
 
-def _not_found(completion_id: str) -> ApiError:
-    return ApiError(f"No chat completion found with id '{completion_id}'.", status=404)
+def _not_found(completion_id: str) -> NotFound:
+    return NotFound(f"No chat completion found with id '{completion_id}'.")
 
 
 async def stored_completions_list(
@@ -176,7 +170,7 @@ async def stored_completions_list(
         if _known_id(after):
             anchor = await _owned(user).filter(pk=after).values_list("created_at", flat=True).afirst()
         if anchor is None:
-            raise ApiError(f"No chat completion found with id '{after}' to list after.", param="after")
+            raise InvalidInput(f"No chat completion found with id '{after}' to list after.", param="after")
         if order == "asc":
             rows = rows.filter(created_at__gte=anchor).exclude(created_at=anchor, id__lte=after)
         else:
@@ -187,7 +181,7 @@ async def stored_completions_list(
 
 
 async def stored_completion_get(*, user: AbstractBaseUser, completion_id: str) -> StoredCompletion:
-    """The user's stored completion, or a 404 ApiError."""
+    """The user's stored completion, or ``NotFound``."""
     completion = await _owned(user).filter(pk=completion_id).afirst() if _known_id(completion_id) else None
     if completion is None:
         raise _not_found(completion_id)
@@ -224,7 +218,7 @@ def stored_messages_page(
     if after is not None:
         ids = [stored_message_id(completion=completion, index=i) for i, _ in indexed]
         if after not in ids:
-            raise ApiError(f"No message found with id '{after}' in this chat completion.", param="after")
+            raise InvalidInput(f"No message found with id '{after}' in this chat completion.", param="after")
         indexed = indexed[ids.index(after) + 1 :]
     return indexed[:limit], len(indexed) > limit
 

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
+from ..errors import QuotaExceeded, RateLimited
 from ..models import ApiKey, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
 from .rowcache import rowcache_get, rowcache_load
 
@@ -42,19 +43,6 @@ class Price:
 
 
 UNPRICED = Price(Decimal(0), Decimal(0), Decimal(0), priced=False)
-
-
-class QuotaExceeded(Exception):
-    """A budget or rate limit says no. ``kind`` is ``budget``, ``requests`` or ``tokens``."""
-
-    def __init__(self, message: str, *, kind: str, retry_after: int | None = None,
-                 limit: int | Decimal | None = None, remaining: int | Decimal | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-        self.retry_after = retry_after
-        self.limit = limit
-        self.remaining = remaining
 
 
 def price_at(*, model: str, at: datetime) -> Price:
@@ -152,14 +140,14 @@ def usage_reserve(
             retry_after = _seconds_until(window["oldest"] + WINDOW, now) if window["oldest"] else None
             requests, tokens = window["requests"] or 0, window["tokens"] or 0
             if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
-                raise QuotaExceeded(
+                raise RateLimited(
                     f"Rate limit reached: {limits.requests_per_minute} requests per minute. "
                     f"Try again in {retry_after} s.",
                     kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
                 )
             if (limits.tokens_per_minute is not None
                     and tokens + record.prompt_tokens + record.completion_tokens > limits.tokens_per_minute):
-                raise QuotaExceeded(
+                raise RateLimited(
                     f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. "
                     f"Try again in {retry_after} s.",
                     kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
@@ -248,7 +236,8 @@ def usage_settle(
         completion_tokens=record.completion_tokens,
     )
     record.state = UsageRecord.State.SETTLED
-    fields = ["prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "estimated", "cost", "state"]
+    fields = ["prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "estimated", "cost", "state",
+              "provider", "upstream_model"]
     if stored_completion is not None:
         record.stored_completion = stored_completion
         fields.append("stored_completion")

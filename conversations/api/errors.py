@@ -1,0 +1,61 @@
+"""The one place where chatweb's domain errors become /v1 answers, in OpenAI's shapes and statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import (
+    ChatwebError,
+    DeploymentsExhausted,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamFailed,
+)
+from .validation import ApiError
+
+
+def api_error_for(exc: ChatwebError) -> ApiError:
+    """``exc`` as the client of /v1 should see it."""
+    if isinstance(exc, InvalidInput):
+        return ApiError(exc.message, param=exc.param, code=exc.code)
+    if isinstance(exc, ModelUnavailable):
+        return ApiError(exc.message, status=404, param="model", code="model_not_found")
+    if isinstance(exc, NotFound):
+        return ApiError(exc.message, status=404)
+    if isinstance(exc, RateLimited):
+        return ApiError(exc.message, status=429, type=exc.kind, code="rate_limit_exceeded", headers=_rate_headers(exc))
+    if isinstance(exc, QuotaExceeded):
+        return ApiError(exc.message, status=429, type="insufficient_quota", code="insufficient_quota")
+    if isinstance(exc, DeploymentsExhausted):
+        return ApiError(exc.message, status=503, type="service_unavailable", code="service_unavailable")
+    if isinstance(exc, UpstreamFailed):
+        return _upstream_error(exc)
+    return ApiError(exc.message, status=500, type="server_error")
+
+
+def api_error_body(exc: UpstreamFailed) -> dict[str, Any]:
+    """The ``error`` event that ends a stream which failed after it started."""
+    return api_error_for(exc).body()
+
+
+def _upstream_error(exc: UpstreamFailed) -> ApiError:
+    """The provider's failure with its own status; an unreachable one is 502, and a 429 always says when to retry."""
+    headers = None
+    if exc.retry_after is not None or exc.status == 429:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after or 0)))}
+    return ApiError(exc.message, status=exc.status or 502, type=exc.type, param=exc.param, code=exc.code,
+                    headers=headers)
+
+
+def _rate_headers(exc: RateLimited) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the limit that said no, and when to retry."""
+    headers = {
+        f"x-ratelimit-limit-{exc.kind}": str(exc.limit),
+        f"x-ratelimit-remaining-{exc.kind}": str(exc.remaining),
+    }
+    if exc.retry_after is not None:
+        headers |= {"Retry-After": str(exc.retry_after), f"x-ratelimit-reset-{exc.kind}": f"{exc.retry_after}s"}
+    return headers
