@@ -184,6 +184,7 @@ async def _failed(metered: Metered, route: Route, exc: CompletionError) -> None:
 
 
 def _exhausted(metered: Metered) -> DeploymentsExhausted:
+    metered.route = None  # none answered
     return DeploymentsExhausted(
         f"The model `{metered.name}` is unavailable just now: all of its providers failed. Try again shortly."
     )
