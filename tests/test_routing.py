@@ -13,12 +13,14 @@ import openai
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations.models import ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, StoredCompletion
-from conversations.models import UsageRecord
+from conversations.models import (
+    ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, StoredCompletion, UsageRecord,
+)
 from conversations.services.api_keys import api_key_create
 from conversations.services.routing import routing_state_reset
 from tests.conftest import eventually, wait_for_status
 from tests.live import free_port
+from tests.test_workers import needs_services, workers  # noqa: F401 - the workers fixture
 from tests.upstream import Error, FakeUpstream, Hang, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,3 +202,18 @@ async def test_chat_when_every_deployment_fails_says_so_and_keeps_the_message(
     assert await Message.objects.filter(conversation=conversation, role="user", content="Are you there?").aexists()
     stored = await sync_to_async(StoredCompletion.objects.get)(message=reply)
     assert [a["deployment"] for a in stored.attempts] == ["First / first-id", "Second / second-id", "Third / third-id"]
+
+
+@needs_services
+def test_two_workers_share_a_cooldown_through_redis(live_server_url, user, routed, upstream, second, workers):
+    start, _ = workers
+    env = {"ROUTING_COOLDOWN_FAILURES": "2", "ROUTING_COOLDOWN_SECONDS": "60"}
+    one, two = start("one", **env), start("two", **env)
+    key = api_key_create(user=user, name="workers")[1]
+    on = {port: openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0) for port in (one, two)}
+    upstream.script(Error(status=500), Error(status=500))
+    for _ in range(2):
+        assert ask(on[one]) == "You said: Hi"
+    assert len(upstream.requests) == 2
+    assert ask(on[two]) == "You said: Hi"  # the other worker skips it too
+    assert len(upstream.requests) == 2
