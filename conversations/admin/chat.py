@@ -1,11 +1,20 @@
 """Admin for providers and models, site settings, and conversations with their messages."""
 
+from asgiref.sync import async_to_sync
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
-from ..models import ChatModel, Conversation, Message, Provider, SiteSettings
+from ..errors import UpstreamFailed
+from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, SiteSettings
+from ..services.completions import models_list
 from ..services.health import local_model_status
 from ..services.providers import provider_is_local
+from ..services.routing import routes_test
 
 
 class ProviderForm(forms.ModelForm):
@@ -44,6 +53,27 @@ class ProviderAdmin(admin.ModelAdmin):
     list_display = ["name", "base_url", "key_hint", "enabled", "status"]
     readonly_fields = ["status"]
     inlines = [ChatModelInline]
+    actions = ["fetch_models"]
+
+    @admin.action(description="Fetch models: list what the provider offers, to add them")
+    def fetch_models(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        """Each provider's ``/models``, with a link to add each id that no model of it uses yet."""
+        for provider in queryset:
+            try:
+                ids = async_to_sync(models_list)(base_url=provider.base_url, api_key=provider.api_key)
+            except UpstreamFailed as exc:
+                self.message_user(request, f"{provider}: {exc.message}", messages.ERROR)
+                continue
+            used = set(provider.models.values_list("upstream_model", flat=True))
+            used |= set(provider.deployments.values_list("upstream_model", flat=True))
+            add = reverse("admin:conversations_chatmodel_add")
+            links = format_html_join(
+                ", ", '<a href="{}?{}">{}</a>',
+                ((add, urlencode({"provider": provider.pk, "upstream_model": i, "name": i}), i) for i in ids if i not in used),
+            )
+            self.message_user(
+                request, format_html("{} offers {} models; not used yet: {}", provider, len(ids), links or "none")
+            )
 
     @admin.display(description="Status")
     def status(self, obj: Provider) -> str:
@@ -55,6 +85,36 @@ class ProviderAdmin(admin.ModelAdmin):
         return f"…{obj.api_key[-4:]}" if len(obj.api_key) >= 12 else ("set" if obj.api_key else "none")
 
 
+class DeploymentInline(admin.TabularInline):
+    """Further providers of the model, tried in priority order when one fails (its own provider is priority 0)."""
+
+    model = Deployment
+    extra = 0
+    fields = ["provider", "upstream_model", "priority", "weight", "rpm", "tpm", "enabled"]
+
+
+class ModelAliasForm(forms.ModelForm):
+    """An alias may not hide a model of the same name."""
+
+    class Meta:
+        model = ModelAlias
+        fields = ["name", "model"]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if ChatModel.objects.filter(name=name).exists():
+            raise forms.ValidationError("A model has that name already.")
+        return name
+
+
+class ModelAliasInline(admin.TabularInline):
+    """Other names /v1 clients may call the model by (``default``, a retired model's name)."""
+
+    model = ModelAlias
+    form = ModelAliasForm
+    extra = 0
+
+
 @admin.register(ChatModel)
 class ChatModelAdmin(admin.ModelAdmin):
     list_display = [
@@ -63,6 +123,16 @@ class ChatModelAdmin(admin.ModelAdmin):
     list_filter = ["provider", "enabled"]
     list_editable = ["enabled", "position"]
     search_fields = ["name", "display_name", "upstream_model"]
+    inlines = [DeploymentInline, ModelAliasInline]
+    actions = ["test_deployments"]
+
+    @admin.action(description="Test: send a one-token request to each deployment")
+    def test_deployments(self, request: HttpRequest, queryset: QuerySet[ChatModel]) -> None:
+        for model in queryset.select_related("provider"):
+            results = async_to_sync(routes_test)(model=model)
+            rows = format_html_join("; ", "{}: {}", ((label, outcome) for label, outcome, _ in results))
+            level = messages.SUCCESS if all(ok for _, _, ok in results) else messages.WARNING
+            self.message_user(request, format_html("{}: {}", model.name, rows), level)
 
 
 class MessageInline(admin.StackedInline):

@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from ..errors import InvalidInput
 from ..metadata import metadata_check
@@ -337,7 +337,7 @@ class StoredCompletionAdmin(admin.ModelAdmin):
     actions = ["export_fine_tuning_jsonl"]
     fieldsets = [
         (None, {"fields": ["id", "created_at", "user", "api_key", "source", "status", "conversation"]}),
-        ("Model", {"fields": ["model", "provider", "upstream_model"]}),
+        ("Model", {"fields": ["model", "provider", "upstream_model", "failed_attempts"]}),
         ("Usage", {"fields": ["prompt_tokens", "completion_tokens", "total_tokens", "latency_ms"]}),
         ("Metadata", {"fields": ["metadata"]}),
         ("Transcript", {"fields": ["transcript"]}),
@@ -346,13 +346,25 @@ class StoredCompletionAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [
         "id", "created_at", "user", "api_key", "source", "status", "conversation",
-        "model", "provider", "upstream_model",
+        "model", "provider", "upstream_model", "failed_attempts",
         "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms",
         "transcript", "request_json", "response_json",
     ]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # written by /v1 and the chat, never by hand
+
+    @admin.display(description="Failed before")
+    def failed_attempts(self, obj: StoredCompletion) -> str:
+        """The deployments tried before the one that answered: which, how and when."""
+        if not obj.attempts:
+            return "—"
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "", "<li>{} — {} at {}</li>", ((a["deployment"], a["error"], a["at"]) for a in obj.attempts)
+            ),
+        )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return StoredCompletionChangeList

@@ -24,7 +24,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from ..models import ChatModel, Deployment
-from .completions import Upstream
+from .completions import CompletionError, Upstream, completion_create
 from .rowcache import rowcache_get, rowcache_load
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,26 @@ async def route_failed(route: Route) -> None:
         return
     if cooled:
         logger.warning("Deployment %s (%s) cools down after repeated failures", route.key, route.label)
+
+
+async def routes_test(*, model: ChatModel) -> list[tuple[str, str, bool]]:
+    """Send each deployment of ``model`` a one-token request: (deployment, its latency or error, whether it answered).
+
+    For admins: the errors may name what the provider said. Cooldowns are neither consulted nor changed.
+    """
+    results = []
+    for route in await routes_aof(model):
+        started = time.monotonic()
+        try:
+            await completion_create(
+                upstream=route.upstream, payload={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
+                retries=0,
+            )
+        except CompletionError as exc:
+            results.append((route.label, f"failed ({exc.status or 'no answer'}): {exc.message}", False))
+        else:
+            results.append((route.label, f"{round((time.monotonic() - started) * 1000)} ms", True))
+    return results
 
 
 def _weighted_shuffle(routes: list[Route]) -> list[Route]:
