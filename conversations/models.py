@@ -352,6 +352,9 @@ class UsageRecord(models.Model):
             models.Index(fields=["created_at"], name="usage_created"),
         ]
 
+    # Set by usage_reserve for a user with per-minute limits (services.usage.RateWindow); not stored.
+    rate_windows: tuple = ()
+
     def __str__(self) -> str:
         return f"{self.user} {self.model} {self.cost} USD"
 

@@ -22,6 +22,11 @@ WEATHER_TOOL = {
 TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
 
 
+VALIDATION_CODES = (
+    None, "invalid_type", "invalid_value", "missing_required_parameter", "empty_array", "array_above_max_length"
+)
+
+
 def body(**fields: Any) -> dict[str, Any]:
     """The minimal request with `fields` added or replaced."""
     return {**copy.deepcopy(MINIMAL), **fields}
@@ -39,8 +44,9 @@ def rejected(request: Any) -> ApiError:
     assert error.status == 400
     assert error.type == "invalid_request_error"
     assert error.body() == {
-        "error": {"message": error.message, "type": "invalid_request_error", "param": error.param, "code": None}
+        "error": {"message": error.message, "type": "invalid_request_error", "param": error.param, "code": error.code}
     }
+    assert error.code in VALIDATION_CODES  # OpenAI's code for the kind of mistake, where it sends one
     return error
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import (
@@ -14,6 +15,7 @@ from ..errors import (
     RateLimited,
     UpstreamFailed,
 )
+from ..services.usage import RateWindow
 from .validation import ApiError
 
 
@@ -50,12 +52,20 @@ def _upstream_error(exc: UpstreamFailed) -> ApiError:
                     headers=headers)
 
 
+def ratelimit_headers(windows: Iterable[RateWindow]) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers."""
+    headers = {}
+    for window in windows:
+        headers[f"x-ratelimit-limit-{window.kind}"] = str(window.limit)
+        headers[f"x-ratelimit-remaining-{window.kind}"] = str(window.remaining)
+        if window.reset_seconds is not None:
+            headers[f"x-ratelimit-reset-{window.kind}"] = f"{window.reset_seconds}s"
+    return headers
+
+
 def _rate_headers(exc: RateLimited) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*`` headers for the limit that said no, and when to retry."""
-    headers = {
-        f"x-ratelimit-limit-{exc.kind}": str(exc.limit),
-        f"x-ratelimit-remaining-{exc.kind}": str(exc.remaining),
-    }
+    """The headers of the limit that said no, and when to retry."""
+    headers = ratelimit_headers([RateWindow(exc.kind, exc.limit, exc.remaining, exc.retry_after)])
     if exc.retry_after is not None:
-        headers |= {"Retry-After": str(exc.retry_after), f"x-ratelimit-reset-{exc.kind}": f"{exc.retry_after}s"}
+        headers["Retry-After"] = str(exc.retry_after)
     return headers

@@ -61,7 +61,8 @@ def _completion_json(completion: StoredCompletion) -> dict[str, Any]:
 
 
 def _message_json(completion: StoredCompletion, index: int, message: dict[str, Any]) -> dict[str, Any]:
-    """A stored input message as OpenAI lists it: plain text in ``content``, parts also in ``content_parts``."""
+    """A stored input message as OpenAI lists it (``ChatCompletionStoreMessage``): plain text in ``content``,
+    parts also in ``content_parts``, ``refusal`` null unless the message had one."""
     content = message.get("content")
     parts = content if isinstance(content, list) else None
     if parts is not None:
@@ -71,6 +72,7 @@ def _message_json(completion: StoredCompletion, index: int, message: dict[str, A
         "id": stored_message_id(completion=completion, index=index),
         "content": content,
         "name": message.get("name"),
+        "refusal": message.get("refusal"),
         "content_parts": parts,
     }
 

@@ -68,15 +68,19 @@ def _is_number(value: object) -> bool:
 
 
 def _bad_type(param: str, expected: str, value: object) -> ApiError:
-    return ApiError(f"Invalid type for '{param}': expected {expected}, but got {json_kind(value)}.", param=param)
+    return ApiError(
+        f"Invalid type for '{param}': expected {expected}, but got {json_kind(value)}.", param=param, code="invalid_type"
+    )
 
 
 def _bad_value(param: str, expected: str, value: object) -> ApiError:
-    return ApiError(f"Invalid value for '{param}': expected {expected}, got {json_shown(value)}.", param=param)
+    return ApiError(
+        f"Invalid value for '{param}': expected {expected}, got {json_shown(value)}.", param=param, code="invalid_value"
+    )
 
 
 def _missing(param: str) -> ApiError:
-    return ApiError(f"Missing required parameter: '{param}'.", param=param)
+    return ApiError(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
 
 
 # Reusable field checks; each raises ApiError naming `param`.
@@ -92,10 +96,13 @@ def _array(value: object, param: str, *, nonempty: bool = False, max_items: int 
     if not isinstance(value, list):
         raise _bad_type(param, "an array", value)
     if nonempty and not value:
-        raise ApiError(f"Invalid '{param}': empty array. Expected an array with at least one item.", param=param)
+        raise ApiError(
+            f"Invalid '{param}': empty array. Expected an array with at least one item.", param=param, code="empty_array"
+        )
     if max_items is not None and len(value) > max_items:
         raise ApiError(
-            f"Invalid '{param}': array too long. Expected at most {max_items} items, got {len(value)}.", param=param
+            f"Invalid '{param}': array too long. Expected at most {max_items} items, got {len(value)}.", param=param,
+            code="array_above_max_length",
         )
     return value
 
@@ -470,7 +477,7 @@ def chat_request_validate(body: object) -> dict:
     if not isinstance(messages, list):
         raise _bad_type("messages", "an array of messages", messages)
     if not messages:
-        raise ApiError("'messages' must contain at least one message.", param="messages")
+        raise ApiError("'messages' must contain at least one message.", param="messages", code="empty_array")
     for i, message in enumerate(messages):
         _message(message, f"messages[{i}]")
 

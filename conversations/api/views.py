@@ -14,7 +14,7 @@ from ..errors import ChatwebError
 from ..jsoninput import JsonInputError, json_input_parse
 from ..services.api_keys import api_key_authenticate
 from ..services.gateway import gateway_complete, gateway_model, gateway_models, gateway_stream
-from .errors import api_error_body, api_error_for
+from .errors import api_error_body, api_error_for, ratelimit_headers
 from .handler import after_response
 from .validation import ApiError, chat_request_validate
 
@@ -101,19 +101,19 @@ async def models_retrieve(request: HttpRequest, model: str) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = chat_request_validate(_json_body(request))
     if body.get("stream"):
-        events = await gateway_stream(
+        events, windows = await gateway_stream(
             body=body, api_key=request.api_key, request_id=request.request_id, error_body=api_error_body
         )
         return StreamingHttpResponse(
             events,
             content_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **ratelimit_headers(windows)},
         )
-    completion = await gateway_complete(
+    completion, windows = await gateway_complete(
         body=body, api_key=request.api_key, request_id=request.request_id,
         later=functools.partial(after_response, request),
     )
-    return JsonResponse(completion)
+    return JsonResponse(completion, headers=ratelimit_headers(windows) or None)
 
 
 @api_view("GET", "POST", "DELETE", "PUT", "PATCH")

@@ -40,6 +40,7 @@ from .metering import (
     metering_stream,
 )
 from .stored import CompletionAssembler, completion_id, stored_completion_build
+from .usage import RateWindow
 
 Finish = Callable[..., Awaitable[None]]
 
@@ -114,8 +115,9 @@ def _generated_text(completion: dict[str, Any]) -> str:
 
 async def gateway_complete(
     *, body: dict[str, Any], api_key: ApiKey, request_id: str, later: Callable[[Awaitable[None]], Awaitable[None]]
-) -> dict[str, Any]:
-    """A non-streaming completion, relayed, accounted, and stored if the request says ``store: true``.
+) -> tuple[dict[str, Any], tuple[RateWindow, ...]]:
+    """A non-streaming completion, relayed, accounted, and stored if the request says ``store: true``;
+    with where its user stands against their per-minute limits (none without limits).
 
     A completion kept for the client to fetch is saved before it is answered; otherwise
     its accounting is handed to ``later``, to run once the answer is on its way.
@@ -131,13 +133,13 @@ async def gateway_complete(
         await finish(completion=completion)
     else:
         await later(finish(completion=completion))
-    return completion
+    return completion, metered.record.rate_windows
 
 
 async def gateway_stream(
     *, body: dict[str, Any], api_key: ApiKey, request_id: str, error_body: Callable[[UpstreamFailed], dict[str, Any]]
-) -> AsyncIterator[bytes]:
-    """Start a streaming completion and return its server-sent events.
+) -> tuple[AsyncIterator[bytes], tuple[RateWindow, ...]]:
+    """Start a streaming completion and return its server-sent events, and the user's per-minute standing.
 
     The provider's first chunk is awaited here, so a failure before the reply starts
     is raised (``UpstreamFailed``) and answered with its real status instead of a 200
@@ -155,10 +157,11 @@ async def gateway_stream(
     except ChatwebError:
         await finish(completion=None)
         raise
-    return _relay(
+    events = _relay(
         first, chunks, name=metered.model.name, client_wants_usage=client_wants_usage, finish=finish,
         error_body=error_body,
     )
+    return events, metered.record.rate_windows
 
 
 async def _relay(

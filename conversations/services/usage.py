@@ -45,6 +45,16 @@ class Price:
 UNPRICED = Price(Decimal(0), Decimal(0), Decimal(0), priced=False)
 
 
+@dataclass(frozen=True)
+class RateWindow:
+    """Where a user stands against one per-minute limit (``kind``: ``requests`` or ``tokens``) after a reservation."""
+
+    kind: str
+    limit: int | Decimal | None
+    remaining: int | Decimal | None
+    reset_seconds: int | None
+
+
 def price_at(*, model: str, at: datetime) -> Price:
     """The price in force for ``model`` at ``at``; ``UNPRICED`` (cost 0, flagged) when there is none."""
     return _price_in(rowcache_load(("prices", model), lambda: list(ModelPrice.objects.filter(model=model))), at)
@@ -153,6 +163,8 @@ def usage_reserve(
                     kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
                     remaining=max(limits.tokens_per_minute - tokens, 0),
                 )
+            record.rate_windows = _windows(limits, requests + 1, tokens + record.prompt_tokens + record.completion_tokens,
+                                           reset=retry_after or int(WINDOW.total_seconds()))
         if limits.monthly_budget is not None:
             spent = ledger.filter(created_at__gte=month_start(now)).aggregate(total=Sum("cost"))["total"] or Decimal(0)
             if spent + record.cost > limits.monthly_budget:
@@ -246,6 +258,16 @@ def usage_settle(
     else:
         record.save(update_fields=fields)
     return record
+
+
+def _windows(limits: Limits, requests: int, tokens: int, *, reset: int) -> tuple[RateWindow, ...]:
+    """The user's standing against each per-minute limit they have, this reservation counted."""
+    windows = []
+    if limits.requests_per_minute is not None:
+        windows.append(RateWindow("requests", limits.requests_per_minute, max(limits.requests_per_minute - requests, 0), reset))
+    if limits.tokens_per_minute is not None:
+        windows.append(RateWindow("tokens", limits.tokens_per_minute, max(limits.tokens_per_minute - tokens, 0), reset))
+    return tuple(windows)
 
 
 def _seconds_until(when: datetime, now: datetime) -> int:
