@@ -17,7 +17,8 @@ from conversations.models import (
     ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, StoredCompletion, UsageRecord,
 )
 from conversations.services.api_keys import api_key_create
-from conversations.services.routing import routing_state_reset
+from conversations.services.completions import Upstream
+from conversations.services.routing import Route, routes_ordered, routing_state_reset
 from tests.conftest import eventually, wait_for_status
 from tests.live import free_port
 from tests.test_workers import needs_services, workers  # noqa: F401 - the workers fixture
@@ -217,3 +218,21 @@ def test_two_workers_share_a_cooldown_through_redis(live_server_url, user, route
     assert len(upstream.requests) == 2
     assert ask(on[two]) == "You said: Hi"  # the other worker skips it too
     assert len(upstream.requests) == 2
+
+
+def _route(key: str, **fields) -> Route:
+    return Route(key=key, provider=key, upstream=Upstream(base_url="http://127.0.0.1:9/v1", api_key="", model=key), **fields)
+
+
+async def test_equal_priorities_share_by_weight_and_lower_priorities_come_first(settings):
+    settings.REDIS_URL = ""
+    heavy, light, later = _route("heavy", weight=1_000_000), _route("light"), _route("later", priority=1)
+    for _ in range(20):
+        assert [r.key for r in await routes_ordered([later, light, heavy], tokens=1)] == ["heavy", "light", "later"]
+
+
+async def test_a_deployment_past_its_requests_per_minute_is_tried_last(settings):
+    settings.REDIS_URL = ""
+    capped, spare = _route("capped", rpm=1), _route("spare", priority=1)
+    assert [r.key for r in await routes_ordered([capped, spare], tokens=1)] == ["capped", "spare"]
+    assert [r.key for r in await routes_ordered([capped, spare], tokens=1)] == ["spare", "capped"]

@@ -1,7 +1,8 @@
 """Generating an assistant reply, independent of any socket.
 
 A generation is an asyncio task of the server process. It reads the provider's
-stream through the completions service, publishes the new text to the conversation's
+stream through the metering service (which picks the deployment, falls back before
+the first content, and settles, stores and logs the completion at the end), publishes the new text to the conversation's
 channel-layer group each time its reader pauses (pieces that arrived together go out
 as one delta), saves the text so far at most once per ``STREAM_SAVE_INTERVAL``, and
 always ends the message in a terminal state.
