@@ -14,7 +14,8 @@ class ConversationsConfig(AppConfig):
         from .models import ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits
         from .services.rowcache import rowcache_clear
 
-        for model in (ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits, settings.AUTH_USER_MODEL):
+        cached = (ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits, settings.AUTH_USER_MODEL)
+        for model in cached:
             post_save.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-save-{model}")
             post_delete.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-delete-{model}")
         setting_changed.connect(rowcache_clear, dispatch_uid="rowcache-settings")  # tests' site-wide limits

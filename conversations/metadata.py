@@ -40,7 +40,9 @@ def json_shown(value: object) -> str:
 
 def _bad_type(param: str, expected: str, value: object) -> InvalidInput:
     return InvalidInput(
-        f"Invalid type for '{param}': expected {expected}, but got {json_kind(value)}.", param=param, code="invalid_type"
+        f"Invalid type for '{param}': expected {expected}, but got {json_kind(value)}.",
+        param=param,
+        code="invalid_type",
     )
 
 

@@ -67,9 +67,10 @@ class ProviderAdmin(admin.ModelAdmin):
             used = set(provider.models.values_list("upstream_model", flat=True))
             used |= set(provider.deployments.values_list("upstream_model", flat=True))
             add = reverse("admin:conversations_chatmodel_add")
+            new = [i for i in ids if i not in used]
             links = format_html_join(
                 ", ", '<a href="{}?{}">{}</a>',
-                ((add, urlencode({"provider": provider.pk, "upstream_model": i, "name": i}), i) for i in ids if i not in used),
+                ((add, urlencode({"provider": provider.pk, "upstream_model": i, "name": i}), i) for i in new),
             )
             self.message_user(
                 request, format_html("{} offers {} models; not used yet: {}", provider, len(ids), links or "none")

@@ -69,7 +69,9 @@ def _is_number(value: object) -> bool:
 
 def _bad_type(param: str, expected: str, value: object) -> ApiError:
     return ApiError(
-        f"Invalid type for '{param}': expected {expected}, but got {json_kind(value)}.", param=param, code="invalid_type"
+        f"Invalid type for '{param}': expected {expected}, but got {json_kind(value)}.",
+        param=param,
+        code="invalid_type",
     )
 
 
@@ -97,7 +99,9 @@ def _array(value: object, param: str, *, nonempty: bool = False, max_items: int 
         raise _bad_type(param, "an array", value)
     if nonempty and not value:
         raise ApiError(
-            f"Invalid '{param}': empty array. Expected an array with at least one item.", param=param, code="empty_array"
+            f"Invalid '{param}': empty array. Expected an array with at least one item.",
+            param=param,
+            code="empty_array",
         )
     if max_items is not None and len(value) > max_items:
         raise ApiError(

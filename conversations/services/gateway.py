@@ -5,10 +5,9 @@ resolves through chatweb's model table, and the call runs through the metering
 service (``services.metering``: routing and fallback, usage, storing, the log line).
 The body passes through to the provider except the fields chatweb handles itself
 (``store``, ``metadata``). Answers carry chatweb's own ``chatcmpl-`` id and the chat
-model's name. Streams are normalised
-to what the official SDKs expect: ``role`` only in a choice's first delta, a tool
-call's ``id``, ``type`` and ``function.name`` only in its first delta, and the
-usage chunk only for a client that asked for it.
+model's name. Streams are normalised to what the official SDKs expect: ``role`` only
+in a choice's first delta, a tool call's ``id``, ``type`` and ``function.name`` only in
+its first delta, and the usage chunk only for a client that asked for it.
 
 With ``store: true`` the finished completion is kept (``services.stored``): for a
 stream, the one assembled from its chunks, saved before ``[DONE]`` once the stream
@@ -40,7 +39,7 @@ from .metering import (
     metering_stream,
 )
 from .stored import CompletionAssembler, completion_id, stored_completion_build
-from .usage import RateWindow
+from .usage import RateWindow, usage_reported
 
 Finish = Callable[..., Awaitable[None]]
 
@@ -82,14 +81,15 @@ async def _finished(
     The writes go together, in one trip to the database thread.
     """
     generated = completion or partial or {}
+    usage = generated.get("usage")
     stored = None
     if completion is not None and body.get("store"):
         stored = stored_completion_build(
             api_key=api_key, chat_model=metered.model, body=body, response=completion, latency_ms=metered.latency_ms
         )
+    text = "" if usage_reported(usage) else _generated_text(generated)  # counted here only without usage
     record = await sync_to_async(_call_save)(
-        metered=metered, usage=generated.get("usage"), text=_generated_text(generated), messages=body["messages"],
-        stored=stored,
+        metered=metered, usage=usage, text=text, messages=body["messages"], stored=stored
     )
     metering_log(
         metered=metered, status=Status.COMPLETED if completion is not None else Status.ERROR,

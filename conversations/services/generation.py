@@ -2,8 +2,8 @@
 
 A generation is an asyncio task of the server process. It reads the provider's
 stream through the metering service (which picks the deployment, falls back before
-the first content, and settles, stores and logs the completion at the end), publishes the new text to the conversation's
-channel-layer group each time its reader pauses (pieces that arrived together go out
+the first content, and settles, stores and logs the completion at the end), publishes
+the new text to the conversation's channel-layer group each time its reader pauses (pieces that arrived together go out
 as one delta), saves the text so far at most once per ``STREAM_SAVE_INTERVAL``, and
 always ends the message in a terminal state.
 
@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +42,15 @@ from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render
 from .completions import UpstreamConnectionError, UpstreamTimeout
-from .metering import TURN_STATUS, Metered, metering_for_turn, metering_log, metering_settle, metering_store, metering_stream
+from .metering import (
+    TURN_STATUS,
+    Metered,
+    metering_for_turn,
+    metering_log,
+    metering_settle,
+    metering_store,
+    metering_stream,
+)
 from .providers import provider_is_local
 from .stored import stored_completion_build_turn
 

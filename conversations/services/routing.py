@@ -199,7 +199,7 @@ class _RedisState:
         minute = int(time.time() // 60)
         keys = []
         for r in routes:
-            keys += [f"{self.prefix}cool:{r.key}", f"{self.prefix}rpm:{r.key}:{minute}", f"{self.prefix}tpm:{r.key}:{minute}"]
+            keys += [f"{self.prefix}{kind}:{r.key}" for kind in ("cool", f"rpm:{minute}", f"tpm:{minute}")]
         try:
             values = await self._client().mget(keys)
         except Exception:  # noqa: BLE001 - without Redis, nothing rests
@@ -214,7 +214,7 @@ class _RedisState:
 
     async def count(self, route: Route, *, tokens: int) -> None:
         minute = int(time.time() // 60)
-        rpm, tpm = f"{self.prefix}rpm:{route.key}:{minute}", f"{self.prefix}tpm:{route.key}:{minute}"
+        rpm, tpm = f"{self.prefix}rpm:{minute}:{route.key}", f"{self.prefix}tpm:{minute}:{route.key}"
         try:
             async with self._client().pipeline(transaction=False) as pipe:
                 await pipe.incr(rpm).expire(rpm, 120).incrby(tpm, tokens).expire(tpm, 120).execute()
@@ -225,7 +225,8 @@ class _RedisState:
         conf = settings.ROUTING
         failures = f"{self.prefix}fail:{route.key}"
         async with self._client().pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(failures).expire(failures, max(1, round(conf["FAILURE_WINDOW"])), nx=True).execute()
+            window = max(1, round(conf["FAILURE_WINDOW"]))
+            count, _ = await pipe.incr(failures).expire(failures, window, nx=True).execute()
         if count < conf["COOLDOWN_FAILURES"]:
             return False
         async with self._client().pipeline(transaction=True) as pipe:

@@ -163,8 +163,9 @@ def usage_reserve(
                     kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
                     remaining=max(limits.tokens_per_minute - tokens, 0),
                 )
-            record.rate_windows = _windows(limits, requests + 1, tokens + record.prompt_tokens + record.completion_tokens,
-                                           reset=retry_after or int(WINDOW.total_seconds()))
+            reserved = tokens + record.prompt_tokens + record.completion_tokens
+            reset = retry_after or int(WINDOW.total_seconds())
+            record.rate_windows = _windows(limits, requests + 1, reserved, reset=reset)
         if limits.monthly_budget is not None:
             spent = ledger.filter(created_at__gte=month_start(now)).aggregate(total=Sum("cost"))["total"] or Decimal(0)
             if spent + record.cost > limits.monthly_budget:
@@ -262,12 +263,12 @@ def usage_settle(
 
 def _windows(limits: Limits, requests: int, tokens: int, *, reset: int) -> tuple[RateWindow, ...]:
     """The user's standing against each per-minute limit they have, this reservation counted."""
-    windows = []
-    if limits.requests_per_minute is not None:
-        windows.append(RateWindow("requests", limits.requests_per_minute, max(limits.requests_per_minute - requests, 0), reset))
-    if limits.tokens_per_minute is not None:
-        windows.append(RateWindow("tokens", limits.tokens_per_minute, max(limits.tokens_per_minute - tokens, 0), reset))
-    return tuple(windows)
+    used = {"requests": (limits.requests_per_minute, requests), "tokens": (limits.tokens_per_minute, tokens)}
+    return tuple(
+        RateWindow(kind, limit, max(limit - count, 0), reset)
+        for kind, (limit, count) in used.items()
+        if limit is not None
+    )
 
 
 def _seconds_until(when: datetime, now: datetime) -> int:
