@@ -206,7 +206,7 @@ async def test_chat_when_every_deployment_fails_says_so_and_keeps_the_message(
 
 
 @needs_services
-def test_two_workers_share_a_cooldown_through_redis(live_server_url, user, routed, upstream, second, workers):
+def test_two_workers_share_a_cooldown_through_redis(user, routed, upstream, second, workers):
     start, _ = workers
     env = {"ROUTING_COOLDOWN_FAILURES": "2", "ROUTING_COOLDOWN_SECONDS": "60"}
     one, two = start("one", **env), start("two", **env)

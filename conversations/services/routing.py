@@ -59,6 +59,7 @@ async def routes_aof(model: ChatModel) -> list[Route]:
 
 
 def _routes_load(model: ChatModel) -> list[Route]:
+    """The model's own provider, then its enabled deployments on enabled providers."""
     own = Route(key=f"m{model.pk}", provider=model.provider.name, upstream=Upstream.of(model))
     rows = Deployment.objects.filter(model_id=model.pk, enabled=True, provider__enabled=True).select_related("provider")
     more = [
