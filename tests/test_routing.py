@@ -6,6 +6,7 @@ Three real loopback providers stand behind one model; the client is the official
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -236,3 +237,29 @@ async def test_a_deployment_past_its_requests_per_minute_is_tried_last(settings)
     capped, spare = _route("capped", rpm=1), _route("spare", priority=1)
     assert [r.key for r in await routes_ordered([capped, spare], tokens=1)] == ["capped", "spare"]
     assert [r.key for r in await routes_ordered([capped, spare], tokens=1)] == ["spare", "capped"]
+
+
+@pytest.fixture
+def first_not_accepting(routed) -> Iterator[None]:
+    """The first provider's port listens but its accept queue is full: connecting hangs until the connect timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    waiting = []
+    for _ in range(3):  # fill the queue; later SYNs are dropped
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(server.getsockname())
+        waiting.append(client)
+    Provider.objects.filter(name="First").update(base_url=f"http://127.0.0.1:{server.getsockname()[1]}/v1")
+    yield
+    for sock in [*waiting, server]:
+        sock.close()
+
+
+def test_first_hanging_past_the_connect_timeout_falls_back(client, first_not_accepting, second, settings):
+    settings.COMPLETIONS = {**settings.COMPLETIONS, "CONNECT_TIMEOUT": 0.3}
+    second.script(Reply(text="connected elsewhere"))
+    assert ask(client, store=True) == "connected elsewhere"
+    stored = eventually(lambda: StoredCompletion.objects.first())
+    assert stored.provider == "Second" and stored.attempts[0]["status"] == 504
