@@ -1,6 +1,8 @@
-"""Template filters of the chat page."""
+"""Template filters and tags of the pages."""
 
 from django import template
+from django.templatetags.static import static
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from ..models import Message
@@ -15,3 +17,14 @@ def markdown(message: Message) -> SafeString:
     if message.content_html:
         return mark_safe(message.content_html)  # noqa: S308 - markdown_render's sanitised output
     return markdown_render(message.content or "")
+
+
+@register.simple_tag
+def icon(name: str) -> SafeString:
+    """An icon of the Lucide sprite in static/icons, drawn in the text colour and hidden from screen readers
+    (the control it sits in carries the words)."""
+    return format_html(
+        '<svg class="icon" aria-hidden="true" focusable="false"><use href="{}#{}"></use></svg>',
+        static("icons/lucide.svg"),
+        name,
+    )
