@@ -102,7 +102,8 @@
   // Earlier messages go in above what is being read: keep its distance from the bottom.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var el = scroller();
-    if (!el || !event.detail.elt.classList.contains("earlier")) return;
+    var source = event.detail.elt;
+    if (!el || !source || !source.classList.contains("earlier")) return;
     var fromBottom = el.scrollHeight - el.scrollTop;
     requestAnimationFrame(function () { el.scrollTop = el.scrollHeight - fromBottom; });
   });

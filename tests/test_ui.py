@@ -92,7 +92,10 @@ def signed_in(browser: Any, live: LiveApp) -> dict:
     """Cookies of the admin, the first account (so sign-up is closed afterwards)."""
     context = new_context(browser, live)
     page = context.new_page()
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.goto("/")
+    assert in_viewport(page, page.get_by_role("button", name="Create account"))  # no scrolling to sign up
+    shoot(page, "desktop-light-signup")
     signup(page)
     expect(page.locator("#composer-input")).to_be_visible()
     state = context.storage_state()
@@ -322,7 +325,9 @@ def test_code_is_highlighted_in_each_theme(browser: Any, live: LiveApp, signed_i
 # --- Accessibility ------------------------------------------------------------------------
 
 
-def axe_violations(page: Any) -> list[str]:
+def axe_violations(page: Any, shot: str) -> list[str]:
+    """Serious and critical axe-core violations of the page (and a screenshot of it, named ``shot``)."""
+    shoot(page, shot)
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     return [
@@ -338,26 +343,27 @@ def test_main_pages_have_no_serious_accessibility_violations(
 ) -> None:
     found = {}
     anonymous = open_page(browser, live, None, size="desktop", scheme=scheme)
-    for path in ("/accounts/login/", "/accounts/signup/"):
+    for path, name in (("/accounts/login/", "login"), ("/accounts/signup/", "signup-closed")):
         anonymous.goto(path)
-        found[path] = axe_violations(anonymous)
+        found[path] = axe_violations(anonymous, f"axe-desktop-{scheme}-{name}")
     expect(anonymous.get_by_role("heading", level=1)).to_have_text("Sign-up is closed; ask your admin")
     close(anonymous)
 
     page = open_page(browser, live, signed_in, size="desktop", scheme=scheme)
-    for path in ("/", f"/c/{formatted_conversation}/", "/usage/", "/account/keys/"):
+    pages = (("/", "home"), (f"/c/{formatted_conversation}/", "conversation"), ("/usage/", "usage"), ("/account/keys/", "keys"))
+    for path, name in pages:
         page.goto(path)
         expect(page.locator("h1")).to_have_count(1)
-        found[path] = axe_violations(page)
+        found[path] = axe_violations(page, f"axe-desktop-{scheme}-{name}")
     page.fill("input[name=name]", f"axe {scheme}")
     page.get_by_role("button", name="Create key").click()
     expect(page.locator("#new-key")).to_be_visible()
-    found["/account/keys/ (new key)"] = axe_violations(page)
+    found["/account/keys/ (new key)"] = axe_violations(page, f"axe-desktop-{scheme}-new-key")
     page.set_viewport_size({"width": 375, "height": 740})
     page.goto(f"/c/{formatted_conversation}/")
     page.get_by_role("button", name="Chats and account").click()
     page.locator(".account-summary").click()
-    found["conversation, phone, drawer and menu open"] = axe_violations(page)
+    found["conversation, phone, drawer and menu open"] = axe_violations(page, f"axe-phone-{scheme}-drawer-menu")
     close(page)
     assert not {path: v for path, v in found.items() if v}
 
