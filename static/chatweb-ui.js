@@ -9,10 +9,19 @@
   function layout() { return document.getElementById("layout"); }
   function menuButton() { return document.querySelector("[data-drawer-open]"); }
 
+  var narrow = window.matchMedia("(max-width: 767.98px)");
+
+  // While the drawer is open, the chat behind it is out of reach (inert) until it closes.
+  function setChatInert(inert) {
+    var chat = document.getElementById("chat");
+    if (chat) chat.inert = inert;
+  }
+
   function openDrawer() {
     var el = layout();
     if (!el) return;
     el.classList.add("drawer-open");
+    setChatInert(true);
     var button = menuButton();
     if (button) button.setAttribute("aria-expanded", "true");
     var first = document.querySelector("#sidebar .new-chat");
@@ -23,12 +32,15 @@
     var el = layout();
     if (!el || !el.classList.contains("drawer-open")) return;
     el.classList.remove("drawer-open");
+    setChatInert(false);
     var button = menuButton();
     if (button) {
       button.setAttribute("aria-expanded", "false");
       button.focus();
     }
   }
+
+  narrow.addEventListener("change", function () { if (!narrow.matches) closeDrawer(); });
 
   // --- Menus (<details class="menu">): one open at a time, closed by a click outside or Escape.
   function closeMenus(except) {
