@@ -260,6 +260,30 @@ def test_touch_targets_are_at_least_44_px(browser: Any, live: LiveApp, signed_in
     close(page)
 
 
+def test_keyboard_focus_is_always_visible(browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int) -> None:
+    page = open_page(browser, live, signed_in, size="desktop", scheme="dark")
+    page.goto(f"/c/{formatted_conversation}/")
+    unmarked, seen = [], []
+    for _ in range(16):  # round the page (from the message box, out to the browser and in at the top)
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            """() => { const el = document.activeElement, style = getComputedStyle(el);
+                       const ring = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2;
+                       const box = el.closest('.composer-box');
+                       return [el.tagName + ' ' + (el.textContent.trim() || el.name || el.id).slice(0, 30),
+                               ring || (box && getComputedStyle(box).boxShadow !== 'none')]; }"""
+        )
+        if focused[0].startswith("BODY"):
+            continue  # focus is in the browser's own UI
+        seen.append(focused[0])
+        if not focused[1]:
+            unmarked.append(focused[0])
+    assert not unmarked, f"focused without a visible mark: {unmarked}"
+    for control in ("A New chat", "SUMMARY A", "BUTTON Regenerate", "TEXTAREA", "SELECT", "BUTTON Send"):
+        assert any(name.startswith(control) for name in seen), (control, seen)
+    close(page)
+
+
 # --- Themes -----------------------------------------------------------------------------
 
 
