@@ -98,3 +98,9 @@ def finished_blocks_end(text: str) -> int:
                 fence = opener.group(1)
         position += len(line) + 1
     return end
+
+
+def streaming_render(text: str) -> tuple[SafeString, str]:
+    """A reply still being written: its finished blocks as safe HTML, and the open tail, to show as text."""
+    end = finished_blocks_end(text)
+    return (markdown_render(text[:end]) if end else SafeString("")), text[end:]

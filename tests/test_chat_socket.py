@@ -63,7 +63,8 @@ async def test_reply_keeps_generating_after_the_tab_closes_and_a_new_tab_gets_th
     snapshot_at = html.index(f'id="message-{reply.pk}-body"')
     assert "beforeend:#message-" not in html[:snapshot_at]
     later = html[snapshot_at:]
-    streamed = later[later.index(">") + 1 : later.index("</div>")] + "".join(_deltas(later))
+    tail_at = later.index('class="tail">') + len('class="tail">')
+    streamed = later[tail_at : later.index("</div>", tail_at)] + "".join(_deltas(later))
     assert streamed.startswith(" w0 w1 w2 w3")
     assert streamed == "".join(words)
     saved = await Message.objects.aget(pk=reply.pk)

@@ -232,3 +232,19 @@ def test_replies_name_the_model_by_its_display_name(client, user, chat_model):
     assert '<div class="role">Fake Model</div>' in html
     assert '<div class="role">retired-model</div>' in html  # a model gone from the admin keeps its name
     assert '<h1 id="conversation-title">Names</h1>' in html and html.count("<h1") == 1
+
+
+@pytest.mark.django_db
+def test_a_reply_loaded_mid_stream_shows_its_finished_blocks_formatted_and_the_rest_as_text(client, user, chat_model):
+    conversation = Conversation.objects.create(user=user, title="Live", model=chat_model)
+    reply = Message.objects.create(
+        conversation=conversation, role="assistant", status="streaming", model_name=chat_model.name,
+        content="## Plan\n\n<script>alert(1)</script> and **bold**\n\n- one\n- <img src=x onerror=alert(2)>",
+    )
+    client.force_login(user)
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    body = html[html.index(f'id="message-{reply.pk}-body"') :]
+    body = body[: body.index("</article>")]
+    assert '<div class="markdown blocks"><h2>Plan</h2>\n<p>&lt;script&gt;alert(1)&lt;/script&gt; and <strong>bold</strong></p>' in body
+    assert f'<div id="message-{reply.pk}-tail" class="tail">- one\n- &lt;img src=x onerror=alert(2)&gt;</div>' in body
+    assert "<script" not in body and "<img" not in body

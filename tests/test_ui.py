@@ -400,7 +400,7 @@ def test_reduced_motion_stops_the_blinking_cursor_and_the_reply_is_announced_pol
     page = open_page(browser, live, signed_in, size="desktop", scheme="light", reduced_motion="reduce")
     page.goto("/")
     start_conversation(page, "Count, calmly")
-    body = page.locator("#messages .message.assistant[data-status=streaming] .body")
+    body = page.locator("#messages .message.assistant[data-status=streaming] .body .tail")
     expect(body).to_be_visible()
     assert body.evaluate("el => getComputedStyle(el, '::after').animationName") == "none"
     expect(page.locator("#messages")).to_have_attribute("aria-live", "polite")

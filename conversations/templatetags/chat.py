@@ -6,7 +6,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from ..models import Message
-from ..rendering import markdown_render
+from ..rendering import markdown_render, streaming_render
 
 register = template.Library()
 
@@ -17,6 +17,12 @@ def markdown(message: Message) -> SafeString:
     if message.content_html:
         return mark_safe(message.content_html)  # noqa: S308 - markdown_render's sanitised output
     return markdown_render(message.content or "")
+
+
+@register.filter
+def streaming_parts(text: str) -> tuple[SafeString, str]:
+    """A streaming reply's text so far as (its finished blocks rendered, the open tail)."""
+    return streaming_render(text or "")
 
 
 @register.simple_tag
