@@ -102,5 +102,17 @@ def finished_blocks_end(text: str) -> int:
 
 def streaming_render(text: str) -> tuple[SafeString, str]:
     """A reply still being written: its finished blocks as safe HTML, and the open tail, to show as text."""
-    end = finished_blocks_end(text)
-    return (markdown_render(text[:end]) if end else SafeString("")), text[end:]
+    done, html = streaming_blocks_extend(text, done=0, html="")
+    return mark_safe(html), text[done:]  # noqa: S308 - markdown_render's sanitised output
+
+
+def streaming_blocks_extend(text: str, *, done: int, html: str) -> tuple[int, str]:
+    """Add the blocks of a streaming reply finished since ``done`` to ``html`` (the rendered ``text[:done]``).
+
+    Only the new blocks are rendered, so formatting a reply as it streams costs about
+    what rendering it once does. Returns the new (done, html).
+    """
+    end = done + finished_blocks_end(text[done:])
+    if end == done:
+        return done, html
+    return end, html + markdown_render(text[done:end])

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conversations.rendering import finished_blocks_end, markdown_render
+from conversations.rendering import finished_blocks_end, markdown_render, streaming_blocks_extend
 
 ATTACKS = [
     "<script>alert(1)</script>",
@@ -164,3 +164,11 @@ def test_blocks_shown_as_finished_while_streaming_never_change_as_the_reply_goes
 def test_an_open_code_block_stays_unfinished_across_its_blank_lines():
     text = "Intro\n\n```\nline one\n\nline two\n\nmore"
     assert text[: finished_blocks_end(text)] == "Intro\n\n"
+
+
+def test_blocks_rendered_one_at_a_time_as_they_finish_read_as_the_reply_rendered_whole():
+    done, html = 0, ""
+    for cut in range(0, len(STREAMED_REPLY) + 1, 7):
+        done, html = streaming_blocks_extend(STREAMED_REPLY[:cut], done=done, html=html)
+        assert html == str(markdown_render(STREAMED_REPLY[:done])), STREAMED_REPLY[:done]
+    assert done > len(STREAMED_REPLY) * 0.9
