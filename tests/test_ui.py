@@ -21,6 +21,7 @@ from tests.test_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     TIMEOUT_MS,
+    assert_nothing_ran,
     new_context,
     paced,
     signup,
@@ -253,7 +254,7 @@ def test_touch_targets_are_at_least_44_px(browser: Any, live: LiveApp, signed_in
         """() => [...document.querySelectorAll('button, summary, select, .new-chat, .menu-item, .conversation-link')]
              .filter(el => el.offsetParent !== null)
              .map(el => [el.textContent.trim() || el.getAttribute('aria-label') || el.tagName, el.getBoundingClientRect()])
-             .filter(([, r]) => r.height < 40 || (r.width < 44 && r.height < 44))
+             .filter(([, r]) => r.height < 44 || r.width < 44)
              .map(([name, r]) => `${name}: ${Math.round(r.width)}x${Math.round(r.height)}`)"""
     )
     assert not small, f"controls smaller than a finger: {small}"
@@ -469,4 +470,62 @@ def test_jump_to_latest_appears_when_scrolled_up_during_a_reply(
     expect(jump).to_be_hidden()
     assert page.locator("#messages").evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight") < 120
     page.get_by_role("button", name="Stop").click()
+    close(page)
+
+
+# --- Formatted while streaming --------------------------------------------------------------
+
+
+def pieces_of(text: str, size: int = 6) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def test_a_reply_is_formatted_while_it_streams_and_ends_as_a_reload_shows_it(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
+    upstream.script(sse(paced(pieces_of(MARKDOWN_REPLY), 0.06)))
+    page = open_page(browser, live, signed_in, size="phone", scheme="light")
+    page.goto("/")
+    start_conversation(page, "Plan it, formatted")
+    reply = page.locator("#messages .message.assistant").last
+    reply_id = reply.get_attribute("id")
+    streaming = page.locator(f"#{reply_id}[data-status=streaming]")
+    # Before the reply ends: the heading, the list and the highlighted code, each formatted.
+    expect(streaming.locator(".blocks h2")).to_have_text("A plan")
+    expect(streaming.locator(".blocks ul li")).to_have_count(3)
+    expect(streaming.locator(".blocks li code")).to_have_text("code")
+    expect(streaming.locator(".blocks pre .k").first).to_have_text("def")
+    assert "```" not in streaming.locator(".blocks").inner_text()
+    shoot(page, "phone-light-formatted-streaming")
+
+    expect(reply).to_have_attribute("data-status", "complete")
+    finished = reply.evaluate("el => el.innerHTML")
+    page.reload()
+    expect(page.locator(f"#{reply_id}")).to_have_attribute("data-status", "complete")
+    assert page.locator(f"#{reply_id}").evaluate("el => el.innerHTML") == finished
+    close(page)
+
+
+def test_formatted_streaming_never_runs_what_the_model_writes(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
+    attack = (
+        "## Look <img src=x onerror=\"window.__pwned=1\">\n\n"
+        "<script>window.__pwned=2</script>\n\n"
+        "- [click](javascript:window.__pwned=3)\n- <svg onload=\"window.__pwned=4\"></svg>\n\n"
+        "```html\n</code></pre><script>window.__pwned=5</script>\n```\n\n"
+        "<b onmouseover=\"window.__pwned=6\">bold?</b> and the last words of a long enough reply."
+    )
+    upstream.script(sse(paced(pieces_of(attack, 5), 0.05)))
+    page = open_page(browser, live, signed_in, size="desktop", scheme="dark")
+    page.goto("/")
+    start_conversation(page, "Try something")
+    reply = page.locator("#messages .message.assistant").last
+    streaming = reply.locator(".blocks")
+    expect(streaming.locator("h2")).to_contain_text('Look <img src=x onerror="window.__pwned=1">')
+    expect(streaming.locator("pre")).to_contain_text("<script>window.__pwned=5</script>")
+    expect(reply).to_have_attribute("data-status", "streaming")
+    assert_nothing_ran(page)
+    expect(reply).to_have_attribute("data-status", "complete")
+    assert_nothing_ran(page)
     close(page)
