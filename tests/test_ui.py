@@ -162,6 +162,11 @@ def in_viewport(page: Any, locator: Any) -> bool:
         and box["y"] + box["height"] <= size["height"]
 
 
+def at_the_bottom(page: Any, locator: Any) -> bool:
+    box = locator.bounding_box()
+    return 0 <= page.viewport_size["height"] - (box["y"] + box["height"]) < 24
+
+
 def close(page: Any) -> None:
     context = page.context
     context.close()
@@ -186,6 +191,7 @@ def test_every_size_fits_the_window_and_reaches_chats_send_and_stop(
     sidebar = page.locator("#sidebar")
     menu = page.get_by_role("button", name="Chats and account")
     if size == "phone":
+        assert at_the_bottom(page, page.locator("#composer-form"))  # where the thumb and the keyboard are
         expect(sidebar).to_be_hidden()
         expect(menu).to_have_attribute("aria-expanded", "false")
         menu.click()
@@ -210,6 +216,7 @@ def test_every_size_fits_the_window_and_reaches_chats_send_and_stop(
     wait_socket(page)
     expect(page.get_by_role("heading", level=1)).to_have_text("How do I greet someone in Python?")
     expect(page.locator("#messages .message.assistant .role").first).to_have_text(DISPLAY_NAME)
+    assert at_the_bottom(page, page.locator("#composer-form"))
     assert overflow(page) == 0
     shoot(page, f"{size}-{scheme}-conversation")
 
