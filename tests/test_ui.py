@@ -246,9 +246,11 @@ def test_every_size_fits_the_window_and_reaches_chats_send_and_stop(
 
 def test_nothing_overflows_at_320_px(browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int) -> None:
     page = open_page(browser, live, signed_in, size=(320, 640), scheme="light")
-    for path in ("/", f"/c/{formatted_conversation}/", "/account/keys/", "/usage/"):
+    for path, name in (("/", "home"), (f"/c/{formatted_conversation}/", "conversation"),
+                       ("/account/keys/", "keys"), ("/usage/", "usage")):
         page.goto(path)
         assert overflow(page) == 0, f"{path} is wider than 320 px"
+        shoot(page, f"320-light-{name}")
     close(page)
 
 
