@@ -9,9 +9,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatweb.origins import SameOriginValidator  # noqa: E402
 from conversations.api.handler import ApiHandler  # noqa: E402
+from conversations.outages import SocketOutageMiddleware  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 from conversations.services.watchdog import WatchdogMiddleware  # noqa: E402
 
@@ -28,7 +29,9 @@ application = WatchdogMiddleware(
     ProtocolTypeRouter(
         {
             "http": http_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": SameOriginValidator(
+                SocketOutageMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            ),
         }
     )
 )

@@ -5,6 +5,7 @@ configuration: SQLite in ``data/``, the in-memory channel layer and the bundled
 local model. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,7 +37,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Production behind a TLS-terminating reverse proxy: HTTPS=1 makes cookies secure and
 # turns on HSTS and the redirect to https; the proxy must set X-Forwarded-Proto.
 HTTPS = env.bool("HTTPS", default=False)
-if env.bool("BEHIND_PROXY", default=HTTPS):
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=HTTPS)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
@@ -56,11 +58,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "template_partials",
+    "axes",
     "conversations",
 ]
 
 MIDDLEWARE = [
     "chatweb.logs.request_log_middleware",
+    "chatweb.queries.nul_query_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -69,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatweb.urls"
@@ -111,20 +116,44 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A bounded pool per worker process, reused by requests, sockets and generations
     # (persistent per-thread connections would leak under ASGI's per-request threads).
+    # CONN_HEALTH_CHECKS gives the pool psycopg_pool's check (ConnectionPool.check_connection): each
+    # connection is checked as it leaves the pool, so one that PostgreSQL dropped (a restart) is
+    # replaced instead of failing the request that got it. A request waits at most 4 s for one:
+    # under Daphne's 5 s websocket handshake timeout, so a handshake during an outage is answered
+    # with a close code the page explains rather than dropped.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env.int("DB_POOL_SIZE", default=10),
-        "timeout": 10,
+        "timeout": 4,
     }
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    # Every socket waits for its messages in a blocking pop of 5 s (channels-redis's
+    # brpop_timeout). redis-py 8's default read timeout of 5 s failed idle sockets; any read
+    # timeout around that pop also loses a few of the cancellations a closing socket sends it
+    # (the reader then never ends), so reads have none: TCP keepalive (redis-py's 30 s idle and
+    # 3 probes 5 s apart) finds a peer that vanished, health checks and retried reconnects
+    # replace connections a Redis restart dropped, and connecting is bounded.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "health_check_interval": 10,
+                        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+                    }
+                ],
                 "capacity": 1500,
                 "expiry": 60,
                 # Lets several chatweb installations share one Redis.
@@ -146,6 +175,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Failed sign-ins (the site's and the admin's) are throttled by django-axes: after
+# LOGIN_FAILURE_LIMIT failures for one username, or from one client address, that username or
+# address is locked out for LOGIN_LOCKOUT_MINUTES (429 with a page saying so). Admins see and
+# clear lockouts under Axes → Access attempts. A success resets that username's count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "conversations.services.accounts.login_client_address"
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a log of every successful sign-in is not needed
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -195,6 +238,10 @@ COMPLETIONS = {
     "RETRY_AFTER_MAX": env.float("UPSTREAM_RETRY_AFTER_MAX", default=60.0),
 }
 
+# The longest chat reply kept, in characters: a reply that grows past it is cut there and ends
+# saying so, so no provider can fill the database and every tab with one endless answer.
+CHAT_REPLY_MAX_CHARS = env.int("CHAT_REPLY_MAX_CHARS", default=500_000)
+
 # How often a streaming reply's text is written to the database.
 STREAM_SAVE_INTERVAL = env.float("STREAM_SAVE_INTERVAL", default=1.0)
 # Each worker refreshes its replies' heartbeat this often; a reply whose heartbeat is older
@@ -230,7 +277,10 @@ LOGGING = {
     "loggers": {
         "httpx": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # Its warning per failed connection attempt would repeat the one line chatweb logs per outage.
+        "psycopg.pool": {"level": "ERROR"},
         # Django's own request logging would repeat chatweb.requests' line for errors.
         "django.request": {"level": "ERROR"},
+        "axes": {"level": "WARNING"},  # a line per failed sign-in; lockouts are in the admin
     },
 }

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from conversations import views
@@ -9,6 +8,7 @@ urlpatterns = [
     path("c/new", views.conversation_new, name="conversation_new"),
     path("c/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("c/<int:conversation_id>/messages", views.conversation_earlier_messages, name="conversation_earlier_messages"),
+    path("c/<int:conversation_id>/messages/<int:message_id>", views.message_detail, name="message_detail"),
     path("c/<int:conversation_id>/rename", views.conversation_rename, name="conversation_rename"),
     path("c/<int:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
     path("account/theme", views.theme_set, name="theme_set"),
@@ -17,7 +17,9 @@ urlpatterns = [
     path("usage/", views.usage, name="usage"),
     path("usage/export.csv", views.usage_export, name="usage_export"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/changed/", views.password_changed, name="password_changed"),
     path("accounts/signup/", views.signup, name="signup"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -10,14 +12,23 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 from django.template.backends.django import Template
 from django.template.loader import get_template
+from django.utils import timezone
 
-from .models import Message
+from .ids import row_id
+from .jsoninput import JsonInputError, json_input_parse
+from .models import Conversation, Message
 from .selectors import conversation_afind, message_list_of
+from .services.accounts import account_group, session_expiry
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
-from .services.generation import conversation_group
+from .services.generation import conversation_group, generation_sync
 from .services.usage_report import Totals, conversation_totals
 
 TEMPLATE = "conversations/chat.html"
+# What one frame may carry: websocket clients commonly refuse messages over 1 MiB (Daphne does too).
+# A finished message rendered larger is fetched over HTTP instead; streamed text goes in parts
+# of TEXT_PART_CHARS, which escaped and UTF-8 encoded (at most 6 bytes a character) stay under it.
+FRAME_MAX_BYTES = 512 * 1024
+TEXT_PART_CHARS = 64 * 1024
 
 
 @functools.cache
@@ -40,20 +51,26 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4404)
             return
         self.group = conversation_group(self.conversation.pk)
-        self.snapshot_seq: dict[int, int] = {}
+        self.shown: dict[int, int] = {}  # reply id -> how much of its text this tab has
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        # The user's sockets on every worker: told to check their session when it may have ended.
+        self.user_group = account_group(user_id=user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        self.session_watch = asyncio.create_task(self._session_watch())
         running, finished = await chat_resume(
             conversation=self.conversation, shown_streaming=self._shown_streaming(), reply_to=self.channel_name
         )
         # Until a running reply's text so far arrives, its deltas are already part of that text.
         self.awaiting_snapshot = set(running)
         for message in finished:
-            await self._send_partial("message-oob", message=message)
+            await self._send_message(message)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
+            self.session_watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Hand the conversation's events straight to their handler.
@@ -69,8 +86,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         else:
             await handler(self, message)
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """A frame from the page: JSON text, else a notice (and the socket stays open)."""
+        try:
+            content = json_input_parse(text_data) if text_data is not None else None
+        except JsonInputError:
+            content = None
+        if content is None:
+            notice = "That message could not be read. Send text from the chat page."
+            await self._send_partial("composer-notice", notice=notice, oob=True)
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Actions from the page's ws-send forms: send (default), stop, regenerate."""
+        """Actions from the page's ws-send forms: send (default), stop, regenerate; refused once the session ended."""
+        if await self._session_expiry() is None:
+            await self.close(code=4401)
+            return
         data = content if isinstance(content, dict) else {}
         action = data.get("action", "send")
         try:
@@ -88,7 +120,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ValidationError as exc:
             await self._send_partial("composer-notice", notice=" ".join(exc.messages), oob=True)
             return
+        except Conversation.DoesNotExist:  # deleted while this socket was open: 4404, which the page explains
+            await self.close(code=4404)
+            return
         await self._send_partial("composer-notice", notice="", oob=True)
+
+    async def account_check(self, event: dict[str, Any]) -> None:
+        """The user signed out, changed their password or was deactivated somewhere: close unless still signed in."""
+        if await self._session_expiry() is None:
+            await self.close(code=4401)
+
+    async def _session_watch(self) -> None:
+        """Close the socket when its session expires (checked again then: activity may have extended it)."""
+        while (expiry := await self._session_expiry()) is not None:
+            await asyncio.sleep(max((expiry - timezone.now()).total_seconds(), 0) + 1)
+        await self.close(code=4401)
+
+    async def _session_expiry(self) -> datetime | None:
+        """When this socket's session expires, or None if it no longer signs its user in."""
+        session = self.scope.get("session")
+        return await database_sync_to_async(session_expiry)(
+            session_key=session.session_key if session is not None else None, user_id=self.scope["user"].pk
+        )
 
     async def chat_turn(self, event: dict[str, Any]) -> None:
         messages = await database_sync_to_async(message_list_of)(
@@ -103,21 +156,34 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def chat_delta(self, event: dict[str, Any]) -> None:
-        message_id = event["message_id"]
-        if message_id not in self.awaiting_snapshot and event["seq"] > self.snapshot_seq.get(message_id, 0):
-            await self._send_partial("delta", message_id=event["message_id"], text=event["text"])
+        """Show the part of the new text this tab does not have yet.
+
+        A delta that starts past what the tab has means one never arrived (the channel
+        layer restarted): the tab asks for the text so far instead.
+        """
+        message_id, start, text = event["message_id"], event["start"], event["text"]
+        if message_id in self.awaiting_snapshot:
+            return
+        shown = self.shown.get(message_id, 0)
+        if start > shown:
+            self.awaiting_snapshot.add(message_id)
+            await generation_sync(message_ids=[message_id], reply_to=self.channel_name)
+        elif start + len(text) > shown:
+            self.shown[message_id] = start + len(text)
+            await self._send_text(message_id, text[shown - start :], replace=False)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         self.awaiting_snapshot.discard(event["message_id"])
-        self.snapshot_seq[event["message_id"]] = event["seq"]
-        await self._send_partial("snapshot", message_id=event["message_id"], text=event["text"])
+        self.shown[event["message_id"]] = len(event["text"])
+        await self._send_text(event["message_id"], event["text"], replace=True)
 
     async def chat_done(self, event: dict[str, Any]) -> None:
         """Show the finished reply whole, and the conversation's new totals."""
         self.awaiting_snapshot.discard(event["message_id"])
+        self.shown.pop(event["message_id"], None)
         messages, totals = await database_sync_to_async(self._finished_rows)(event["message_id"])
         for message in messages:
-            await self._send_partial("message-oob", message=message)
+            await self._send_message(message)
         await self._send_partial("conversation-usage", conversation_usage=totals, oob=True)
 
     def _finished_rows(self, message_id: int) -> tuple[list[Message], Totals]:
@@ -128,16 +194,30 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     def _shown_streaming(self) -> list[int]:
         """Ids of replies the page showed as streaming, from the ``streaming`` query parameter."""
-        query = self.scope.get("query_string", b"").decode()
+        query = self.scope.get("query_string", b"").decode("latin-1")
         for pair in query.split("&"):
             key, _, value = pair.partition("=")
             if key == "streaming":
-                return [int(v) for v in value.split(",") if v.isdigit()][:50]
+                ids = (row_id(v) for v in value.split(",")[:50])
+                return [message_id for message_id in ids if message_id is not None]
         return []
 
     async def _send_partial(self, name: str, **context: Any) -> None:
         """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
         await self.send(text_data=_partial(name).render(context))
+
+    async def _send_text(self, message_id: int, text: str, *, replace: bool) -> None:
+        """Append streamed text to a reply (with ``replace``, make it its whole text), in parts a frame carries."""
+        for at in range(0, max(len(text), 1), TEXT_PART_CHARS):
+            part = text[at : at + TEXT_PART_CHARS]
+            await self._send_partial("snapshot" if replace and not at else "delta", message_id=message_id, text=part)
+
+    async def _send_message(self, message: Message) -> None:
+        """A finished message whole, or when that is more than a frame carries, a placeholder that fetches it."""
+        html = _partial("message-oob").render({"message": message})
+        if len(html.encode()) > FRAME_MAX_BYTES:
+            html = _partial("message-fetch").render({"message": message, "conversation_id": self.conversation.pk})
+        await self.send(text_data=html)
 
 
 CHAT_EVENTS = {

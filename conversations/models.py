@@ -119,6 +119,11 @@ class Message(models.Model):
     prompt_tokens = models.IntegerField(null=True, blank=True)
     completion_tokens = models.IntegerField(null=True, blank=True)
     usage_estimated = models.BooleanField(default=False)
+    replaced = models.BooleanField(
+        default=False,
+        help_text="Replaced by a regenerated reply: kept with its usage and stored turn, "
+        "no longer shown nor sent to the model.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)

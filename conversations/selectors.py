@@ -3,8 +3,10 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, NullIf
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from .ids import row_id_valid
 from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord, UserPreferences
 
 
@@ -14,20 +16,26 @@ def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
     """The user's conversation, or Http404."""
+    if not row_id_valid(conversation_id):
+        raise Http404("No such conversation.")
     return get_object_or_404(conversation_list(user=user).select_related("model"), pk=conversation_id)
 
 
 async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) -> Conversation | None:
     """The user's conversation, or None: for sockets, which have no 404 page."""
+    if not row_id_valid(conversation_id):
+        return None
     return await conversation_list(user=user).select_related("model").filter(pk=conversation_id).afirst()
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """The conversation's messages with their usage rows joined and ``model_label`` (the display name of the
-    model that wrote a reply, or its name), so rendering them (sync or async) runs no query."""
+    """The conversation's messages (not those a regenerate replaced) with their usage rows joined and
+    ``model_label`` (the display name of the model that wrote a reply, or its name), so rendering them
+    (sync or async) runs no query."""
     display_name = ChatModel.objects.filter(name=OuterRef("model_name")).values("display_name")[:1]
     return (
-        conversation.messages.select_related("usage")
+        conversation.messages.filter(replaced=False)
+        .select_related("usage")
         .annotate(model_label=Coalesce(NullIf(Subquery(display_name), Value("")), F("model_name")))
         .order_by("created_at", "id")
     )
@@ -45,6 +53,11 @@ def message_page(
         rows = rows.filter(pk__lt=before_id)
     latest = list(rows.order_by("-created_at", "-id")[: limit + 1])
     return latest[:limit][::-1], len(latest) > limit
+
+
+def message_get(*, conversation: Conversation, message_id: int) -> Message:
+    """A message of the conversation, or Http404."""
+    return get_object_or_404(message_list(conversation=conversation), pk=message_id)
 
 
 def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:

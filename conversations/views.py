@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -10,11 +10,14 @@ from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse_lazy
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from .forms import SignupForm
+from .ids import row_id
 from .models import ApiKey, Conversation, Message
 from .selectors import (
     api_key_list,
@@ -22,15 +25,45 @@ from .selectors import (
     chat_model_list,
     conversation_get,
     conversation_list,
+    message_get,
     message_page,
     usage_list,
 )
 from .services import chat, usage_report
-from .services.accounts import preferences_theme_set, signup_allowed, user_signup
+from .services.accounts import account_sockets_check, preferences_theme_set, signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
 from .services.health import local_model_status, readiness_check
 
 TEMPLATE = "conversations/chat.html"
+
+
+class LogoutView(auth_views.LogoutView):
+    """Django's sign-out; the sockets this session opened close too."""
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        user_id = request.user.pk
+        response = super().post(request, *args, **kwargs)
+        if user_id is not None:
+            async_to_sync(account_sockets_check)(user_id=user_id)
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change: this browser stays signed in (under a new session key), the user's other
+    sessions end, and every open socket of the user closes (a reloaded page opens one with the new key)."""
+
+    template_name = "registration/password_change.html"
+    success_url = reverse_lazy("password_changed")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        async_to_sync(account_sockets_check)(user_id=self.request.user.pk)
+        return response
+
+
+@login_required
+def password_changed(request: HttpRequest) -> HttpResponse:
+    return render(request, "registration/password_change.html", {"done": True})
 
 
 class LoginView(auth_views.LoginView):
@@ -50,7 +83,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         return render(request, "registration/signup_closed.html", status=403)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        login(request, user_signup(form=form))
+        login(request, user_signup(form=form), backend="django.contrib.auth.backends.ModelBackend")
         return redirect("home")
     first_user = not get_user_model().objects.exists()
     return render(request, "registration/signup.html", {"form": form, "first_user": first_user})
@@ -102,12 +135,20 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
 def conversation_earlier_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """The page of messages before ``?before=<id>``, loaded as the user scrolls up."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
-    before = request.GET.get("before", "")
-    if not before.isdigit():
+    before = row_id(request.GET.get("before", ""))
+    if before is None:
         return HttpResponse("?before=<message id> is required.", status=400)
-    messages, has_earlier = message_page(conversation=conversation, before_id=int(before))
+    messages, has_earlier = message_page(conversation=conversation, before_id=before)
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
     return render(request, f"{TEMPLATE}#earlier-messages", context)
+
+
+@login_required
+def message_detail(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """One message whole: a reply too long for one websocket frame is fetched here by the tab."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    message = message_get(conversation=conversation, message_id=message_id)
+    return render(request, f"{TEMPLATE}#message", {"message": message})
 
 
 @require_POST
@@ -170,16 +211,26 @@ def _keys_page(request: HttpRequest, **context: Any) -> HttpResponse:
     )
 
 
+NEW_KEY_SESSION = "chatweb_new_api_key"
+
+
+@never_cache
 @login_required
 def api_keys(request: HttpRequest) -> HttpResponse:
-    """List keys; a POST creates one and shows its secret this once."""
+    """List keys; a POST creates one and redirects to the list, which shows its secret this once.
+
+    The redirect keeps a reload from creating a second key; the secret waits in the session
+    for that one page, which no cache keeps (``Cache-Control: no-store``).
+    """
     if request.method != "POST":
-        return _keys_page(request)
+        new_key = request.session.pop(NEW_KEY_SESSION, None) or {}
+        return _keys_page(request, new_key=new_key.get("raw"), new_key_name=new_key.get("name"))
     try:
         key, raw = api_key_create(user=request.user, name=request.POST.get("name", ""))
     except ValidationError as exc:
         return _keys_page(request, error=" ".join(exc.messages))
-    return _keys_page(request, new_key=raw, new_key_name=key.name)
+    request.session[NEW_KEY_SESSION] = {"raw": raw, "name": key.name}
+    return redirect("api_keys")
 
 
 @login_required

@@ -29,6 +29,22 @@
     }
   });
 
+  // A socket that reconnects (after a worker or Redis restart) names the replies this page shows
+  // as streaming now, not those of the page load, so replies that ended meanwhile are sent whole.
+  if (window.htmx) {
+    htmx.createWebSocket = function (url) {
+      var target = new URL(url, location.href);
+      var streaming = [];
+      document.querySelectorAll('#messages article[data-status="streaming"]').forEach(function (article) {
+        streaming.push(article.id.replace("message-", ""));
+      });
+      target.searchParams.set("streaming", streaming.join(","));
+      var socket = new WebSocket(target.toString(), []);
+      socket.binaryType = htmx.config.wsBinaryType;
+      return socket;
+    };
+  }
+
   function setConnection(text) {
     var el = document.getElementById("connection");
     if (el) el.textContent = text;
@@ -36,7 +52,15 @@
   document.addEventListener("htmx:wsOpen", function () { setConnection(""); });
   document.addEventListener("htmx:wsClose", function (event) {
     var code = event.detail.event && event.detail.event.code;
-    setConnection(code === 4401 || code === 4404 ? "This conversation is not available. Reload the page." : "Connection lost. Reconnecting…");
+    var text = "Connection lost. Reconnecting…";
+    if (code === 4401 || code === 4404) text = "This conversation is not available. Reload the page.";
+    else if (code === 4503) {
+      // The server is up but its database or Redis is not: try again shortly (htmx only retries 1006/1011-1013).
+      text = "The server cannot reach its database or message service just now. Reconnecting…";
+      var socket = event.detail.socketWrapper;
+      setTimeout(function () { socket.reconnect(); }, 1000 + Math.random() * 2000);
+    }
+    setConnection(text);
   });
 
   document.addEventListener("DOMContentLoaded", function () {

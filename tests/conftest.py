@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from importlib import import_module
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
+from django.test import Client
 
 from conversations.models import ChatModel, Message, Provider
 from tests.upstream import FakeUpstream
@@ -157,10 +159,12 @@ async def open_tab() -> AsyncIterator[Any]:
     """Open websockets as a given user; all are closed at the end of the test."""
     tabs: list[Tab] = []
 
-    async def open_(user: Any, conversation_id: int, query: str = "") -> tuple[bool, Any, Tab]:
+    async def open_(user: Any, conversation_id: int, query: str = "", session: Any = None) -> tuple[bool, Any, Tab]:
         path = f"/ws/c/{conversation_id}/" + (f"?{query}" if query else "")
         communicator = WebsocketCommunicator(socket_app(), path)
         communicator.scope["user"] = user
+        if user.is_authenticated:
+            communicator.scope["session"] = session or await sync_to_async(signed_in_session)(user)
         connected, code = await communicator.connect(timeout=5)
         tab = Tab(communicator)
         if connected:
@@ -173,6 +177,13 @@ async def open_tab() -> AsyncIterator[Any]:
             await tab.close()
         except Exception:
             pass
+
+
+def signed_in_session(user: Any) -> Any:
+    """A session signing ``user`` in, as the login page leaves it (what a page's socket carries)."""
+    client = Client()
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    return import_module(django_settings.SESSION_ENGINE).SessionStore(client.session.session_key)
 
 
 async def wait_for_status(message_id: int, *statuses: str, timeout: float = 10.0) -> Message:

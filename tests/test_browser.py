@@ -478,3 +478,71 @@ def test_two_tabs_on_one_conversation_both_stream_the_reply(page: Any, upstream:
         expect(tab.locator(f"#{reply_id} .body")).to_have_text(full)
         assert last_streamed(tab, reply_id) == full
     expect(other.locator("#messages > article.message")).to_have_count(4)
+
+
+ATTACKER_PAGE = """<!doctype html><title>another site</title><script>
+window.result = {opened: false, messages: 0, ended: false};
+var socket = new WebSocket("%(socket)s");
+socket.onopen = function () {
+  window.result.opened = true;
+  socket.send(JSON.stringify({message: "posted by another site"}));
+};
+socket.onmessage = function () { window.result.messages += 1; };
+socket.onclose = function () { window.result.ended = true; };
+</script>"""
+
+
+def test_a_page_on_another_port_of_the_same_host_gets_nothing_from_the_socket(
+    page: Any, live: LiveApp, upstream: FakeUpstream
+) -> None:
+    """Cross-site websocket hijacking: the browser sends the user's cookies to the socket from any page, so
+    only the Origin tells the app's own pages from a page elsewhere on the same host."""
+    import http.server
+    import threading
+
+    conversation_id = start_conversation(page, "A private question")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    message_ids = ",".join(a.split("-")[1] for a in page.eval_on_selector_all("#messages > article", "els => els.map(e => e.id)"))
+    socket_url = live.url.replace("http://", "ws://") + f"/ws/c/{conversation_id}/?streaming={message_ids}"
+    html = (ATTACKER_PAGE % {"socket": socket_url}).encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        elsewhere = page.context.new_page()  # same browser, same cookies for 127.0.0.1
+        elsewhere.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        elsewhere.wait_for_function("window.result.ended || window.result.messages > 0")
+        assert elsewhere.evaluate("window.result") == {"opened": False, "messages": 0, "ended": True}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    page.reload()  # the app's own page still gets its socket, and nothing was posted
+    wait_socket(page)
+    expect(page.locator("#messages > article.message")).to_have_count(2)
+    assert "posted by another site" not in page.content()
+
+
+def test_a_reply_too_long_for_one_socket_frame_is_shown_whole(page: Any, upstream: FakeUpstream) -> None:
+    """Rendered, this reply is about 750 KB, more than one frame carries: the page fetches it over HTTP."""
+    pieces = [f'line {i}: a < b & "c"\n' * 150 for i in range(130)]
+    upstream.script(Reply(text="".join(pieces), pieces=pieces, delay=0.05))  # still streaming when the page opens
+    with page.expect_response(re.compile(r"/c/\d+/messages/\d+$"), timeout=60_000) as fetched:
+        start_conversation(page, "Write pages and pages")
+        wait_streaming(page, last_reply(page).get_attribute("id"), contains="line 1: a < b")
+    assert fetched.value.status == 200
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator(".body.markdown")).to_contain_text('line 129: a < b & "c"')
+    page.reload()
+    expect(last_reply(page).locator(".body.markdown")).to_contain_text('line 129: a < b & "c"')

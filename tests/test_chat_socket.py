@@ -1,8 +1,10 @@
 """The chat websocket end to end: send, stream, save, fan out, stop, resume."""
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
+from conversations.selectors import message_page
 from tests.conftest import wait_for_status
 from tests.upstream import Reply
 
@@ -203,9 +205,13 @@ async def test_regenerate_replaces_the_last_reply(user, chat_model, upstream, op
     html = await tab.receive_until('class="message assistant" data-status="complete"')
 
     assert f'id="message-{first.pk}" hx-swap-oob="delete"' in html
-    replies = [m async for m in Message.objects.filter(conversation=conversation, role="assistant")]
-    assert [m.content for m in replies] == ["Second try"]
+    shown, _ = await sync_to_async(message_page)(conversation=conversation)
+    assert [m.content for m in shown if m.role == "assistant"] == ["Second try"]
     assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "Hi"}]
+    # The first try is kept out of sight, still the message its usage and stored turn name.
+    assert (await Message.objects.aget(pk=first.pk)).replaced
+    assert await UsageRecord.objects.filter(message_id=first.pk, state="settled").aexists()
+    assert await StoredCompletion.objects.filter(message_id=first.pk).aexists()
 
 
 async def test_another_users_conversation_socket_is_refused(user, other_user, chat_model, open_tab):

@@ -147,14 +147,19 @@ def test_api_key_is_shown_once_stored_hashed_and_revocable(client, user, other_u
     from conversations.models import ApiKey
 
     client.force_login(user)
-    html = client.post("/account/keys/", {"name": "my script"}).content.decode()
+    created = client.post("/account/keys/", {"name": "my script"})
+    assert created.status_code == 302 and created.url == "/account/keys/"  # a reload cannot post it again
+    shown = client.get(created.url)
+    assert "no-store" in shown["Cache-Control"]  # the page with the secret is kept by no cache
+    html = shown.content.decode()
     key = ApiKey.objects.get(user=user)
     raw = html.split('id="new-key" aria-label="New API key" onclick="this.select()"')[0].rsplit('value="', 1)[1]
     raw = raw.split('"')[0]
     assert raw.startswith("sk-cw-") and len(raw) > 40
     assert key.hashed != raw and raw not in key.hashed and key.prefix == raw[:12]
-    listing = client.get("/account/keys/").content.decode()
+    listing = client.get("/account/keys/").content.decode()  # the reload
     assert "my script" in listing and raw not in listing and key.prefix in listing
+    assert ApiKey.objects.filter(user=user).count() == 1
 
     client.force_login(other_user)
     assert client.post(f"/account/keys/{key.pk}/revoke").status_code == 404

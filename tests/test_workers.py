@@ -57,7 +57,11 @@ needs_services = pytest.mark.skipif(
 
 @pytest.fixture
 def workers(tmp_path):
-    """Start Daphne workers sharing this test's PostgreSQL database and a Redis channel prefix."""
+    """Start Daphne workers sharing this test's PostgreSQL database and a Redis channel prefix.
+
+    ``start(name, **environment)`` overrides the workers' environment (another Redis, the
+    database through a proxy); each worker's log is ``tmp_path / f"{name}.log"``.
+    """
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -76,12 +80,13 @@ def workers(tmp_path):
     }
     started: dict[str, tuple[subprocess.Popen, int]] = {}
 
-    def start(name: str) -> int:
+    def start(name: str, **environment: str) -> int:
         port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
+                cwd=ROOT, env={**env, **environment}, stdout=log, stderr=subprocess.STDOUT,
+            )
         started[name] = (process, port)
         deadline = time.monotonic() + 30
         while True:

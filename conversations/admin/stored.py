@@ -22,6 +22,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from ..api.validation import ApiError, metadata_validate
+from ..ids import row_id
 from ..models import ChatModel, StoredCompletion
 from ..services.export import afine_tuning_jsonl, fine_tuning_jsonl
 from ..services.stored import stored_completions_with_metadata
@@ -195,8 +196,8 @@ class UserFilter(InputFilter):
     def apply(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         raw = self.value("user")
         match = Q(user__username=raw)
-        if raw.isdigit():
-            match |= Q(user_id=int(raw))
+        if (user_id := row_id(raw)) is not None:
+            match |= Q(user_id=user_id)
         return queryset.filter(match)
 
 

@@ -3,6 +3,7 @@
 from decimal import Decimal
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin
@@ -11,12 +12,13 @@ from django.contrib.auth.admin import UserAdmin  # importing it registers Django
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
 from ..models import ChatModel, ModelPrice, UsageRecord, UserLimits
+from ..services.accounts import account_sockets_check
 from ..services.usage import month_start
 from ..services.usage_report import admin_report
 from .stored import CappedCountPaginator, CreatedRangeFilter, StoredModelFilter, UserFilter
@@ -133,9 +135,26 @@ User = get_user_model()
 
 
 class ChatwebUserAdmin(UserAdmin):
-    """Django's user admin with the user's usage limits inline."""
+    """Django's user admin with the user's usage limits inline. A user deactivated, deleted or given a
+    new password here loses their open chat sockets (each closes unless its session still signs in)."""
 
     inlines = [*UserAdmin.inlines, UserLimitsInline]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:
+            async_to_sync(account_sockets_check)(user_id=obj.pk)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        user_id = obj.pk
+        super().delete_model(request, obj)
+        async_to_sync(account_sockets_check)(user_id=user_id)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            async_to_sync(account_sockets_check)(user_id=int(id))
+        return response
 
 
 admin.site.unregister(User)

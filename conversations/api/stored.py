@@ -33,7 +33,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 
 
 def _page(request: HttpRequest) -> tuple[str | None, int, str]:
-    """The ``after``, ``limit`` and ``order`` query parameters of a list."""
+    """The ``after``, ``limit`` and ``order`` query parameters of a list (every parameter free of U+0000,
+    which no text column holds)."""
+    for key, value in request.GET.items():
+        if "\x00" in key or "\x00" in value:
+            raise ApiError("Query parameters may not contain U+0000.", param=key.replace("\x00", ""))
     raw = request.GET.get("limit", str(PAGE_DEFAULT))
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= PAGE_MAX:
         raise ApiError(

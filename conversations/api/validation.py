@@ -10,6 +10,8 @@ from typing import Any
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# OpenAI's bound on token counts ("Expected a value <= 2147483647"), also what PostgreSQL's integer holds.
+INT32_MAX = 2**31 - 1
 
 ROLES = ("developer", "system", "user", "assistant", "tool", "function")
 # Content part types each role may send, as in the spec's per-role message schemas.
@@ -460,8 +462,8 @@ FIELD_CHECKS: dict[str, Callable[[Any, dict[str, Any]], object]] = {
     "top_p": lambda v, b: _number(v, "top_p", 0, 1),
     "n": lambda v, b: _integer(v, "n", 1, 128),
     "stop": lambda v, b: _stop(v),
-    "max_tokens": lambda v, b: _integer(v, "max_tokens", 1),
-    "max_completion_tokens": lambda v, b: _integer(v, "max_completion_tokens", 1),
+    "max_tokens": lambda v, b: _integer(v, "max_tokens", 1, INT32_MAX),
+    "max_completion_tokens": lambda v, b: _integer(v, "max_completion_tokens", 1, INT32_MAX),
     "presence_penalty": lambda v, b: _number(v, "presence_penalty", -2, 2),
     "frequency_penalty": lambda v, b: _number(v, "frequency_penalty", -2, 2),
     "logit_bias": lambda v, b: _logit_bias(v),

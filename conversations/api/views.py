@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from ..jsoninput import JsonInputError, json_input_parse
 from ..services.api_keys import api_key_authenticate
 from ..services.gateway import gateway_complete, gateway_model, gateway_models, gateway_stream
 from .handler import after_response
@@ -68,11 +68,9 @@ def _json_body(request: HttpRequest) -> Any:
     except RequestDataTooBig:
         raise ApiError("The request body is too large.", status=413, code="request_too_large") from None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(
-            "We could not parse the JSON body of your request. Send valid JSON.", code="invalid_json"
-        ) from None
+        return json_input_parse(raw)
+    except JsonInputError as exc:
+        raise ApiError(str(exc), code="invalid_json") from None
 
 
 def _model_json(model: Any) -> dict[str, Any]:

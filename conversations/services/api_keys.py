@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from ..ids import row_id_valid
 from ..models import ApiKey
 from .rowcache import rowcache_get, rowcache_set
 
@@ -34,6 +35,9 @@ def api_key_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiKey, str]:
 
 
 def api_key_revoke(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
+    """Revoke the user's key; ApiKey.DoesNotExist when they have no such key."""
+    if not row_id_valid(key_id):
+        raise ApiKey.DoesNotExist
     key = ApiKey.objects.get(pk=key_id, user=user)
     if key.revoked_at is None:
         key.revoked_at = timezone.now()

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ..models import ChatModel, Conversation, Message
 from ..selectors import chat_model_default, chat_model_list
-from .generation import generation_start, generation_stop, generation_sync, turn_announce
+from .generation import generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .tokens import messages_tokens_guess
 from .usage import QuotaExceeded, usage_reserve
 
@@ -89,39 +89,43 @@ def message_send(
 
 @transaction.atomic
 def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
-    """Replace the last assistant reply with a new one; returns (the old one's id, the new one)."""
+    """Replace the last assistant reply with a new one; returns (the old one's id, the new one).
+
+    The old reply is kept, marked ``replaced``, so its usage record and stored turn still
+    name the message they were for.
+    """
     conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
-    last = conversation.messages.order_by("-created_at", "-id").first()
+    last = conversation.messages.filter(replaced=False).order_by("-created_at", "-id").first()
     if last is None or last.role != Message.Role.ASSISTANT:
         raise ValidationError("There is no reply to regenerate.")
     if conversation.model is None:
         conversation.model = chat_model_resolve(model_name=None)
     conversation.save(update_fields=["model", "updated_at"])
-    old_id = last.pk
-    last.delete()
-    return old_id, _assistant_reply_create(conversation=conversation)
+    Message.objects.filter(pk=last.pk).update(replaced=True)
+    return last.pk, _assistant_reply_create(conversation=conversation)
 
 
 def messages_interrupt_orphans(*, stale_after: timedelta | None = None) -> list[tuple[int, int]]:
-    """Mark replies whose generating process died as ``interrupted``; returns (message, conversation) ids.
+    """End replies whose generating process died as ``interrupted``; returns (message, conversation) ids.
 
-    At start-up of a single process every ``streaming`` reply is an orphan. With several
-    workers, a reply is an orphan once its heartbeat (``updated_at``) is older than
-    ``stale_after``: running generations refresh it every few seconds.
+    Each keeps the text it last saved, has its usage settled as estimated from that
+    text and its turn stored. At start-up of a single process every ``streaming`` reply
+    is an orphan. With several workers, a reply is an orphan once its heartbeat
+    (``updated_at``) is older than ``stale_after``: running generations refresh it every
+    few seconds.
     """
     orphans = Message.objects.filter(status=Message.Status.STREAMING)
     if stale_after is not None:
         orphans = orphans.filter(updated_at__lt=timezone.now() - stale_after)
     with transaction.atomic():
-        found = list(orphans.select_for_update().values_list("pk", "conversation_id"))
-        Message.objects.filter(pk__in=[pk for pk, _ in found]).update(
-            status=Message.Status.INTERRUPTED,
-            error="The server writing this reply stopped. The text so far is kept; regenerate to try again.",
-            finished_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
-    return found
+        found = list(orphans.select_for_update(of=("self",)).select_related("conversation__model__provider"))
+        for message in found:
+            reply_interrupt_save(
+                message=message,
+                error="The server writing this reply stopped. The text so far is kept; regenerate to try again.",
+            )
+    return [(message.pk, message.conversation_id) for message in found]
 
 
 def _conversation_locked(conversation: Conversation) -> Conversation:
@@ -144,7 +148,7 @@ def _assistant_reply_create(*, conversation: Conversation) -> Message:
         model_name=model.name,
         upstream_model=model.upstream_model,
     )
-    history = conversation.messages.exclude(pk=reply.pk).values("content")
+    history = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).values("content")
     try:
         usage_reserve(
             user=conversation.user,
@@ -174,12 +178,14 @@ async def chat_send(*, conversation: Conversation, content: str, model_name: str
     user_message, reply = await sync_to_async(message_send)(
         conversation=conversation, content=content, model_name=model_name
     )
-    await turn_announce(
-        conversation_id=conversation.pk,
-        message_ids=[user_message.pk, reply.pk],
-        title=reply.conversation.title,
-    )
-    generation_start(message_id=reply.pk)
+    try:
+        await turn_announce(
+            conversation_id=conversation.pk,
+            message_ids=[user_message.pk, reply.pk],
+            title=reply.conversation.title,
+        )
+    finally:  # a reply saved as streaming is always generated, announced or not
+        generation_start(message_id=reply.pk)
     return reply
 
 
@@ -192,13 +198,15 @@ async def chat_start(*, user: AbstractBaseUser, content: str, model_name: str | 
 
 async def chat_regenerate(*, conversation: Conversation) -> Message:
     old_id, reply = await sync_to_async(message_regenerate)(conversation=conversation)
-    await turn_announce(
-        conversation_id=conversation.pk,
-        message_ids=[reply.pk],
-        title=reply.conversation.title,
-        replaces=old_id,
-    )
-    generation_start(message_id=reply.pk)
+    try:
+        await turn_announce(
+            conversation_id=conversation.pk,
+            message_ids=[reply.pk],
+            title=reply.conversation.title,
+            replaces=old_id,
+        )
+    finally:
+        generation_start(message_id=reply.pk)
     return reply
 
 
@@ -215,12 +223,15 @@ async def chat_resume(
 
     Running replies are asked to send their text so far to ``reply_to``; returns their
     ids, and the replies the page showed as streaming that have finished since, to be
-    shown whole.
+    shown whole. Ids in ``shown_streaming`` that name no reply of this conversation (a
+    user's message, another conversation's) are ignored.
     """
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
     await generation_sync(message_ids=running, reply_to=reply_to)
     finished = (
-        conversation.messages.select_related("usage").filter(pk__in=shown_streaming).exclude(pk__in=running)
+        conversation.messages.select_related("usage")
+        .filter(pk__in=shown_streaming, role=Message.Role.ASSISTANT, replaced=False)
+        .exclude(pk__in=running)
     )
     return running, [message async for message in finished]
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import transaction
 
 from ..api.validation import ApiError
@@ -109,12 +110,13 @@ async def _begin(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> t
 
 
 def _reservation_args(body: dict[str, Any], model: ChatModel, api_key: ApiKey) -> dict[str, Any]:
-    output_limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    """The call's worst case: each of its ``n`` choices may write its output limit, or the default reserve."""
+    output_limit = body.get("max_completion_tokens") or body.get("max_tokens") or settings.USAGE_RESERVE_OUTPUT_TOKENS
     return {
         "user": api_key.user,
         "provider": model.provider.name,
         "prompt_tokens": messages_tokens_guess(body["messages"]),
-        "max_output_tokens": output_limit * (body.get("n") or 1) if output_limit else None,
+        "max_output_tokens": output_limit * (body.get("n") or 1),
     }
 
 

@@ -10,8 +10,14 @@ Each running generation listens on a channel of its own (joined to the group
 ``generation_group(message_id)``) for two requests from any process: ``stop``, and
 ``sync``, which answers a newly connected socket with the text published so far.
 
-Events published to ``conversation_group(conversation_id)``:
-``chat.turn`` (new messages), ``chat.delta`` (text, seq), ``chat.done`` (final state).
+Events published to ``conversation_group(conversation_id)``: ``chat.turn`` (new
+messages), ``chat.delta`` (text and where it starts in the reply), ``chat.snapshot``
+(the text so far), ``chat.done`` (final state).
+
+A channel-layer outage (Redis restarting) never changes how a reply ends: deltas are
+retried until they go out, the control listener rejoins its group and sends the
+text so far to the sockets that came back, and the end is saved whether or not it
+could be announced. A database outage holds the unsaved text until it can be saved.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Message, UsageRecord
+from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render
 from .completions import CompletionError, Upstream, UpstreamConnectionError, UpstreamTimeout, completion_stream
 from .providers import provider_is_local
@@ -45,6 +52,10 @@ completion_logger = logging.getLogger("chatweb.completions")
 _running: dict[int, asyncio.Task] = {}
 _unsaved: dict[int, str] = {}  # reply id -> its text, not yet saved
 _saver: asyncio.Task | None = None
+_saving = Outage(logger, "Saving streaming replies", database=True)
+_publishing = Outage(logger, "Publishing replies to the channel layer")
+
+REPLY_TOO_LONG = "This reply reached {limit:,} characters, the longest a chat reply may be here, and was cut there."
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -60,13 +71,12 @@ class _Progress:
     """What a generation has produced so far; shared with its control listener."""
 
     text: str = ""
-    seq: int = 0  # content pieces so far
     published: int = 0  # how much of text the sockets were sent
-    published_seq: int = 0
     finish_reason: str = ""
     usage: dict[str, Any] | None = None
     stop_requested: bool = False
-    reading_done: bool = False  # the provider's stream has ended, however it ended
+    too_long: bool = False  # cut at CHAT_REPLY_MAX_CHARS
+    reading_done: asyncio.Event = field(default_factory=asyncio.Event)  # the provider's stream ended, however
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
     usage_record: UsageRecord | None = None  # the reservation this reply settles
@@ -123,10 +133,13 @@ async def _generate(message_id: int) -> None:
     group = conversation_group(message.conversation_id)
     progress = _Progress(usage_record=usage_record)
     try:
-        async with _controls(layer, message_id, progress):
+        async with _controls(layer, message_id, group, progress):
             upstream, progress.request, max_tokens = await sync_to_async(_request_for)(message)
             await _stream(upstream, progress.request, max_tokens, message_id, group, progress, layer)
-        status, error = Message.Status.COMPLETE, ""
+        if progress.too_long:
+            status, error = Message.Status.STOPPED, REPLY_TOO_LONG.format(limit=settings.CHAT_REPLY_MAX_CHARS)
+        else:
+            status, error = Message.Status.COMPLETE, ""
     except asyncio.CancelledError:
         if not progress.stop_requested:
             status, error = Message.Status.INTERRUPTED, "The server stopped while this reply was being written."
@@ -152,16 +165,28 @@ def _reply_load(message_id: int) -> tuple[Message | None, UsageRecord | None]:
 
 
 @contextlib.asynccontextmanager
-async def _controls(layer: Any, message_id: int, progress: _Progress) -> AsyncIterator[None]:
-    """Listen for stop and sync requests on a channel of this generation's own while it runs."""
+async def _controls(layer: Any, message_id: int, group: str, progress: _Progress) -> AsyncIterator[None]:
+    """Listen for stop and sync requests on a channel of this generation's own while it runs.
+
+    The channel joins its group before the reply starts, so no socket's request is missed;
+    if the layer is down then, the listener joins as soon as it is back.
+    """
     channel = await layer.new_channel()
-    await layer.group_add(generation_group(message_id), channel)
-    listener = asyncio.create_task(_listen(layer, channel, message_id, progress, asyncio.current_task()))
+    try:
+        await layer.group_add(generation_group(message_id), channel)
+        joined = True
+    except LAYER_ERRORS as exc:
+        _publishing.failed(exc)
+        joined = False
+    listener = asyncio.create_task(
+        _listen(layer, channel, message_id, group, progress, asyncio.current_task(), joined=joined)
+    )
     try:
         yield
     finally:
         listener.cancel()
-        await layer.group_discard(generation_group(message_id), channel)
+        with contextlib.suppress(*LAYER_ERRORS):  # the membership expires with the group
+            await layer.group_discard(generation_group(message_id), channel)
 
 
 async def _stream(
@@ -178,29 +203,34 @@ async def _stream(
         payload["max_tokens"] = max_tokens
     wake = asyncio.Event()
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
+    limit = settings.CHAT_REPLY_MAX_CHARS
     try:
-        async for chunk in completion_stream(upstream=upstream, payload=payload):
-            if chunk.get("usage"):
-                progress.usage = chunk["usage"]
-            if chunk.get("model"):
-                progress.upstream_model = chunk["model"]
-            for choice in chunk.get("choices") or []:
-                if choice.get("index", 0) != 0:
-                    continue
-                delta = (choice.get("delta") or {}).get("content") or ""
-                if choice.get("finish_reason"):
-                    progress.finish_reason = choice["finish_reason"]
-                if delta:
-                    progress.text += delta
-                    progress.seq += 1
-                    wake.set()
+        async with contextlib.aclosing(completion_stream(upstream=upstream, payload=payload)) as chunks:
+            async for chunk in chunks:
+                if chunk.get("usage"):
+                    progress.usage = chunk["usage"]
+                if chunk.get("model"):
+                    progress.upstream_model = chunk["model"]
+                for choice in chunk.get("choices") or []:
+                    if choice.get("index", 0) != 0:
+                        continue
+                    delta = (choice.get("delta") or {}).get("content") or ""
+                    if choice.get("finish_reason"):
+                        progress.finish_reason = choice["finish_reason"]
+                    if delta:
+                        progress.text += delta
+                        wake.set()
+                        _save_later(message_id, progress.text)
+                if len(progress.text) > limit:  # the provider's stream is closed, its remainder never read
+                    progress.text, progress.too_long, progress.finish_reason = progress.text[:limit], True, "length"
                     _save_later(message_id, progress.text)
+                    break
     finally:
         # Never cancelled mid-send (a group send cut short can lose its delta): told to finish instead.
-        progress.reading_done = True
+        progress.reading_done.set()
         wake.set()
         await asyncio.wait([publisher])
-    publisher.result()  # a reply whose text could not be published fails
+    publisher.result()
 
 
 async def _publish(layer: Any, group: str, message_id: int, progress: _Progress, wake: asyncio.Event) -> None:
@@ -209,23 +239,40 @@ async def _publish(layer: Any, group: str, message_id: int, progress: _Progress,
     Pieces that arrive together (one network read, or while this process was busy)
     go out as one delta, so under load each socket gets fewer, larger messages
     instead of falling further behind.
+    While the channel layer fails, what is new waits and goes out whole when a send
+    works again; once the reply has ended it is not waited for, as its end is saved and
+    announced anyway.
     """
+    attempt = 0
     while True:
         await wake.wait()
         wake.clear()
-        await _publish_pending(layer, group, message_id, progress)
-        if progress.reading_done and progress.published == len(progress.text):
+        try:
+            await _publish_pending(layer, group, message_id, progress)
+        except LAYER_ERRORS as exc:
+            _publishing.failed(exc)
+            if progress.reading_done.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.reading_done.wait(), retry_delay(attempt=attempt))
+            attempt += 1
+            wake.set()
+            continue
+        attempt = 0
+        if progress.reading_done.is_set() and progress.published == len(progress.text):
             return
 
 
 async def _publish_pending(layer: Any, group: str, message_id: int, progress: _Progress) -> None:
-    if progress.published == len(progress.text):
+    """Send the text not yet published, with where it starts, so a socket can tell a gap or a repeat."""
+    start, end = progress.published, len(progress.text)
+    if start == end:
         return
-    text = progress.text[progress.published :]
-    progress.published, progress.published_seq = len(progress.text), progress.seq
     await layer.group_send(
-        group, {"type": "chat.delta", "message_id": message_id, "text": text, "seq": progress.published_seq}
+        group, {"type": "chat.delta", "message_id": message_id, "text": progress.text[start:end], "start": start}
     )
+    progress.published = end
+    _publishing.recovered()
 
 
 def _save_later(message_id: int, text: str) -> None:
@@ -242,15 +289,25 @@ async def _save_texts_loop() -> None:
 
     One batch per interval instead of an UPDATE per reply keeps the process's one
     database thread free at a thousand streams, and no reader ever waits on a save.
+    Texts a failed save held go back in line, unless their reply grew meanwhile.
     """
     while _unsaved:
         await asyncio.sleep(settings.STREAM_SAVE_INTERVAL)
         texts = dict(_unsaved)
         _unsaved.clear()
+        if not texts:  # the replies ended meanwhile, saving their own text
+            continue
         try:
             await sync_to_async(_texts_save)(texts)
+        except DATABASE_ERRORS as exc:
+            _saving.failed(exc)
+            for message_id, text in texts.items():
+                _unsaved.setdefault(message_id, text)
+            await database_connection_reset()
         except Exception:  # the texts stay in memory and are saved whole when the replies end
             logger.exception("Saving %d streaming replies failed", len(texts))
+        else:
+            _saving.recovered()
 
 
 def _texts_save(texts: dict[int, str]) -> None:
@@ -261,36 +318,74 @@ def _texts_save(texts: dict[int, str]) -> None:
 
 
 async def _listen(
-    layer: Any, channel: str, message_id: int, progress: _Progress, generation: asyncio.Task
+    layer: Any,
+    channel: str,
+    message_id: int,
+    group: str,
+    progress: _Progress,
+    generation: asyncio.Task,
+    *,
+    joined: bool,
 ) -> None:
-    """Answer stop and sync requests for one generation until it ends."""
+    """Answer stop and sync requests for one generation until it ends.
+
+    When the channel layer fails (a Redis restart forgets every group), it waits for it,
+    joins its group again and sends every socket on the conversation the text so far:
+    sockets that reconnected meanwhile may have asked while nobody listened.
+    """
+    attempt = 0
     while True:
-        request = await layer.receive(channel)
+        try:
+            if not joined:
+                await layer.group_add(generation_group(message_id), channel)
+                joined = True
+                await layer.group_send(group, _snapshot(message_id, progress))
+            request = await layer.receive(channel)
+        except LAYER_ERRORS as exc:
+            _publishing.failed(exc)
+            joined = False
+            await asyncio.sleep(retry_delay(attempt=attempt))
+            attempt += 1
+            continue
+        attempt = 0
         if request["type"] == "generation.stop":
             progress.stop_requested = True
             generation.cancel()
             return
         if request["type"] == "generation.sync":
-            await layer.send(
-                request["reply_to"],
-                {
-                    "type": "chat.snapshot",
-                    "message_id": message_id,
-                    "text": progress.text[: progress.published],
-                    "seq": progress.published_seq,
-                },
-            )
+            with contextlib.suppress(*LAYER_ERRORS):  # the socket asks again when it reconnects
+                await layer.send(request["reply_to"], _snapshot(message_id, progress))
+
+
+def _snapshot(message_id: int, progress: _Progress) -> dict[str, Any]:
+    """The text the sockets were sent so far, for a socket that joins (or rejoins) mid-reply."""
+    return {"type": "chat.snapshot", "message_id": message_id, "text": progress.text[: progress.published]}
 
 
 async def _finish(
     message: Message, group: str, progress: _Progress, status: str, error: str, layer: Any
 ) -> None:
-    """Save the terminal state with all text so far, settle its usage, keep the turn for review, tell every socket."""
+    """Save the terminal state with all text so far, settle its usage, keep the turn for review, tell every socket.
+
+    During a database outage the end waits in memory, retried, until it is saved; a
+    channel-layer outage only means the sockets learn it when they reconnect.
+    """
     _unsaved.pop(message.pk, None)
     latency_ms = round((time.monotonic() - progress.started) * 1000)
-    prompt_tokens, completion_tokens = await sync_to_async(_finish_save)(
-        message, progress, status, error, markdown_render(progress.text), latency_ms
-    )
+    html = markdown_render(progress.text)
+    attempt = 0
+    while True:
+        try:
+            prompt_tokens, completion_tokens = await sync_to_async(_finish_save)(
+                message, progress, status, error, html, latency_ms
+            )
+            _saving.recovered()
+            break
+        except DATABASE_ERRORS as exc:
+            _saving.failed(exc)
+            await database_connection_reset()
+            await asyncio.sleep(retry_delay(attempt=attempt))
+            attempt += 1
     completion_logger.info(
         "completion",
         extra={
@@ -304,7 +399,10 @@ async def _finish(
             "completion_tokens": completion_tokens,
         },
     )
-    await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
+    try:
+        await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
+    except LAYER_ERRORS as exc:
+        _publishing.failed(exc)
 
 
 def _finish_save(
@@ -373,13 +471,34 @@ def _request_for(message: Message) -> tuple[Upstream, list[dict[str, str]], int 
     model = message.conversation.model
     if model is None or not model.enabled or not model.provider.enabled:
         raise CompletionError(f"The model “{message.model_name}” is no longer available.")
+    return Upstream.of(model), _history(message), model.max_tokens
+
+
+def _history(message: Message) -> list[dict[str, str]]:
+    """The messages before ``message`` that the model is sent to produce it."""
     history = (
-        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk)
+        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk, replaced=False)
         .exclude(content="")
         .order_by("created_at", "id")
         .values_list("role", "content")
     )
-    return Upstream.of(model), [{"role": role, "content": content} for role, content in history], model.max_tokens
+    return [{"role": role, "content": content} for role, content in history]
+
+
+def reply_interrupt_save(*, message: Message, error: str) -> None:
+    """End a reply whose generation died, as ``interrupted``, with the text it last saved.
+
+    Its usage is settled as estimated from that text, and the turn is stored for review
+    like any other, so the reservation does not hold the worst case forever. ``message``
+    comes with its conversation, model and provider.
+    """
+    progress = _Progress(
+        text=message.content,
+        request=_history(message),
+        usage_record=UsageRecord.objects.filter(message_id=message.pk).first(),
+    )
+    latency_ms = round((timezone.now() - message.created_at).total_seconds() * 1000)
+    _finish_save(message, progress, Message.Status.INTERRUPTED, error, markdown_render(message.content), latency_ms)
 
 
 def error_describe(exc: CompletionError, *, local: bool = False) -> str:

@@ -7,18 +7,21 @@ know whether more follow; they never count or offset.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections
-from django.db.models import QuerySet
-from django.db.models.fields.json import KeyTransform
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
 
 from ..api.validation import ApiError
 from ..models import ApiKey, ChatModel, Message, StoredCompletion
 
+# What a completion id may look like ("chatcmpl-" and hex here; other servers' ids fit too).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Request fields kept apart from StoredCompletion.request.
 SEPARATE_FIELDS = ("messages", "metadata")
 TURN_STATUS = {
@@ -118,13 +121,26 @@ def stored_completions_with_metadata(
 ) -> QuerySet[StoredCompletion]:
     """Rows whose metadata has ``key`` equal to ``value``.
 
-    On PostgreSQL this is containment (``@>``), which the GIN index on metadata serves;
-    SQLite has no containment on JSON, so there it compares the key's value as JSON.
+    On PostgreSQL this is containment (``@>``), which the GIN index on metadata serves.
+    SQLite has no containment on JSON, so there it looks the pair up among the object's
+    members (``json_each``): a JSON path, as Django's key lookups build it, would read an
+    integer-looking key ("1", "-1") as an array index, and cannot name a key holding '"'.
     """
     if connections[rows.db].vendor == "postgresql":
         return rows.filter(metadata__contains={key: value})
     alias = f"metadata_{len(rows.query.annotations)}"
-    return rows.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
+    table = connections[rows.db].ops.quote_name(StoredCompletion._meta.db_table)
+    pair = RawSQL(
+        f"EXISTS (SELECT 1 FROM json_each({table}.metadata) WHERE key = %s AND value = %s)",
+        (key, value),
+        output_field=BooleanField(),
+    )
+    return rows.alias(**{alias: pair}).filter(**{alias: True})
+
+
+def _known_id(completion_id: str) -> bool:
+    """Whether ``completion_id`` could name a stored completion: others are not found without a query."""
+    return ID_PATTERN.fullmatch(completion_id) is not None
 
 
 def _owned(user: AbstractBaseUser) -> QuerySet[StoredCompletion]:
@@ -156,7 +172,9 @@ async def stored_completions_list(
     for key, value in metadata.items():
         rows = stored_completions_with_metadata(rows, key=key, value=value)
     if after is not None:
-        anchor = await _owned(user).filter(pk=after).values_list("created_at", flat=True).afirst()
+        anchor = None
+        if _known_id(after):
+            anchor = await _owned(user).filter(pk=after).values_list("created_at", flat=True).afirst()
         if anchor is None:
             raise ApiError(f"No chat completion found with id '{after}' to list after.", param="after")
         if order == "asc":
@@ -170,7 +188,7 @@ async def stored_completions_list(
 
 async def stored_completion_get(*, user: AbstractBaseUser, completion_id: str) -> StoredCompletion:
     """The user's stored completion, or a 404 ApiError."""
-    completion = await _owned(user).filter(pk=completion_id).afirst()
+    completion = await _owned(user).filter(pk=completion_id).afirst() if _known_id(completion_id) else None
     if completion is None:
         raise _not_found(completion_id)
     return completion
@@ -187,7 +205,7 @@ async def stored_completion_update(
 
 
 async def stored_completion_delete(*, user: AbstractBaseUser, completion_id: str) -> None:
-    deleted, _ = await _owned(user).filter(pk=completion_id).adelete()
+    deleted = _known_id(completion_id) and (await _owned(user).filter(pk=completion_id).adelete())[0]
     if not deleted:
         raise _not_found(completion_id)
 

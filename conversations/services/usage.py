@@ -27,6 +27,9 @@ from .rowcache import rowcache_get, rowcache_load
 
 MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("0.00000001")
+# The largest counts and cost a ledger row holds (PostgreSQL's integer; cost's 14 digits, 8 after the point).
+TOKENS_MAX = 2**31 - 1
+COST_MAX = Decimal("999999.99999999")
 WINDOW = timedelta(minutes=1)
 
 
@@ -194,15 +197,17 @@ def _reservation(
     api_key: ApiKey | None, message: Message | None, now: datetime, prices: list[ModelPrice] | None = None,
 ) -> UsageRecord:
     """The unsaved record of a completion's worst case (the prompt, and max_tokens or the default
-    reserve) at the price in force ``now``, from ``prices`` if given, else from the row cache."""
+    reserve) at the price in force ``now``, from ``prices`` if given, else from the row cache.
+    A worst case beyond what a ledger row holds is reserved as that row's largest."""
     price = _price_in(prices, now) if prices is not None else price_at(model=model, at=now)
-    output = max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS
+    prompt_tokens = min(prompt_tokens, TOKENS_MAX)
+    output = min(max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS, TOKENS_MAX)
+    cost = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)
     return UsageRecord(
         user=user, api_key=api_key, message=message, model=model, provider=provider,
         prompt_tokens=prompt_tokens, completion_tokens=output, estimated=True, priced=price.priced,
         input_per_million=price.input_per_million, cached_input_per_million=price.cached_input_per_million,
-        output_per_million=price.output_per_million, created_at=now,
-        cost=cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output),
+        output_per_million=price.output_per_million, created_at=now, cost=min(cost, COST_MAX),
     )
 
 

@@ -1,5 +1,7 @@
 """Template filters and tags of the pages."""
 
+from datetime import timedelta
+
 from django import template
 from django.templatetags.static import static
 from django.utils.html import format_html
@@ -17,6 +19,13 @@ def markdown(message: Message) -> SafeString:
     if message.content_html:
         return mark_safe(message.content_html)  # noqa: S308 - markdown_render's sanitised output
     return markdown_render(message.content or "")
+
+
+@register.filter
+def minutes(delta: timedelta) -> str:
+    """A duration in whole minutes: "15 minutes", "1 minute"."""
+    count = max(1, round(delta.total_seconds() / 60))
+    return f"{count} minute{'' if count == 1 else 's'}"
 
 
 @register.filter

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0009_chatmodel_max_tokens'),
+        ('conversations', '0010_message_replaced'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,37 @@
+"""Pages refuse query parameters and form fields holding U+0000 (400): PostgreSQL's text columns cannot
+take it, so an admin filter or search, a chat message or a title passing it to a query failed with a 500.
+No browser sends it from what a person types. /v1 checks its own input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.utils.decorators import sync_and_async_middleware
+
+
+def _holds_nul(request: HttpRequest) -> bool:
+    fields = [request.GET] if request.method == "GET" else [request.GET, request.POST]
+    return any(
+        "\x00" in key or any("\x00" in value for value in values)
+        for query in fields
+        for key, values in query.lists()
+    )
+
+
+@sync_and_async_middleware
+def nul_query_middleware(get_response: Any) -> Any:
+    refused = "Query parameters and form fields may not contain U+0000."
+
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            return HttpResponseBadRequest(refused) if _holds_nul(request) else await get_response(request)
+
+    else:
+
+        def middleware(request: HttpRequest) -> HttpResponse:
+            return HttpResponseBadRequest(refused) if _holds_nul(request) else get_response(request)
+
+    return middleware
