@@ -106,6 +106,11 @@ def streaming_render(text: str) -> tuple[SafeString, str]:
     return mark_safe(html), text[done:]  # noqa: S308 - markdown_render's sanitised output
 
 
+# Past this much HTML of finished blocks, the rest of a streaming reply stays text until it ends,
+# so the blocks and a part of the tail always fit one websocket frame (consumers.FRAME_MAX_BYTES).
+STREAMING_BLOCKS_MAX_CHARS = 64 * 1024
+
+
 def streaming_blocks_extend(text: str, *, done: int, html: str) -> tuple[int, str]:
     """Add the blocks of a streaming reply finished since ``done`` to ``html`` (the rendered ``text[:done]``).
 
@@ -115,4 +120,7 @@ def streaming_blocks_extend(text: str, *, done: int, html: str) -> tuple[int, st
     end = done + finished_blocks_end(text[done:])
     if end == done:
         return done, html
-    return end, html + markdown_render(text[done:end])
+    extended = html + markdown_render(text[done:end])
+    if len(extended) > STREAMING_BLOCKS_MAX_CHARS:
+        return done, html
+    return end, extended

@@ -42,7 +42,8 @@ SIZES = {"phone": (375, 740), "tablet": (768, 1024), "desktop": (1280, 800)}
 DISPLAY_NAME = "Fake Model One"
 MARKDOWN_REPLY = (
     "## A plan\n\nThree steps:\n\n- read the *question*\n- write `code`\n- check it\n\n"
-    "```python\ndef greet(name):\n    # say hello\n    return f\"Hello, {name}!\" * 2\n```\n\nDone."
+    "```python\ndef greet(name):\n    # say hello\n    return f\"Hello, {name}!\" * 2\n```\n\n"
+    "Done: try it with your own name, and change the greeting to suit the occasion."
 )
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
@@ -273,8 +274,9 @@ def test_touch_targets_are_at_least_44_px(browser: Any, live: LiveApp, signed_in
 def test_keyboard_focus_is_always_visible(browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int) -> None:
     page = open_page(browser, live, signed_in, size="desktop", scheme="dark")
     page.goto(f"/c/{formatted_conversation}/")
+    page.locator("#composer-input").focus()
     unmarked, seen = [], []
-    for _ in range(16):  # round the page (from the message box, out to the browser and in at the top)
+    for _ in range(100):  # once round the page: from the message box, out to the browser, in at the top, back
         page.keyboard.press("Tab")
         focused = page.evaluate(
             """() => { const el = document.activeElement, style = getComputedStyle(el);
@@ -285,11 +287,14 @@ def test_keyboard_focus_is_always_visible(browser: Any, live: LiveApp, signed_in
         )
         if focused[0].startswith("BODY"):
             continue  # focus is in the browser's own UI
+        if focused[0].startswith("TEXTAREA"):
+            break
         seen.append(focused[0])
         if not focused[1]:
             unmarked.append(focused[0])
     assert not unmarked, f"focused without a visible mark: {unmarked}"
-    for control in ("A New chat", "SUMMARY A", "BUTTON Regenerate", "TEXTAREA", "SELECT", "BUTTON Send"):
+    for control in ("A New chat", "SUMMARY A", "SUMMARY Conversation actions", "SECTION", "BUTTON Regenerate",
+                    "SELECT", "BUTTON Send"):
         assert any(name.startswith(control) for name in seen), (control, seen)
     close(page)
 
