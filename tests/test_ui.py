@@ -318,10 +318,11 @@ def test_the_theme_follows_the_browser_until_the_user_picks_one_which_every_devi
 
     try:
         page.locator(".account-summary").click()
-        page.get_by_role("button", name="Dark").click()
+        with page.expect_response("**/account/theme") as saved:
+            page.get_by_role("button", name="Dark").click()
         expect(page.get_by_role("button", name="Dark")).to_have_attribute("aria-pressed", "true")
         assert background(page) == dark_by_default  # dark although the browser asks for light
-        page.wait_for_load_state("networkidle")
+        assert saved.value.ok
         page.reload()
         expect(page.locator("html")).to_have_attribute("data-theme", "dark")
         assert background(page) == dark_by_default
@@ -338,9 +339,10 @@ def test_the_theme_follows_the_browser_until_the_user_picks_one_which_every_devi
         close(other)
     finally:
         page.locator(".account-summary").click()
-        page.get_by_role("button", name="System").click()
+        with page.expect_response("**/account/theme") as saved:
+            page.get_by_role("button", name="System").click()
         expect(page.locator("html")).not_to_have_attribute("data-theme", re.compile("."))
-        page.wait_for_load_state("networkidle")
+        assert saved.value.ok
     page.reload()
     assert background(page) == light
     close(page)
