@@ -391,7 +391,8 @@ def test_main_pages_have_no_serious_accessibility_violations(
     close(anonymous)
 
     page = open_page(browser, live, signed_in, size="desktop", scheme=scheme)
-    pages = (("/", "home"), (f"/c/{formatted_conversation}/", "conversation"), ("/usage/", "usage"), ("/account/keys/", "keys"))
+    pages = (("/", "home"), (f"/c/{formatted_conversation}/", "conversation"), ("/usage/", "usage"),
+             ("/accounts/password/", "password"), ("/account/keys/", "keys"))
     for path, name in pages:
         page.goto(path)
         expect(page.locator("h1")).to_have_count(1)
