@@ -3,9 +3,10 @@
 It answers instantly with a fixed reply (``--tokens`` pieces), streamed or not, and
 serves ``/v1/models``. With ``--rate R`` a stream sends R pieces per second, and each
 piece carries its emit time as ``@<unix time> `` so a client can measure how long the
-piece took to reach it. Run it in a process of its own:
+piece took to reach it; with ``--paragraph K`` every K-th piece ends a paragraph, so the
+reply has Markdown blocks for the chat to format as they finish. Run it in a process of its own:
 
-    python bench/_upstream.py --port 9000 [--tokens 20] [--rate 0]
+    python bench/_upstream.py --port 9000 [--tokens 20] [--rate 0] [--paragraph 0]
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def _chunk(data: bytes) -> bytes:
 
 
 class Upstream:
-    def __init__(self, tokens: int, rate: float) -> None:
+    def __init__(self, tokens: int, rate: float, paragraph: int = 0) -> None:
         self.tokens = tokens
         self.rate = rate
+        self.paragraph = paragraph
         self.counter = 0
         self.word = "tok "
 
@@ -122,7 +124,8 @@ class Upstream:
                 delay = start + i * interval - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                delta = {"content": f"@{time.time():.6f} "}
+                ends_paragraph = self.paragraph and i % self.paragraph == self.paragraph - 1
+                delta = {"content": f"@{time.time():.6f} " + ("\n\n" if ends_paragraph else "")}
                 if i == 0:
                     delta["role"] = "assistant"
                 writer.write(event(delta))
@@ -145,8 +148,9 @@ async def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tokens", type=int, default=20)
     parser.add_argument("--rate", type=float, default=0.0, help="pieces per second per stream; 0: all at once")
+    parser.add_argument("--paragraph", type=int, default=0, help="a paragraph ends every this many pieces")
     args = parser.parse_args()
-    upstream = Upstream(args.tokens, args.rate)
+    upstream = Upstream(args.tokens, args.rate, args.paragraph)
     server = await asyncio.start_server(upstream.handle, "127.0.0.1", args.port, backlog=4096, limit=2**20)
     async with server:
         await server.serve_forever()

@@ -11,6 +11,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/messages/<int:message_id>", views.message_detail, name="message_detail"),
     path("c/<int:conversation_id>/rename", views.conversation_rename, name="conversation_rename"),
     path("c/<int:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
+    path("account/theme", views.theme_set, name="theme_set"),
     path("account/keys/", views.api_keys, name="api_keys"),
     path("account/keys/<int:key_id>/revoke", views.api_key_revoke_view, name="api_key_revoke"),
     path("usage/", views.usage, name="usage"),

@@ -13,10 +13,12 @@ from django.core.exceptions import ValidationError
 from django.template.backends.django import Template
 from django.template.loader import get_template
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from .ids import row_id
 from .jsoninput import JsonInputError, json_input_parse
 from .models import Conversation, Message
+from .rendering import streaming_render
 from .selectors import conversation_afind, message_list_of
 from .services.accounts import account_group, session_expiry
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
@@ -173,9 +175,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._send_text(message_id, text[shown - start :], replace=False)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        """Show the reply so far: its finished blocks formatted, the rest as text."""
         self.awaiting_snapshot.discard(event["message_id"])
         self.shown[event["message_id"]] = len(event["text"])
-        await self._send_text(event["message_id"], event["text"], replace=True)
+        blocks, tail = streaming_render(event["text"])
+        await self._send_text(event["message_id"], tail, replace=True, blocks=blocks)
+
+    async def chat_blocks(self, event: dict[str, Any]) -> None:
+        """Show the reply so far as the generation formatted it: its finished blocks rendered, the open tail."""
+        message_id = event["message_id"]
+        self.awaiting_snapshot.discard(message_id)
+        self.shown[message_id] = event["end"] + len(event["text"])
+        blocks = mark_safe(event["html"])  # noqa: S308 - rendered and sanitised by the generation (markdown_render)
+        await self._send_text(message_id, event["text"], replace=True, blocks=blocks)
 
     async def chat_done(self, event: dict[str, Any]) -> None:
         """Show the finished reply whole, and the conversation's new totals."""
@@ -206,11 +218,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
         await self.send(text_data=_partial(name).render(context))
 
-    async def _send_text(self, message_id: int, text: str, *, replace: bool) -> None:
-        """Append streamed text to a reply (with ``replace``, make it its whole text), in parts a frame carries."""
-        for at in range(0, max(len(text), 1), TEXT_PART_CHARS):
-            part = text[at : at + TEXT_PART_CHARS]
-            await self._send_partial("snapshot" if replace and not at else "delta", message_id=message_id, text=part)
+    async def _send_text(self, message_id: int, text: str, *, replace: bool, blocks: str = "") -> None:
+        """Append streamed text to a reply (with ``replace``, make it its whole text after the formatted
+        ``blocks``), in parts a frame carries: the first, beside the blocks, half a part."""
+        first = TEXT_PART_CHARS // 2 if blocks else TEXT_PART_CHARS
+        if replace:
+            await self._send_partial("snapshot", message_id=message_id, blocks=blocks, text=text[:first])
+            text = text[first:]
+        for at in range(0, len(text), TEXT_PART_CHARS):
+            await self._send_partial("delta", message_id=message_id, text=text[at : at + TEXT_PART_CHARS])
 
     async def _send_message(self, message: Message) -> None:
         """A finished message whole, or when that is more than a frame carries, a placeholder that fetches it."""
@@ -223,6 +239,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 CHAT_EVENTS = {
     "chat.delta": ChatConsumer.chat_delta,
     "chat.snapshot": ChatConsumer.chat_snapshot,
+    "chat.blocks": ChatConsumer.chat_blocks,
     "chat.turn": ChatConsumer.chat_turn,
     "chat.done": ChatConsumer.chat_done,
 }

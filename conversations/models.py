@@ -311,6 +311,26 @@ class UserLimits(models.Model):
         return f"Limits of {self.user}"
 
 
+class UserPreferences(models.Model):
+    """What a user chose for the look of the site, kept on the server so every device agrees."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "System"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    theme = models.CharField(
+        max_length=10, choices=Theme.choices, default=Theme.SYSTEM, help_text="System follows the browser."
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"
+
+
 class UsageRecord(models.Model):
     """One completion's usage and cost: the ledger every total is summed from.
 

@@ -1,12 +1,13 @@
 """Reads, always scoped to the user asking: another user's id is simply not found."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from .ids import row_id_valid
-from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord
+from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord, UserPreferences
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
@@ -28,9 +29,16 @@ async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) ->
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """The conversation's messages (not those a regenerate replaced) with their usage rows joined,
-    so rendering them (sync or async) runs no query."""
-    return conversation.messages.filter(replaced=False).select_related("usage").order_by("created_at", "id")
+    """The conversation's messages (not those a regenerate replaced) with their usage rows joined and
+    ``model_label`` (the display name of the model that wrote a reply, or its name), so rendering them
+    (sync or async) runs no query."""
+    display_name = ChatModel.objects.filter(name=OuterRef("model_name")).values("display_name")[:1]
+    return (
+        conversation.messages.filter(replaced=False)
+        .select_related("usage")
+        .annotate(model_label=Coalesce(NullIf(Subquery(display_name), Value("")), F("model_name")))
+        .order_by("created_at", "id")
+    )
 
 
 MESSAGES_PER_PAGE = 100
@@ -72,3 +80,11 @@ def api_key_list(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
 def usage_list(*, user: AbstractBaseUser) -> QuerySet[UsageRecord]:
     """The user's usage ledger: chat replies and /v1 calls."""
     return UsageRecord.objects.filter(user=user)
+
+
+def user_theme(*, user: AbstractBaseUser) -> str:
+    """The theme the user chose; ``system`` (follow the browser) for anyone who did not, or is signed out."""
+    if not user.is_authenticated:
+        return UserPreferences.Theme.SYSTEM
+    chosen = UserPreferences.objects.filter(user=user).values_list("theme", flat=True).first()
+    return chosen or UserPreferences.Theme.SYSTEM

@@ -6,12 +6,13 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -29,7 +30,7 @@ from .selectors import (
     usage_list,
 )
 from .services import chat, usage_report
-from .services.accounts import account_sockets_check, signup_allowed, user_signup
+from .services.accounts import account_sockets_check, preferences_theme_set, signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
 from .services.health import local_model_status, readiness_check
 
@@ -79,7 +80,7 @@ class LoginView(auth_views.LoginView):
 
 def signup(request: HttpRequest) -> HttpResponse:
     if not signup_allowed():
-        raise PermissionDenied("Sign-ups are closed. Ask an admin for an account.")
+        return render(request, "registration/signup_closed.html", status=403)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         login(request, user_signup(form=form), backend="django.contrib.auth.backends.ModelBackend")
@@ -186,6 +187,21 @@ def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpRespo
 def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
     chat.conversation_delete(conversation=conversation_get(user=request.user, conversation_id=conversation_id))
     return redirect("home")
+
+
+@login_required
+@require_POST
+def theme_set(request: HttpRequest) -> HttpResponse:
+    """Keep the theme the user picked; htmx gets the switch back, a plain form the page it came from."""
+    try:
+        preferences = preferences_theme_set(user=request.user, theme=request.POST.get("theme", ""))
+    except ValidationError as exc:
+        return HttpResponse(" ".join(exc.messages), status=400)
+    if request.headers.get("HX-Request"):
+        return render(request, f"{TEMPLATE}#theme-switch", {"theme": preferences.theme})
+    back = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return redirect(back if safe else "home")
 
 
 def _keys_page(request: HttpRequest, **context: Any) -> HttpResponse:

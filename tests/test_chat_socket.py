@@ -65,7 +65,8 @@ async def test_reply_keeps_generating_after_the_tab_closes_and_a_new_tab_gets_th
     snapshot_at = html.index(f'id="message-{reply.pk}-body"')
     assert "beforeend:#message-" not in html[:snapshot_at]
     later = html[snapshot_at:]
-    streamed = later[later.index(">") + 1 : later.index("</div>")] + "".join(_deltas(later))
+    tail_at = later.index('class="tail">') + len('class="tail">')
+    streamed = later[tail_at : later.index("</div>", tail_at)] + "".join(_deltas(later))
     assert streamed.startswith(" w0 w1 w2 w3")
     assert streamed == "".join(words)
     saved = await Message.objects.aget(pk=reply.pk)
@@ -239,3 +240,30 @@ async def test_xss_in_a_streamed_reply_is_escaped_and_sanitised(user, chat_model
     assert "href=\"javascript" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # streamed as visible text
     assert "&lt;b&gt;bold?&lt;/b&gt;" in html
+
+
+async def test_finished_blocks_arrive_formatted_while_the_reply_streams_and_a_new_tab_gets_them_too(
+    user, chat_model, upstream, open_tab, settings
+):
+    settings.STREAM_SAVE_INTERVAL = 0.05
+    text = "## Steps\n\n<script>alert(1)</script> first\n\n- one\n- two\n\n" + "The last words, still coming in. " * 10
+    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
+    upstream.script(Reply(text=text, pieces=pieces, delay=0.03))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="Format it")
+
+    live = await tab.receive_until("<li>two</li>")
+    assert 'class="message assistant" data-status="complete"' not in live  # before the reply ended
+    assert '<div class="markdown blocks"><h2>Steps</h2>' in live
+    assert "<p>&lt;script&gt;alert(1)&lt;/script&gt; first</p>" in live and "<script" not in live
+
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    _, _, second = await open_tab(user, conversation.pk, query=f"streaming={reply.pk}")
+    # Joined mid-reply (its last words take two more seconds): the text so far comes formatted.
+    joined = await second.receive_until(f'id="message-{reply.pk}-body"')
+    assert '<div class="markdown blocks"><h2>Steps</h2>' in joined
+    assert 'data-status="complete"' not in joined
+    await tab.receive_until('class="message assistant" data-status="complete"')
+    saved = await Message.objects.aget(pk=reply.pk)
+    assert saved.content == text

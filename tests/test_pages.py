@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from conversations.models import Conversation, Message, SiteSettings
+from conversations.models import Conversation, Message, SiteSettings, UserPreferences
 from tests.conftest import wait_for_status
 from tests.upstream import Reply
 
@@ -25,7 +25,10 @@ def test_first_visitor_creates_the_admin_account_and_signups_then_close(client, 
     assert client.get("/admin/").status_code == 200
 
     client.logout()
-    assert client.get("/accounts/signup/").status_code == 403
+    closed = client.get("/accounts/signup/")
+    assert closed.status_code == 403
+    assert "Sign-up is closed; ask your admin" in closed.content.decode()
+    assert b'href="/accounts/login/"' in closed.content
     assert b"Create one" not in client.get("/accounts/login/").content
 
 
@@ -82,6 +85,7 @@ def test_rename_and_delete(client, user, chat_model):
     client.force_login(user)
     response = client.post(f"/c/{conversation.pk}/rename", {"title": "  New   title "}, HTTP_HX_REQUEST="true")
     assert 'value="New title"' in response.content.decode()
+    assert '<h1 id="conversation-title" hx-swap-oob="true">New title</h1>' in response.content.decode()
     conversation.refresh_from_db()
     assert conversation.title == "New title"
 
@@ -196,3 +200,56 @@ def test_a_long_conversation_opens_on_its_latest_messages_and_loads_earlier_ones
 
     client.force_login(other_user)
     assert client.get(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_picked_theme_is_kept_for_the_user_and_written_into_every_page(client, user, other_user, chat_model):
+    client.force_login(user)
+    assert "data-theme" not in client.get("/").content.decode()  # follows the browser by default
+
+    response = client.post("/account/theme", {"theme": "dark"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert 'value="dark" aria-pressed="true"' in response.content.decode()
+    assert UserPreferences.objects.get(user=user).theme == "dark"
+    for path in ("/", "/usage/", "/account/keys/"):
+        assert '<html lang="en" data-theme="dark">' in client.get(path).content.decode()
+
+    assert client.post("/account/theme", {"theme": "sepia"}).status_code == 400
+    assert client.post("/account/theme", {"theme": "light", "next": "/usage/"}).url == "/usage/"
+    assert client.post("/account/theme", {"theme": "light", "next": "https://evil.example/"}).url == "/"
+    assert UserPreferences.objects.get(user=user).theme == "light"
+
+    client.force_login(other_user)  # another user's choice is their own
+    assert "data-theme" not in client.get("/").content.decode()
+    client.logout()
+    assert client.post("/account/theme", {"theme": "dark"}).status_code == 302
+    assert not UserPreferences.objects.filter(user=other_user).exists()
+
+
+@pytest.mark.django_db
+def test_replies_name_the_model_by_its_display_name(client, user, chat_model):
+    conversation = Conversation.objects.create(user=user, title="Names", model=chat_model)
+    Message.objects.create(conversation=conversation, role="user", content="Hi")
+    Message.objects.create(conversation=conversation, role="assistant", content="Hello", model_name=chat_model.name)
+    Message.objects.create(conversation=conversation, role="assistant", content="Old", model_name="retired-model")
+    client.force_login(user)
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert '<div class="role">Fake Model</div>' in html
+    assert '<div class="role">retired-model</div>' in html  # a model gone from the admin keeps its name
+    assert '<h1 id="conversation-title">Names</h1>' in html and html.count("<h1") == 1
+
+
+@pytest.mark.django_db
+def test_a_reply_loaded_mid_stream_shows_its_finished_blocks_formatted_and_the_rest_as_text(client, user, chat_model):
+    conversation = Conversation.objects.create(user=user, title="Live", model=chat_model)
+    reply = Message.objects.create(
+        conversation=conversation, role="assistant", status="streaming", model_name=chat_model.name,
+        content="## Plan\n\n<script>alert(1)</script> and **bold**\n\n- one\n- <img src=x onerror=alert(2)>",
+    )
+    client.force_login(user)
+    html = client.get(f"/c/{conversation.pk}/").content.decode()
+    body = html[html.index(f'id="message-{reply.pk}-body"') :]
+    body = body[: body.index("</article>")]
+    assert '<div class="markdown blocks"><h2>Plan</h2>\n<p>&lt;script&gt;alert(1)&lt;/script&gt; and <strong>bold</strong></p>' in body
+    assert f'<div id="message-{reply.pk}-tail" class="tail">- one\n- &lt;img src=x onerror=alert(2)&gt;</div>' in body
+    assert "<script" not in body and "<img" not in body

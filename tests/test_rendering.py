@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conversations.rendering import markdown_render
+from conversations.rendering import finished_blocks_end, markdown_render, streaming_blocks_extend
 
 ATTACKS = [
     "<script>alert(1)</script>",
@@ -115,3 +115,60 @@ def test_highlighted_block_escapes_html_in_code():
 
 def test_empty_text():
     assert markdown_render("") == ""
+
+
+STREAMED_REPLY = """## Greeting people
+
+Here is how, in three steps:
+
+- read the *name*
+- build the text
+
+- print it
+
+```python
+def greet(name):
+
+    # a blank line above, inside the code
+    return f"Hello, {name}!"
+```
+
+1. first
+2. second
+
+> A quote
+> that goes on
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+    indented code
+
+That is all.
+"""
+
+
+def test_blocks_shown_as_finished_while_streaming_never_change_as_the_reply_goes_on():
+    final = str(markdown_render(STREAMED_REPLY))
+    finished_at = set()
+    for cut in range(len(STREAMED_REPLY) + 1):
+        end = finished_blocks_end(STREAMED_REPLY[:cut])
+        finished_at.add(end)
+        assert final.startswith(str(markdown_render(STREAMED_REPLY[:end]))), (cut, STREAMED_REPLY[:end])
+    # The heading, the paragraph, the list, the code, the numbered list, the quote, the table
+    # and the indented code are each finished before the reply ends.
+    assert len(finished_at) >= 8
+
+
+def test_an_open_code_block_stays_unfinished_across_its_blank_lines():
+    text = "Intro\n\n```\nline one\n\nline two\n\nmore"
+    assert text[: finished_blocks_end(text)] == "Intro\n\n"
+
+
+def test_blocks_rendered_one_at_a_time_as_they_finish_read_as_the_reply_rendered_whole():
+    done, html = 0, ""
+    for cut in range(0, len(STREAMED_REPLY) + 1, 7):
+        done, html = streaming_blocks_extend(STREAMED_REPLY[:cut], done=done, html=html)
+        assert html == str(markdown_render(STREAMED_REPLY[:done])), STREAMED_REPLY[:done]
+    assert done > len(STREAMED_REPLY) * 0.9

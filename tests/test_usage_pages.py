@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations.models import ApiKey, Conversation, Message, ModelPrice, UsageRecord, UserLimits
+from conversations.models import ApiKey, ChatModel, Conversation, Message, ModelPrice, UsageRecord, UserLimits
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
@@ -111,6 +111,14 @@ def test_a_conversation_without_usage_shows_no_total(client, user, chat_model, f
 
 
 # --- The Usage page -----------------------------------------------------------------------------
+
+
+def test_usage_page_names_models_as_the_chat_does(client, user, ledger, chat_model):
+    ChatModel.objects.create(name="gpt-a", display_name="GPT A <fast>", provider=chat_model.provider, upstream_model="a")
+    client.force_login(user)
+    table = _attr(client.get("/usage/").content.decode(), "usage-by-model")
+    assert '<tr data-model="gpt-a">\n        <td>GPT A &lt;fast&gt;</td>' in table
+    assert '<tr data-model="free-model">\n        <td>free-model</td>' in table  # no such model any more
 
 
 def test_usage_page_shows_today_the_month_the_budget_and_the_month_by_model(client, user, ledger, settings):

@@ -1,4 +1,5 @@
-"""Accounts: the first one administers the site; later ones need open sign-ups. Signed-in sockets end with their session."""
+"""Accounts: the first one administers the site; later ones need open sign-ups. Signed-in sockets end with
+their session. And what each user prefers."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from ..forms import SignupForm
-from ..models import SiteSettings
+from ..models import SiteSettings, UserPreferences
 
 
 def signup_allowed() -> bool:
@@ -75,3 +77,11 @@ def session_expiry(*, session_key: str | None, user_id: int) -> datetime | None:
     request = HttpRequest()
     request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     return expiry if auth.get_user(request).pk == user_id else None
+
+
+def preferences_theme_set(*, user: AbstractBaseUser, theme: str) -> UserPreferences:
+    """Keep the user's theme (system, light or dark) for every page on every device."""
+    if theme not in UserPreferences.Theme.values:
+        raise ValidationError(f"Unknown theme {theme!r}.")
+    preferences, _ = UserPreferences.objects.update_or_create(user=user, defaults={"theme": theme})
+    return preferences

@@ -12,8 +12,9 @@ Each running generation listens on a channel of its own (joined to the group
 ``sync``, which answers a newly connected socket with the text published so far.
 
 Events published to ``conversation_group(conversation_id)``: ``chat.turn`` (new
-messages), ``chat.delta`` (text and where it starts in the reply), ``chat.snapshot``
-(the text so far), ``chat.done`` (final state).
+messages), ``chat.delta`` (text and where it starts in the reply), ``chat.blocks`` (the
+reply so far as its finished Markdown blocks, rendered, and the open tail as text),
+``chat.snapshot`` (the text so far), ``chat.done`` (final state).
 
 A channel-layer outage (Redis restarting) never changes how a reply ends: deltas are
 retried until they go out, the control listener rejoins its group and sends the
@@ -27,6 +28,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +42,7 @@ from django.utils import timezone
 from ..errors import ChatwebError, DeploymentsExhausted, ModelUnavailable, UpstreamFailed
 from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
-from ..rendering import markdown_render
+from ..rendering import markdown_render, streaming_blocks_extend
 from .completions import UpstreamConnectionError, UpstreamTimeout
 from .metering import (
     TURN_STATUS,
@@ -87,6 +89,9 @@ class _Progress:
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
     metered: Metered | None = None  # the completion: its reservation, route and attempts
+    blocks_end: int = 0  # how much of text the sockets were sent as finished Markdown blocks
+    blocks_html: str = ""  # those blocks, rendered and sanitised
+    formatted_at: float = field(default_factory=time.monotonic)  # when finished blocks were last looked for
 
 
 def generation_start(*, message_id: int) -> asyncio.Task:
@@ -269,15 +274,33 @@ async def _publish(layer: Any, group: str, message_id: int, progress: _Progress,
 
 
 async def _publish_pending(layer: Any, group: str, message_id: int, progress: _Progress) -> None:
-    """Send the text not yet published, with where it starts, so a socket can tell a gap or a repeat."""
+    """Send the text not yet published, with where it starts, so a socket can tell a gap or a repeat.
+
+    At most once per ``STREAM_SAVE_INTERVAL``, when Markdown blocks finished meanwhile,
+    the reply so far goes instead as its finished blocks rendered and the open tail.
+    """
     start, end = progress.published, len(progress.text)
     if start == end:
         return
-    await layer.group_send(
-        group, {"type": "chat.delta", "message_id": message_id, "text": progress.text[start:end], "start": start}
-    )
+    event = _formatted(message_id, progress, end) or {
+        "type": "chat.delta", "message_id": message_id, "text": progress.text[start:end], "start": start
+    }
+    await layer.group_send(group, event)
     progress.published = end
     _publishing.recovered()
+
+
+def _formatted(message_id: int, progress: _Progress, end: int) -> dict[str, Any] | None:
+    """The ``chat.blocks`` event for ``text[:end]``, if it is time to look and blocks finished since the last."""
+    now = time.monotonic()
+    if now - progress.formatted_at < settings.STREAM_SAVE_INTERVAL:
+        return None
+    progress.formatted_at = now
+    done, html = streaming_blocks_extend(progress.text[:end], done=progress.blocks_end, html=progress.blocks_html)
+    if done == progress.blocks_end:
+        return None
+    progress.blocks_end, progress.blocks_html = done, html
+    return {"type": "chat.blocks", "message_id": message_id, "html": html, "end": done, "text": progress.text[done:end]}
 
 
 def _save_later(message_id: int, text: str) -> None:

@@ -19,7 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
-from ..models import Conversation, UsageRecord
+from ..models import ChatModel, Conversation, UsageRecord
 from .usage import COST_PLACES, Limits, limits_for, month_start
 
 UTC = datetime.timezone.utc
@@ -247,9 +247,18 @@ def usage_summary(*, queryset: QuerySet[UsageRecord], user: AbstractBaseUser, no
         month=month,
         limits=limits,
         budget_left=budget_left,
-        by_model=grouped(queryset.filter(created_at__gte=first), "model"),
+        by_model=_named(grouped(queryset.filter(created_at__gte=first), "model")),
         chart=chart_build(by_day(queryset.filter(created_at__gte=chart_start)), today=day_start.date()),
     )
+
+
+def _named(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its model's display ``name`` as the chat shows it; a model since removed keeps its id."""
+    names = dict(
+        ChatModel.objects.filter(name__in=[row["model"] for row in rows]).exclude(display_name="")
+        .values_list("name", "display_name")
+    )
+    return [{**row, "name": names.get(row["model"], row["model"])} for row in rows]
 
 
 # --- CSV -----------------------------------------------------------------------------------------

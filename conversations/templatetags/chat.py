@@ -1,12 +1,14 @@
-"""Template filters of the chat page (and its sign-in pages)."""
+"""Template filters and tags of the pages."""
 
 from datetime import timedelta
 
 from django import template
+from django.templatetags.static import static
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from ..models import Message
-from ..rendering import markdown_render
+from ..rendering import markdown_render, streaming_render
 
 register = template.Library()
 
@@ -24,3 +26,20 @@ def minutes(delta: timedelta) -> str:
     """A duration in whole minutes: "15 minutes", "1 minute"."""
     count = max(1, round(delta.total_seconds() / 60))
     return f"{count} minute{'' if count == 1 else 's'}"
+
+
+@register.filter
+def streaming_parts(text: str) -> tuple[SafeString, str]:
+    """A streaming reply's text so far as (its finished blocks rendered, the open tail)."""
+    return streaming_render(text or "")
+
+
+@register.simple_tag
+def icon(name: str) -> SafeString:
+    """An icon of the Lucide sprite in static/icons, drawn in the text colour and hidden from screen readers
+    (the control it sits in carries the words)."""
+    return format_html(
+        '<svg class="icon" aria-hidden="true" focusable="false"><use href="{}#{}"></use></svg>',
+        static("icons/lucide.svg"),
+        name,
+    )

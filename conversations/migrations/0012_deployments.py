@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0010_message_replaced'),
+        ('conversations', '0011_user_preferences'),
     ]
 
     operations = [
