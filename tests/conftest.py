@@ -94,28 +94,52 @@ def other_user(db: None, django_user_model: Any) -> Any:
     return django_user_model.objects.create_user(username="bob", password="bob-password-1")
 
 
+class _HttpInFlight:
+    """The app, counting the HTTP requests it is still handling, answered or not."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.count = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.count += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.count -= 1
+
+
 @pytest.fixture(scope="session")
-def live_server_url() -> Iterator[str]:
+def _live_server() -> Iterator[tuple[str, _HttpInFlight]]:
     """chatweb's ASGI app served over real HTTP on loopback (uvicorn in a thread, sharing the test database)."""
     import threading
-    import time
 
     import uvicorn
 
     from chatweb.asgi import application
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
+    app = _HttpInFlight(application)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", app
     server.should_exit = True
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server_url(_live_server: tuple[str, _HttpInFlight]) -> Iterator[str]:
+    """The live server's URL; at the test's end, before its database is flushed, every request it
+    made is done, including what /v1 writes after answering (a flush meeting that write failed)."""
+    url, in_flight = _live_server
+    yield url
+    eventually(lambda: in_flight.count == 0, timeout=30)
 
 
 def socket_app() -> Any:
