@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from tests.live import ROOT, LiveApp
-from tests.test_browser import (
+from tests.test_browser import (  # noqa: F401 - browser, fake_upstream and upstream are fixtures
     ADMIN,
     CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
     assert_nothing_ran,
+    browser,
+    fake_upstream,
     new_context,
     paced,
     signup,
@@ -29,6 +29,7 @@ from tests.test_browser import (
     start_conversation,
     stream_words,
     type_and_enter,
+    upstream,
     wait_socket,
 )
 from tests.upstream import FakeUpstream, Reply
@@ -53,13 +54,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromiu
 
 
 @pytest.fixture(scope="module")
-def fake_upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def live(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     app = LiveApp(upstream=fake_upstream, data_dir=tmp_path_factory.mktemp("chatweb-ui"))
     try:
@@ -71,22 +65,6 @@ def live(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) 
         yield app
     finally:
         app.stop()
-
-
-@pytest.fixture
-def upstream(fake_upstream: FakeUpstream, live: LiveApp) -> Iterator[FakeUpstream]:
-    fake_upstream.reset()
-    yield fake_upstream
-    fake_upstream.reset()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
