@@ -13,7 +13,7 @@ from ..errors import UpstreamFailed
 from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, SiteSettings
 from ..services.completions import models_list
 from ..services.health import local_model_status
-from ..services.providers import provider_is_local
+from ..services.providers import base_url_is_local
 from ..services.routing import routes_test
 
 
@@ -79,7 +79,7 @@ class ProviderAdmin(admin.ModelAdmin):
     @admin.display(description="Status")
     def status(self, obj: Provider) -> str:
         """The bundled model's state (up, restarting after a crash, down); other providers are not probed."""
-        return str(local_model_status()) if obj.pk and provider_is_local(obj) else "—"
+        return str(local_model_status()) if obj.pk and base_url_is_local(obj.base_url) else "—"
 
     @admin.display(description="API key")
     def key_hint(self, obj: Provider) -> str:

@@ -53,7 +53,7 @@ from .metering import (
     metering_store,
     metering_stream,
 )
-from .providers import provider_is_local
+from .providers import base_url_is_local
 from .stored import stored_completion_build_turn
 
 logger = logging.getLogger(__name__)
@@ -160,8 +160,8 @@ async def _generate(message_id: int) -> None:
         status, error = Message.Status.STOPPED, ""
     except ChatwebError as exc:
         logger.warning("Generation of message %s failed: %r", message_id, exc)
-        model = message.conversation.model
-        local = model is not None and provider_is_local(model.provider)
+        route = progress.metered.route if progress.metered else None  # the deployment that failed
+        local = route is not None and base_url_is_local(route.upstream.base_url)
         status, error = Message.Status.ERROR, error_describe(exc, local=local)
     except Exception:
         logger.exception("Generation of message %s crashed", message_id)

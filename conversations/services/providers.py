@@ -29,9 +29,9 @@ def local_model_base_url() -> str:
     return f"http://{settings.LOCAL_MODEL_HOST}:{settings.LOCAL_MODEL_PORT}/v1"
 
 
-def provider_is_local(provider: Provider) -> bool:
-    """Whether ``provider`` is the bundled model, wherever the environment puts it."""
-    return provider.base_url.rstrip("/") == local_model_base_url()
+def base_url_is_local(base_url: str) -> bool:
+    """Whether ``base_url`` is the bundled model's, wherever the environment puts it."""
+    return base_url.rstrip("/") == local_model_base_url()
 
 
 def providers_sync() -> list[str]:
