@@ -16,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from .forms import SignupForm
+from .forms import PasswordForm, SignupForm
 from .ids import row_id
 from .models import ApiKey, Conversation, Message
 from .selectors import (
@@ -53,6 +53,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     sessions end, and every open socket of the user closes (a reloaded page opens one with the new key)."""
 
     template_name = "registration/password_change.html"
+    form_class = PasswordForm
     success_url = reverse_lazy("password_changed")
 
     def form_valid(self, form):
