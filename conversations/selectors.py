@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404
 
 from .ids import row_id_valid
 from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord, UserPreferences
+from .services.access import access_of, key_model_ids
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
@@ -64,12 +65,20 @@ def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> li
     return list(message_list(conversation=conversation).filter(pk__in=message_ids))
 
 
-def chat_model_list() -> QuerySet[ChatModel]:
-    return ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+def chat_model_list(*, user: AbstractBaseUser, api_key: ApiKey | None = None) -> QuerySet[ChatModel]:
+    """The enabled models ``user`` may use (``services.access``), narrowed to ``api_key``'s list when given."""
+    models = ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+    access = access_of(user=user)
+    if not access.everything:
+        models = models.filter(pk__in=access.ids)
+    if api_key is not None and (own := key_model_ids(api_key=api_key)):
+        models = models.filter(pk__in=own)
+    return models
 
 
-def chat_model_default() -> ChatModel | None:
-    models = chat_model_list()
+def chat_model_default(*, user: AbstractBaseUser) -> ChatModel | None:
+    """The site's default model if ``user`` may use it, else the first they may."""
+    models = chat_model_list(user=user)
     return models.filter(is_default=True).first() or models.first()
 
 

@@ -101,7 +101,7 @@ def _page(
     messages, has_earlier = message_page(conversation=conversation) if conversation else ([], False)
     selected = conversation.model_id if conversation else None
     if selected is None:
-        default = chat_model_default()
+        default = chat_model_default(user=request.user)
         selected = default.pk if default else None
     return render(
         request,
@@ -113,7 +113,7 @@ def _page(
             "messages": messages,
             "has_earlier": has_earlier,
             "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],
-            "chat_models": chat_model_list(),
+            "chat_models": chat_model_list(user=request.user),
             "selected_model_id": selected,
             "notice": notice,
             "draft": draft,
