@@ -1,7 +1,10 @@
 """Reads, always scoped to the user asking: another user's id is simply not found."""
 
+from datetime import datetime
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, OuterRef, QuerySet, Subquery, Value
+from django.db.models import F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -82,8 +85,18 @@ def chat_model_default(*, user: AbstractBaseUser) -> ChatModel | None:
     return models.filter(is_default=True).first() or models.first()
 
 
-def api_key_list(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(user=user)
+def api_key_list(*, user: AbstractBaseUser, spent_since: datetime | None = None) -> QuerySet[ApiKey]:
+    """The user's keys with the models each is limited to; with ``spent_since``, each key's ``spent`` (USD)
+    since then, one subquery per key."""
+    keys = ApiKey.objects.filter(user=user).prefetch_related("allowed_models")
+    if spent_since is None:
+        return keys
+    spent = (
+        UsageRecord.objects.filter(api_key=OuterRef("pk"), created_at__gte=spent_since)
+        .order_by().values("api_key").annotate(total=Sum("cost")).values("total")
+    )
+    cost = UsageRecord._meta.get_field("cost")
+    return keys.annotate(spent=Coalesce(Subquery(spent, output_field=cost), Value(Decimal(0)), output_field=cost))
 
 
 def usage_list(*, user: AbstractBaseUser) -> QuerySet[UsageRecord]:
