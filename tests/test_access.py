@@ -20,6 +20,7 @@ from conversations.models import (
     UserLimits,
 )
 from conversations.services.api_keys import api_key_create
+from tests.conftest import eventually
 from tests.upstream import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -225,6 +226,7 @@ def test_a_key_over_its_own_budget_or_rpm_answers_429_and_another_key_still_work
     upstream.script(*[Reply(text="ok") for _ in range(4)])
 
     assert budgeted.chat.completions.create(model="fake-model", max_tokens=100, messages=[{"role": "user", "content": "1"}])
+    eventually(lambda: UsageRecord.objects.filter(api_key__name="b", state="settled").exists())  # after the answer
     UsageRecord.objects.filter(api_key__name="b").update(cost=Decimal("0.01"))
     with pytest.raises(openai.RateLimitError) as caught:
         budgeted.chat.completions.create(model="fake-model", max_tokens=100, messages=[{"role": "user", "content": "2"}])
