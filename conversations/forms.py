@@ -71,8 +71,8 @@ class ApiKeyForm(forms.Form):
 
     @property
     def expires_at(self) -> datetime.datetime | None:
-        """The end of the chosen day, UTC."""
+        """The last moment of the chosen day, UTC."""
         day = self.cleaned_data.get("expires_on")
         if day is None:
             return None
-        return datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), tzinfo=datetime.UTC)
+        return datetime.datetime.combine(day, datetime.time.max, tzinfo=datetime.UTC)

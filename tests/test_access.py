@@ -283,7 +283,7 @@ def test_the_keys_page_creates_a_scoped_key_and_shows_its_scopes_and_spend(clien
     assert response.status_code == 302
     key = ApiKey.objects.get(user=user)
     assert (key.monthly_budget, key.requests_per_minute, key.read_only) == (Decimal("5"), 30, True)
-    assert key.expires_at.date() == tomorrow + timedelta(days=1)  # usable through the end of that day, UTC
+    assert key.expires_at.date() == tomorrow and key.expires_at.hour == 23  # usable through that day, UTC
     assert list(key.allowed_models.all()) == [models["second"]]
     UsageRecord.objects.create(user=user, api_key=key, model="second-model", state="settled", cost=Decimal("1.25"))
     UsageRecord.objects.create(user=user, api_key=key, model="second-model", state="settled", cost=Decimal("7"),
@@ -292,6 +292,7 @@ def test_the_keys_page_creates_a_scoped_key_and_shows_its_scopes_and_spend(clien
     html = client.get("/account/keys/").content.decode()
     assert "reporting &lt;b&gt;bot&lt;/b&gt;" in html and "<b>bot</b>" not in html
     assert "Models: Second Model" in html and "Read-only" in html and "30 requests/min" in html
+    assert f"Valid through {tomorrow.isoformat()} (UTC)" in html
     assert "$1.2500 of $5.00" in html  # this month only
 
 
