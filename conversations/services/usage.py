@@ -191,33 +191,29 @@ def usage_reserve(
             _key_rate_check(api_key, now)
         first = month_start(now)
         if key_limited and api_key.monthly_budget is not None:
-            spent = _spent(UsageRecord.objects.filter(api_key=api_key), first)
-            if spent + record.cost > api_key.monthly_budget:
-                raise QuotaExceeded(
-                    f"This API key's monthly budget is reached: ${spent:.2f} of ${api_key.monthly_budget:.2f} "
-                    "used this month. Create a key with a larger budget, or wait for next month.",
-                    kind="budget", limit=api_key.monthly_budget,
-                    remaining=max(api_key.monthly_budget - spent, Decimal(0)),
-                )
+            _budget_check(
+                _spent(UsageRecord.objects.filter(api_key=api_key), first), record.cost, api_key.monthly_budget,
+                "This API key's monthly budget is reached", ". Create a key with a larger budget, or wait for next month.",
+            )
         if limits.monthly_budget is not None:
-            spent = _spent(ledger, first)
-            if spent + record.cost > limits.monthly_budget:
-                raise QuotaExceeded(
-                    f"Monthly budget reached: ${spent:.2f} of ${limits.monthly_budget:.2f} used this month. "
-                    "An admin can raise it.",
-                    kind="budget", limit=limits.monthly_budget,
-                    remaining=max(limits.monthly_budget - spent, Decimal(0)),
-                )
+            _budget_check(_spent(ledger, first), record.cost, limits.monthly_budget, "Monthly budget reached",
+                          ". An admin can raise it.")
         for group in limits.group_budgets:
-            spent = group_spent(group_id=group.group_id, since=first)
-            if spent + record.cost > group.budget:
-                raise QuotaExceeded(
-                    f"The monthly budget of your group “{group.name}” is reached: ${spent:.2f} of "
-                    f"${group.budget:.2f} used this month by its members. An admin can raise it.",
-                    kind="budget", limit=group.budget, remaining=max(group.budget - spent, Decimal(0)),
-                )
+            _budget_check(
+                group_spent(group_id=group.group_id, since=first), record.cost, group.budget,
+                f"The monthly budget of your group “{group.name}” is reached", " by its members. An admin can raise it.",
+            )
         record.save(force_insert=True)
         return record
+
+
+def _budget_check(spent: Decimal, cost: Decimal, budget: Decimal, head: str, tail: str) -> None:
+    """``QuotaExceeded`` when ``cost`` does not fit in what ``spent`` left of ``budget``, worded ``head``: figures ``tail``."""
+    if spent + cost > budget:
+        raise QuotaExceeded(
+            f"{head}: ${spent:.2f} of ${budget:.2f} used this month{tail}",
+            kind="budget", limit=budget, remaining=max(budget - spent, Decimal(0)),
+        )
 
 
 def _spent(ledger: Any, since: datetime) -> Decimal:
