@@ -33,7 +33,10 @@ class PasswordForm(PasswordChangeForm):
 class ApiKeyForm(forms.Form):
     """A new API key's name and scopes; every bad value gets a message next to its field."""
 
-    name = forms.CharField(max_length=100, help_text="Such as the app that will use it.")
+    name = forms.CharField(
+        max_length=100, help_text="Such as the app that will use it.",
+        error_messages={"required": "Give the key a name, such as the app that will use it."},
+    )
     expires_on = forms.DateField(
         required=False, widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Optional. The key works until the end of this day (UTC).",

@@ -211,7 +211,7 @@ def _keys_page(request: HttpRequest, form: ApiKeyForm, **context: Any) -> HttpRe
     keys = api_key_list(user=request.user, spent_since=month_start(timezone.now()))
     return render(
         request, "conversations/keys.html",
-        {"keys": keys, "base_url": base_url, "form": form, "now": timezone.now(), **context},
+        {"keys": keys, "base_url": base_url, "form": form, **context},
         status=400 if form.errors else 200,
     )
 

@@ -308,7 +308,7 @@ def test_the_keys_page_creates_a_scoped_key_and_shows_its_scopes_and_spend(clien
         ({"monthly_budget": "NaN"}, "Enter a number"),
         ({"requests_per_minute": "0"}, "greater than or equal to 1"),
         ({"requests_per_minute": "99999999999999999999"}, "less than or equal to"),
-        ({"name": "   "}, "This field is required"),
+        ({"name": "   "}, "Give the key a name"),
         ({"name": "x" * 101}, "at most 100 characters"),
         ({"name": "null\x00byte"}, "may not contain U+0000"),
     ],

@@ -33,8 +33,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..errors import DeploymentsExhausted, ModelUnavailable
-from .access import access_cached, access_require, model_unavailable
 from ..models import ApiKey, ChatModel, Message, StoredCompletion, UsageRecord
+from .access import access_cached, access_require, model_unavailable
 from .completions import CompletionError, completion_create, completion_stream
 from .routing import Route, route_failed, routes_aof, routes_of, routes_ordered
 from .rowcache import rowcache_get, rowcache_set
