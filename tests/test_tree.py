@@ -70,7 +70,7 @@ async def test_a_branch_chosen_again_is_what_the_next_message_follows(user, chat
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_puts_each_conversation_on_one_path_with_replaced_replies_as_siblings(user):
     executor = MigrationExecutor(connection)
-    before, after = [("conversations", "0012_deployments")], [("conversations", "0014_remove_message_replaced")]
+    before = [("conversations", "0012_deployments")]
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
     OldConversation = apps.get_model("conversations", "Conversation")
@@ -91,7 +91,7 @@ def test_the_migration_puts_each_conversation_on_one_path_with_replaced_replies_
     ]
 
     executor = MigrationExecutor(connection)
-    executor.migrate(after)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # today's models need every later migration too
 
     parents = dict(Message.objects.filter(conversation_id=conversation.pk).values_list("pk", "parent_id"))
     hi, try1, try2, try3, more, done = ids
