@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,6 +15,7 @@ from django.utils import timezone
 from ..errors import QuotaExceeded
 from ..models import ChatModel, Conversation, Message
 from ..selectors import chat_model_default, chat_model_list
+from .chat_settings import chat_request_parameters, chat_settings_clean, chat_system_messages
 from .generation import generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .metering import metering_reserve_turn
 
@@ -22,10 +25,19 @@ TITLE_CHARS = 60
 
 @transaction.atomic
 def conversation_start(
-    *, user: AbstractBaseUser, content: str, model_name: str | None = None
+    *,
+    user: AbstractBaseUser,
+    content: str,
+    model_name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[Message, Message]:
-    """A new conversation holding the user's first message and its reply to generate."""
-    conversation = Conversation.objects.create(user=user, model=chat_model_resolve(model_name=model_name))
+    """A new conversation holding the user's first message and its reply to generate.
+
+    ``settings`` are the new chat's system prompt and parameters as typed (strings).
+    """
+    model = chat_model_resolve(model_name=model_name)
+    cleaned = chat_settings_clean(data=settings or {}, model=model)
+    conversation = Conversation.objects.create(user=user, model=model, **cleaned)
     return message_send(conversation=conversation, content=content)
 
 
@@ -148,9 +160,13 @@ def _assistant_reply_create(*, conversation: Conversation) -> Message:
         model_name=model.name,
         upstream_model=model.upstream_model,
     )
-    history = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).values("content")
+    earlier = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).values("content")
+    history = [*chat_system_messages(settings=conversation), *earlier]
+    max_tokens = chat_request_parameters(settings=conversation, model=model).get("max_tokens")
     try:
-        metering_reserve_turn(user=conversation.user, model=model, reply=reply, history=list(history))
+        metering_reserve_turn(
+            user=conversation.user, model=model, reply=reply, history=history, max_output_tokens=max_tokens
+        )
     except QuotaExceeded as exc:
         raise ValidationError(exc.message) from exc
     return reply
@@ -182,9 +198,13 @@ async def chat_send(*, conversation: Conversation, content: str, model_name: str
     return reply
 
 
-async def chat_start(*, user: AbstractBaseUser, content: str, model_name: str | None = None) -> Conversation:
-    """Start a conversation with its first message and begin the reply."""
-    _, reply = await sync_to_async(conversation_start)(user=user, content=content, model_name=model_name)
+async def chat_start(
+    *, user: AbstractBaseUser, content: str, model_name: str | None = None, settings: Mapping[str, Any] | None = None
+) -> Conversation:
+    """Start a conversation with its first message (and its prompt and parameters) and begin the reply."""
+    _, reply = await sync_to_async(conversation_start)(
+        user=user, content=content, model_name=model_name, settings=settings
+    )
     generation_start(message_id=reply.pk)
     return reply.conversation
 

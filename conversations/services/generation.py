@@ -43,6 +43,7 @@ from ..errors import ChatwebError, DeploymentsExhausted, ModelUnavailable, Upstr
 from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render, streaming_blocks_extend
+from .chat_settings import chat_request_parameters, chat_system_messages
 from .completions import UpstreamConnectionError, UpstreamTimeout
 from .metering import (
     TURN_STATUS,
@@ -88,6 +89,7 @@ class _Progress:
     reading_done: asyncio.Event = field(default_factory=asyncio.Event)  # the provider's stream ended, however
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
+    parameters: dict[str, Any] = field(default_factory=dict)  # and the chat's parameters sent with them
     metered: Metered | None = None  # the completion: its reservation, route and attempts
     blocks_end: int = 0  # how much of text the sockets were sent as finished Markdown blocks
     blocks_html: str = ""  # those blocks, rendered and sanitised
@@ -145,8 +147,8 @@ async def _generate(message_id: int) -> None:
     progress = _Progress(metered=metered)
     try:
         async with _controls(layer, message_id, group, progress):
-            progress.request, max_tokens = await sync_to_async(_request_for)(message)
-            await _stream(progress.request, max_tokens, message_id, group, progress, layer)
+            progress.request, progress.parameters = await sync_to_async(_request_for)(message)
+            await _stream(message_id, group, progress, layer)
         if progress.too_long:
             status, error = Message.Status.STOPPED, REPLY_TOO_LONG.format(limit=settings.CHAT_REPLY_MAX_CHARS)
         else:
@@ -200,17 +202,8 @@ async def _controls(layer: Any, message_id: int, group: str, progress: _Progress
             await layer.group_discard(generation_group(message_id), channel)
 
 
-async def _stream(
-    messages: list[dict[str, str]],
-    max_tokens: int | None,
-    message_id: int,
-    group: str,
-    progress: _Progress,
-    layer: Any,
-) -> None:
-    payload = {"messages": messages, "stream_options": {"include_usage": True}}
-    if max_tokens:
-        payload["max_tokens"] = max_tokens
+async def _stream(message_id: int, group: str, progress: _Progress, layer: Any) -> None:
+    payload = {"messages": progress.request, "stream_options": {"include_usage": True}, **progress.parameters}
     wake = asyncio.Event()
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
     limit = settings.CHAT_REPLY_MAX_CHARS
@@ -452,6 +445,7 @@ def _finish_save(
             stored = stored_completion_build_turn(
                 message=message,
                 messages=progress.request,
+                parameters=progress.parameters,
                 text=progress.text,
                 finish_reason=progress.finish_reason,
                 prompt_tokens=prompt_tokens,
@@ -479,10 +473,11 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     return record.prompt_tokens, record.completion_tokens, record.estimated
 
 
-def _request_for(message: Message) -> tuple[list[dict[str, str]], int | None]:
-    """The message history and the length limit that produce ``message``."""
-    model = message.conversation.model
-    return _history(message), model.max_tokens if model is not None else None
+def _request_for(message: Message) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The messages (the chat's system prompt, then its history) and the parameters that produce ``message``."""
+    conversation = message.conversation
+    messages = [*chat_system_messages(settings=conversation), *_history(message)]
+    return messages, chat_request_parameters(settings=conversation, model=conversation.model)
 
 
 def _history(message: Message) -> list[dict[str, str]]:
@@ -503,7 +498,10 @@ def reply_interrupt_save(*, message: Message, error: str) -> None:
     like any other, so the reservation does not hold the worst case forever. ``message``
     comes with its conversation, model and provider.
     """
-    progress = _Progress(text=message.content, request=_history(message), metered=metering_for_turn(message=message))
+    request, parameters = _request_for(message)
+    progress = _Progress(
+        text=message.content, request=request, parameters=parameters, metered=metering_for_turn(message=message)
+    )
     latency_ms = round((timezone.now() - message.created_at).total_seconds() * 1000)
     _finish_save(message, progress, Message.Status.INTERRUPTED, error, markdown_render(message.content), latency_ms)
 

@@ -132,15 +132,21 @@ def _model_and_reservation(*, body: dict[str, Any], api_key: ApiKey) -> tuple[Ch
 
 
 def metering_reserve_turn(
-    *, user: AbstractBaseUser, model: ChatModel, reply: Message, history: list[dict[str, Any]]
+    *,
+    user: AbstractBaseUser,
+    model: ChatModel,
+    reply: Message,
+    history: list[dict[str, Any]],
+    max_output_tokens: int | None,
 ) -> UsageRecord:
-    """Reserve a chat reply's worst case (its model's ``max_tokens``, else the default), or ``QuotaExceeded``."""
+    """Reserve a chat reply's worst case (the ``max_tokens`` it is sent with, else the default), or
+    ``QuotaExceeded``."""
     return usage_reserve(
         user=user,
         model=model.name,
         provider=model.provider.name,
         prompt_tokens=messages_tokens_guess(history),
-        max_output_tokens=model.max_tokens,
+        max_output_tokens=max_output_tokens,
         message=reply,
     )
 
