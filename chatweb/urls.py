@@ -9,6 +9,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
     path("c/<int:conversation_id>/messages", views.conversation_earlier_messages, name="conversation_earlier_messages"),
     path("c/<int:conversation_id>/messages/<int:message_id>", views.message_detail, name="message_detail"),
+    path("c/<int:conversation_id>/messages/<int:message_id>.md", views.message_markdown, name="message_markdown"),
     path("c/<int:conversation_id>/rename", views.conversation_rename, name="conversation_rename"),
     path("c/<int:conversation_id>/delete", views.conversation_delete, name="conversation_delete"),
     path("c/<int:conversation_id>/settings", views.conversation_settings, name="conversation_settings"),

@@ -187,6 +187,14 @@ def message_detail(request: HttpRequest, conversation_id: int, message_id: int) 
     return render(request, f"{TEMPLATE}#message", {"message": message})
 
 
+@login_required
+def message_markdown(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """A message's text as written (Markdown), for copying and editing it."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    message = message_get(conversation=conversation, message_id=message_id)
+    return HttpResponse(message.content, content_type="text/markdown; charset=utf-8")
+
+
 @require_POST
 async def conversation_new(request: HttpRequest) -> HttpResponse:
     """Start a conversation with its first message; the reply streams on its page."""
