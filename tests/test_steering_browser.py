@@ -1,0 +1,165 @@
+"""Steering a chat in Chromium: settings and presets, copying, keys, and editing, versions and continuing.
+
+One app (Daphne, as in test_browser.py) and one browser serve the module; screenshots go to
+test-artifacts/screenshots/ for a person to look at (375 and 1280 px, light and dark).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.live import ROOT, LiveApp
+from tests.test_browser import (  # noqa: F401 - browser and fake_upstream are fixtures
+    CHROMIUM,
+    browser,
+    fake_upstream,
+    new_context,
+    signup,
+    start_conversation,
+    type_and_enter,
+)
+from tests.upstream import FakeUpstream, Reply
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CODE_REPLY = "Here it is:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\nThat is all."
+
+pytestmark = pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
+
+
+@pytest.fixture(scope="module")
+def live(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    app = LiveApp(upstream=fake_upstream, data_dir=tmp_path_factory.mktemp("chatweb-steering"))
+    try:
+        app.start()
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.fixture
+def upstream(fake_upstream: FakeUpstream, live: LiveApp) -> Iterator[FakeUpstream]:
+    fake_upstream.reset()
+    yield fake_upstream
+    fake_upstream.reset()
+
+
+@pytest.fixture(scope="module")
+def signed_in(browser: Any, live: LiveApp) -> dict:
+    context = new_context(browser, live)
+    page = context.new_page()
+    page.goto("/")
+    signup(page)
+    expect(page.locator("#composer-input")).to_be_visible()
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+def open_page(browser: Any, live: LiveApp, state: dict, *, width: int = 1280, height: int = 800,
+              scheme: str = "light", clipboard: bool = False) -> Any:
+    context = new_context(browser, live, state)
+    if clipboard:
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    page = context.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    page.emulate_media(color_scheme=scheme)
+    return page
+
+
+def close(page: Any) -> None:
+    context = page.context
+    context.close()
+    assert not context.page_errors, f"script errors on the page: {context.page_errors}"
+
+
+def shoot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def reply(page: Any, index: int = -1) -> Any:
+    """The index-th reply on the page, once it has finished."""
+    replies = page.locator("#messages > article.message.assistant")
+    target = replies.nth(index) if index >= 0 else replies.last
+    expect(target).not_to_have_attribute("data-status", "streaming")
+    return target
+
+
+# --- Settings ------------------------------------------------------------------------------
+
+
+def test_system_prompt_and_temperature_reach_the_provider(browser: Any, live: LiveApp, signed_in: dict,
+                                                          upstream: FakeUpstream) -> None:
+    page = open_page(browser, live, signed_in)
+    page.goto("/")
+    page.get_by_text("Chat settings").click()
+    page.get_by_label("System prompt").fill("You are a pirate.")
+    page.get_by_label("Temperature").fill("0.4")
+    shoot(page, "steering-new-chat-settings-desktop-light")
+    start_conversation(page, "Ahoy?")
+    expect(reply(page)).to_contain_text("You said: Ahoy?")
+
+    sent = upstream.requests[-1]
+    assert sent["messages"][0] == {"role": "system", "content": "You are a pirate."}
+    assert sent["temperature"] == 0.4
+
+    # Changed later, the settings apply from the next turn; a value out of range is refused by name.
+    page.get_by_text("Chat settings").click()
+    page.get_by_label("Temperature").fill("1.5")
+    page.get_by_label("Top p").fill("0.8")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#chat-settings")).to_contain_text("Saved")
+    type_and_enter(page, "And now?")
+    expect(reply(page, 1)).to_contain_text("You said: And now?")
+    assert (upstream.requests[-1]["temperature"], upstream.requests[-1]["top_p"]) == (1.5, 0.8)
+    close(page)
+
+
+# --- Copying and keys ---------------------------------------------------------------------------
+
+
+def test_copy_a_code_block_and_a_whole_reply(browser: Any, live: LiveApp, signed_in: dict,
+                                             upstream: FakeUpstream) -> None:
+    upstream.script(Reply(text=CODE_REPLY))
+    page = open_page(browser, live, signed_in, clipboard=True)
+    page.goto("/")
+    start_conversation(page, "Write add in Python")
+    answer = reply(page)
+    copy_code = answer.locator(".code-block button")
+    expect(copy_code).to_have_accessible_name("Copy code")
+    copy_code.click()
+    expect(copy_code).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "def add(a, b):\n    return a + b"
+
+    copy_reply = answer.get_by_role("button", name="Copy reply")
+    copy_reply.focus()
+    page.keyboard.press("Enter")  # reachable and usable by keyboard
+    expect(answer.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == CODE_REPLY
+    expect(page.locator("#action-status")).to_have_text("Copied to the clipboard.")
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        shoot(page, f"steering-copied-desktop-{scheme}")
+    close(page)
+
+
+def test_escape_stops_a_streaming_reply(browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream) -> None:
+    words = [f" w{i}" for i in range(300)]
+    upstream.script(Reply(text="".join(words), pieces=words, delay=0.03))
+    page = open_page(browser, live, signed_in)
+    page.goto("/")
+    start_conversation(page, "Talk for a long time")
+    streaming = page.locator('#messages > article.message.assistant[data-status="streaming"]')
+    expect(streaming).to_contain_text("w3")
+    page.keyboard.press("Escape")
+    stopped = page.locator("#messages > article.message.assistant").last
+    expect(stopped).to_have_attribute("data-status", "stopped")
+    expect(stopped.get_by_role("button", name="Continue the reply")).to_be_visible()
+    close(page)
