@@ -40,14 +40,18 @@
     var label = button.querySelector(".copy-label");
     var before = label ? label.textContent : "";
     var title = button.getAttribute("title");
+    var icon = button.querySelector("use");
+    var href = icon ? icon.getAttribute("href") : "";
     button.classList.add("copied");
     if (label) label.textContent = "Copied";
     if (title) button.setAttribute("title", "Copied");
+    if (icon) icon.setAttribute("href", href.replace(/#copy$/, "#check"));
     announce("Copied to the clipboard.");
     setTimeout(function () {
       button.classList.remove("copied");
       if (label) label.textContent = before;
       if (title) button.setAttribute("title", title);
+      if (icon) icon.setAttribute("href", href);
     }, 2000);
   }
 
