@@ -278,8 +278,9 @@ class StoredCompletion(models.Model):
         default=list, blank=True,
         help_text="Deployments that failed before the one that answered: which, how and when.",
     )
-    message = models.OneToOneField(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completion"
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completions",
+        help_text="The chat reply it wrote; a continued reply has one per call.",
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -408,7 +409,10 @@ class UsageRecord(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
-    message = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records",
+        help_text="The chat reply it was for; a continued reply has one per call.",
+    )
     stored_completion = models.ForeignKey(
         StoredCompletion, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
     )

@@ -1,7 +1,10 @@
 """Reads, always scoped to the user asking: another user's id is simply not found."""
 
+from dataclasses import dataclass
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -29,13 +32,11 @@ async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) ->
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """The conversation's messages (not those a regenerate replaced) with their usage rows joined and
-    ``model_label`` (the display name of the model that wrote a reply, or its name), so rendering them
-    (sync or async) runs no query."""
+    """The conversation's messages (not those a regenerate replaced) with ``model_label`` (the display
+    name of the model that wrote a reply, or its name); ``messages_usage_attach`` adds their usage."""
     display_name = ChatModel.objects.filter(name=OuterRef("model_name")).values("display_name")[:1]
     return (
         conversation.messages.filter(replaced=False)
-        .select_related("usage")
         .annotate(model_label=Coalesce(NullIf(Subquery(display_name), Value("")), F("model_name")))
         .order_by("created_at", "id")
     )
@@ -52,16 +53,56 @@ def message_page(
     if before_id is not None:
         rows = rows.filter(pk__lt=before_id)
     latest = list(rows.order_by("-created_at", "-id")[: limit + 1])
-    return latest[:limit][::-1], len(latest) > limit
+    return messages_usage_attach(latest[:limit][::-1]), len(latest) > limit
 
 
 def message_get(*, conversation: Conversation, message_id: int) -> Message:
     """A message of the conversation, or Http404."""
-    return get_object_or_404(message_list(conversation=conversation), pk=message_id)
+    return messages_usage_attach([get_object_or_404(message_list(conversation=conversation), pk=message_id)])[0]
 
 
 def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
-    return list(message_list(conversation=conversation).filter(pk__in=message_ids))
+    return messages_usage_attach(list(message_list(conversation=conversation).filter(pk__in=message_ids)))
+
+
+@dataclass(frozen=True)
+class ReplyUsage:
+    """What a reply cost over its calls: one, or more when it was continued."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    estimated: bool  # some call's counts are chatweb's own
+    priced: bool  # every call's model had a price
+
+
+def messages_usage_attach(messages: list[Message]) -> list[Message]:
+    """Set each reply's ``usage`` (a ``ReplyUsage``, or None before it has any), in one query, so
+    rendering them (sync or async) runs none."""
+    replies = [message.pk for message in messages if message.role == Message.Role.ASSISTANT]
+    rows = (
+        UsageRecord.objects.filter(message_id__in=replies)
+        .values("message_id")
+        .annotate(
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+            total_cost=Sum("cost"),
+            estimated_calls=Count("pk", filter=Q(estimated=True)),
+            unpriced_calls=Count("pk", filter=Q(priced=False)),
+        )
+        if replies
+        else []
+    )
+    usage = {
+        row["message_id"]: ReplyUsage(
+            prompt_tokens=row["prompt"], completion_tokens=row["completion"], cost=row["total_cost"],
+            estimated=row["estimated_calls"] > 0, priced=row["unpriced_calls"] == 0,
+        )
+        for row in rows
+    }
+    for message in messages:
+        message.usage = usage.get(message.pk)
+    return messages
 
 
 def chat_model_list() -> QuerySet[ChatModel]:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ..errors import QuotaExceeded
 from ..models import ChatModel, Conversation, Message
-from ..selectors import chat_model_default, chat_model_list
+from ..selectors import chat_model_default, chat_model_list, messages_usage_attach
 from .chat_settings import chat_request_parameters, chat_settings_clean, chat_system_messages
 from .generation import generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .metering import metering_reserve_turn
@@ -242,11 +242,10 @@ async def chat_resume(
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
     await generation_sync(message_ids=running, reply_to=reply_to)
     finished = (
-        conversation.messages.select_related("usage")
-        .filter(pk__in=shown_streaming, role=Message.Role.ASSISTANT, replaced=False)
+        conversation.messages.filter(pk__in=shown_streaming, role=Message.Role.ASSISTANT, replaced=False)
         .exclude(pk__in=running)
     )
-    return running, [message async for message in finished]
+    return running, await sync_to_async(messages_usage_attach)([message async for message in finished])
 
 
 def _streaming_ids(*, conversation_id: int):

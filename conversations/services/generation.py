@@ -454,7 +454,8 @@ def _finish_save(
                 latency_ms=latency_ms,
             )
             metering_store(metered=progress.metered, stored=stored)
-            UsageRecord.objects.filter(message_id=message.pk).update(stored_completion=stored)
+            if progress.metered.record is not None:
+                UsageRecord.objects.filter(pk=progress.metered.record.pk).update(stored_completion=stored)
     return prompt_tokens, completion_tokens
 
 

@@ -158,9 +158,14 @@ def metering_for_turn(*, message: Message) -> Metered:
         routes_of(model)  # loaded here, on the database thread
     return Metered(
         model=model, name=message.model_name, user_id=message.conversation.user_id,
-        source=StoredCompletion.Source.CHAT, record=UsageRecord.objects.filter(message_id=message.pk).first(),
+        source=StoredCompletion.Source.CHAT, record=_turn_reservation(message),
         message_id=message.pk,
     )
+
+
+def _turn_reservation(message: Message) -> UsageRecord | None:
+    """The usage record of the reply's call under way: its latest (a continued reply has one per call)."""
+    return UsageRecord.objects.filter(message_id=message.pk).order_by("-created_at", "-id").first()
 
 
 def _fallback_worthy(exc: CompletionError) -> bool:
