@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import Client
 
 from conversations.errors import InvalidInput
@@ -10,6 +11,7 @@ from conversations.models import ChatModel, Conversation, Message, Preset, Store
 from conversations.services.chat_settings import (
     chat_request_parameters,
     chat_settings_clean,
+    conversation_settings_set,
     new_chat_settings,
     preferences_chat_set,
     preset_save,
@@ -115,8 +117,10 @@ async def test_a_changed_prompt_applies_from_the_next_turn(user, chat_model, ups
     assert upstream.requests[-1]["messages"][0]["role"] == "user"
     assert "temperature" not in upstream.requests[-1]
 
-    conversation.system_prompt, conversation.temperature = "Be brief.", 1.2
-    await conversation.asave()
+    await sync_to_async(conversation_settings_set)(
+        conversation=await Conversation.objects.aget(pk=conversation.pk),
+        data={"system_prompt": "Be brief.", "temperature": "1.2"},
+    )
     await tab.send(message="Second")
     await tab.receive_until("You said: Second")
     reply = await Message.objects.filter(role="assistant").alast()

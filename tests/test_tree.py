@@ -70,7 +70,8 @@ async def test_a_branch_chosen_again_is_what_the_next_message_follows(user, chat
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_puts_each_conversation_on_one_path_with_replaced_replies_as_siblings(user):
     executor = MigrationExecutor(connection)
-    before, after = [("conversations", "0012_deployments")], [("conversations", "0014_remove_message_replaced")]
+    # Back to the latest after: the models below, and the tests after this one, have every later column.
+    before, after = [("conversations", "0012_deployments")], executor.loader.graph.leaf_nodes("conversations")
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
     OldConversation = apps.get_model("conversations", "Conversation")
