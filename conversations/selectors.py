@@ -46,7 +46,7 @@ def message_path_ids(*, conversation: Conversation, leaf_id: int | None = None) 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     """The messages of the conversation's current path with ``model_label`` (the display name of the
-    model that wrote a reply, or its name); ``messages_usage_attach`` adds their usage."""
+    model that wrote a reply, or its name); ``messages_for_display`` adds their usage and versions."""
     display_name = ChatModel.objects.filter(name=OuterRef("model_name")).values("display_name")[:1]
     return (
         conversation.messages.filter(pk__in=message_path_ids(conversation=conversation))
@@ -66,16 +66,22 @@ def message_page(
     if before_id is not None:
         rows = rows.filter(pk__lt=before_id)
     latest = list(rows.order_by("-created_at", "-id")[: limit + 1])
-    return messages_usage_attach(latest[:limit][::-1]), len(latest) > limit
+    return messages_for_display(latest[:limit][::-1]), len(latest) > limit
 
 
 def message_get(*, conversation: Conversation, message_id: int) -> Message:
     """A message of the conversation, or Http404."""
-    return messages_usage_attach([get_object_or_404(message_list(conversation=conversation), pk=message_id)])[0]
+    return messages_for_display([get_object_or_404(message_list(conversation=conversation), pk=message_id)])[0]
 
 
 def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
-    return messages_usage_attach(list(message_list(conversation=conversation).filter(pk__in=message_ids)))
+    return messages_for_display(list(message_list(conversation=conversation).filter(pk__in=message_ids)))
+
+
+def messages_for_display(messages: list[Message]) -> list[Message]:
+    """The messages with what their partial shows besides their own row: each reply's usage and each
+    message's versions, in two queries for the lot, so rendering them (sync or async) runs none."""
+    return messages_siblings_attach(messages_usage_attach(messages))
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,28 @@ def messages_usage_attach(messages: list[Message]) -> list[Message]:
     }
     for message in messages:
         message.usage = usage.get(message.pk)
+    return messages
+
+
+def messages_siblings_attach(messages: list[Message]) -> list[Message]:
+    """Set each message's place among its versions (the messages with its parent, oldest first):
+    ``sibling_index`` (from 1), ``sibling_count``, and the ids of the ``sibling_prev`` and ``sibling_next``."""
+    if not messages:
+        return messages
+    parents = {message.parent_id for message in messages}
+    same_parent = Q(parent_id__in=[parent for parent in parents if parent is not None])
+    if None in parents:
+        same_parent |= Q(parent__isnull=True)
+    versions: dict[int | None, list[int]] = {}
+    rows = Message.objects.filter(same_parent, conversation_id=messages[0].conversation_id)
+    for pk, parent_id in rows.order_by("created_at", "id").values_list("pk", "parent_id"):
+        versions.setdefault(parent_id, []).append(pk)
+    for message in messages:
+        siblings = versions.get(message.parent_id) or [message.pk]
+        index = siblings.index(message.pk) if message.pk in siblings else 0
+        message.sibling_index, message.sibling_count = index + 1, len(siblings)
+        message.sibling_prev = siblings[index - 1] if index > 0 else None
+        message.sibling_next = siblings[index + 1] if index + 1 < len(siblings) else None
     return messages
 
 

@@ -169,11 +169,12 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
 
 @login_required
 def conversation_earlier_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    """The page of messages before ``?before=<id>``, loaded as the user scrolls up."""
+    """The page of messages before ``?before=<id>``, loaded as the user scrolls up; without it, the
+    latest page (a tab fetches it when a switched branch is more than one socket frame carries)."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
-    before = row_id(request.GET.get("before", ""))
-    if before is None:
-        return HttpResponse("?before=<message id> is required.", status=400)
+    before = row_id(request.GET["before"]) if "before" in request.GET else None
+    if before is None and "before" in request.GET:
+        return HttpResponse("?before=<message id> names no message.", status=400)
     messages, has_earlier = message_page(conversation=conversation, before_id=before)
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
     return render(request, f"{TEMPLATE}#earlier-messages", context)

@@ -19,8 +19,32 @@
   function onActionButton(button) {
     var question = button.getAttribute("data-confirm");
     if (question && !window.confirm(question)) return;
+    rememberPlace(button.closest(".message"));
     sendAction(button.getAttribute("data-message-action"), button.getAttribute("data-message"));
   }
+
+  // --- A new branch replaces the messages: keep the message acted on where it was on screen ------
+  var place = null;
+  function rememberPlace(article) {
+    var scroller = document.getElementById("messages");
+    if (!scroller || !article) return;
+    place = article.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var marker = document.querySelector("#messages > [data-branch-anchor]");
+    if (!marker) return;
+    var anchor = document.getElementById("message-" + marker.getAttribute("data-branch-anchor"));
+    var scroller = document.getElementById("messages");
+    marker.remove();
+    if (!anchor || !scroller) return;
+    if (place === null) {
+      anchor.scrollIntoView({block: "nearest"});
+    } else {
+      scroller.scrollTop += anchor.getBoundingClientRect().top - scroller.getBoundingClientRect().top - place;
+    }
+    place = null;
+  });
 
   // --- Copying, with feedback on the button and for screen readers -----------------------
   function announce(text) {
@@ -137,6 +161,7 @@
   function saveEditor(article) {
     var textarea = article.querySelector(".message-editor textarea");
     if (!textarea || textarea.disabled) return;
+    rememberPlace(article);
     sendAction("edit", article.id.replace("message-", ""), textarea.value);
   }
 
