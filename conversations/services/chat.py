@@ -279,7 +279,7 @@ async def chat_stop(*, conversation: Conversation) -> None:
 
 async def chat_resume(
     *, conversation: Conversation, shown_streaming: list[int], reply_to: str
-) -> tuple[list[int], list[int], list[Message]]:
+) -> tuple[list[int], set[int], list[Message]]:
     """Bring a newly connected socket up to date.
 
     Running replies on the current path are asked to send their text so far to ``reply_to``;
@@ -297,7 +297,7 @@ async def chat_resume(
         .exclude(pk__in=running)
     )
     finished_rows = await sync_to_async(messages_for_display)([message async for message in finished])
-    return shown, [message_id for message_id in running if message_id not in path], finished_rows
+    return shown, set(running) - path, finished_rows
 
 
 def _streaming_ids(*, conversation_id: int):
