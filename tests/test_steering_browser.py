@@ -138,10 +138,11 @@ def test_copy_a_code_block_and_a_whole_reply(browser: Any, live: LiveApp, signed
     expect(copy_code).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == "def add(a, b):\n    return a + b"
 
-    copy_reply = answer.get_by_role("button", name="Copy reply")
+    copy_reply = answer.locator("[data-copy-message]")
+    expect(copy_reply).to_have_accessible_name("Copy reply")
     copy_reply.focus()
     page.keyboard.press("Enter")  # reachable and usable by keyboard
-    expect(answer.get_by_role("button", name="Copied")).to_be_visible()
+    expect(copy_reply).to_have_accessible_name("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == CODE_REPLY
     expect(page.locator("#action-status")).to_have_text("Copied to the clipboard.")
     for scheme in ("light", "dark"):
@@ -162,4 +163,92 @@ def test_escape_stops_a_streaming_reply(browser: Any, live: LiveApp, signed_in: 
     stopped = page.locator("#messages > article.message.assistant").last
     expect(stopped).to_have_attribute("data-status", "stopped")
     expect(stopped.get_by_role("button", name="Continue the reply")).to_be_visible()
+    close(page)
+
+
+# --- Versions: edit, switch, regenerate, continue -------------------------------------------------
+
+
+def versions(article: Any) -> Any:
+    return article.locator(".sibling-count")
+
+
+def test_edit_a_message_and_switch_back_and_forth(browser: Any, live: LiveApp, signed_in: dict,
+                                                   upstream: FakeUpstream) -> None:
+    page = open_page(browser, live, signed_in)
+    page.goto("/")
+    start_conversation(page, "What is 2 + 2?")
+    expect(reply(page)).to_contain_text("You said: What is 2 + 2?")
+
+    # Up-arrow in the empty composer edits the last message sent.
+    page.locator("#composer-input").press("ArrowUp")
+    editor = page.locator("#messages .message.user .message-editor textarea")
+    expect(editor).to_have_value("What is 2 + 2?")
+    expect(editor).to_be_focused()
+    editor.fill("")
+    page.get_by_role("button", name="Save and send").click()
+    expect(page.locator("#edit-notice")).to_have_text("Type a message first.")  # said beside it
+    editor.fill("What is 3 + 3?")
+    shoot(page, "steering-editing-desktop-light")
+    page.get_by_role("button", name="Save and send").click()
+
+    question = page.locator("#messages > .message.user")
+    expect(reply(page)).to_contain_text("You said: What is 3 + 3?")
+    expect(versions(question)).to_have_text("2 / 2 versions")
+    question.get_by_role("button", name="Previous version").click()
+    expect(question).to_contain_text("What is 2 + 2?")
+    expect(reply(page)).to_contain_text("You said: What is 2 + 2?")
+    expect(versions(question)).to_have_text("1 / 2 versions")
+    question.get_by_role("button", name="Next version").click()
+    expect(question).to_contain_text("What is 3 + 3?")
+    expect(reply(page)).to_contain_text("You said: What is 3 + 3?")
+
+    page.reload()  # the branch chosen is the conversation's: it is what a reload shows
+    expect(page.locator("#messages > .message.user")).to_contain_text("What is 3 + 3?")
+    url = page.url
+    close(page)
+    for scheme in ("light", "dark"):
+        for width, height, name in ((375, 740, "phone"), (1280, 800, "desktop")):
+            shown = open_page(browser, live, signed_in, width=width, height=height, scheme=scheme)
+            shown.goto(url)
+            expect(shown.locator("#messages .sibling-count")).to_have_text("2 / 2 versions")
+            shoot(shown, f"steering-versions-{name}-{scheme}")
+            if name == "phone":
+                shown.get_by_text("Chat settings").click()
+                shoot(shown, f"steering-settings-{name}-{scheme}")
+            close(shown)
+
+
+def test_regenerate_twice_gives_three_versions(browser: Any, live: LiveApp, signed_in: dict,
+                                              upstream: FakeUpstream) -> None:
+    upstream.script(Reply(text="First answer"), Reply(text="Second answer"), Reply(text="Third answer"))
+    page = open_page(browser, live, signed_in)
+    page.goto("/")
+    start_conversation(page, "Tell me something")
+    expect(reply(page)).to_contain_text("First answer")
+    for text in ("Second answer", "Third answer"):
+        reply(page).get_by_role("button", name="Regenerate reply").click()
+        expect(reply(page)).to_contain_text(text)
+    expect(versions(reply(page))).to_have_text("3 / 3 versions")
+    reply(page).get_by_role("button", name="Previous version").click()
+    expect(reply(page)).to_contain_text("Second answer")
+    expect(versions(reply(page))).to_have_text("2 / 3 versions")
+    assert page.locator("#messages > .message.assistant").count() == 1
+    close(page)
+
+
+def test_continue_a_reply_cut_at_the_length_limit(browser: Any, live: LiveApp, signed_in: dict,
+                                                  upstream: FakeUpstream) -> None:
+    upstream.script(Reply(text="Once upon a time", finish_reason="length"), Reply(text=", the end."))
+    page = open_page(browser, live, signed_in)
+    page.goto("/")
+    start_conversation(page, "Tell me a story")
+    expect(reply(page)).to_contain_text("reached this model's length limit")
+    shoot(page, "steering-continue-desktop-light")
+    reply(page).get_by_role("button", name="Continue the reply").click()
+    expect(reply(page)).to_contain_text("Once upon a time, the end.")
+    expect(reply(page).get_by_role("button", name="Continue the reply")).to_have_count(0)
+    assert upstream.requests[-1]["messages"][-1] == {"role": "assistant", "content": "Once upon a time"}
+    page.reload()
+    expect(reply(page)).to_contain_text("Once upon a time, the end.")
     close(page)
