@@ -165,6 +165,8 @@
     sendAction("edit", article.id.replace("message-", ""), textarea.value);
   }
 
+  function markdownUrl(button) { return button.closest("[data-markdown]").getAttribute("data-markdown"); }
+
   function lastUserMessage() {
     var all = document.querySelectorAll("#messages > .message.user");
     return all.length ? all[all.length - 1] : null;
@@ -176,11 +178,11 @@
     var action = target.closest("[data-message-action]");
     if (action) { onActionButton(action); return; }
     var copyMessage = target.closest("[data-copy-message]");
-    if (copyMessage) { copyText(fetchText(copyMessage.getAttribute("data-copy-message")), copyMessage); return; }
+    if (copyMessage) { copyText(fetchText(markdownUrl(copyMessage)), copyMessage); return; }
     var copyCode = target.closest("[data-copy-code]");
     if (copyCode) { copyText(copyCode.parentElement.querySelector("pre").innerText.replace(/\n$/, ""), copyCode); return; }
     var edit = target.closest("[data-edit-message]");
-    if (edit) { openEditor(edit.closest(".message"), edit.getAttribute("data-edit-message")); return; }
+    if (edit) { openEditor(edit.closest(".message"), markdownUrl(edit)); return; }
     if (target.closest("[data-edit-save]")) { saveEditor(target.closest(".message")); return; }
     if (target.closest("[data-edit-cancel]")) {
       var article = target.closest(".message");
@@ -224,7 +226,7 @@
     if (!button) return;
     event.preventDefault();
     last.scrollIntoView({block: "nearest"});
-    openEditor(last, button.getAttribute("data-edit-message"));
+    openEditor(last, markdownUrl(button));
   });
 
   if (window.htmx) htmx.onLoad(addCodeCopyButtons);
