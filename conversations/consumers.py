@@ -15,12 +15,12 @@ from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from .errors import NotFound
 from .ids import row_id
 from .jsoninput import JsonInputError, json_input_parse
 from .models import Conversation, Message
 from .rendering import streaming_render
-from .errors import NotFound
-from .selectors import conversation_afind, message_list_of, message_page, message_path_ids
+from .selectors import branch_page, conversation_afind, conversation_leaf_id, message_list_of
 from .services.accounts import account_group, session_expiry
 from .services.branches import chat_branch_delete, chat_continue, chat_edit, chat_select
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
@@ -71,7 +71,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._send_message(message)
         # A page showing another branch than the current one (switched meanwhile in another tab) is sent it.
         shown_leaf = self._query_ids("leaf")
-        if shown_leaf and shown_leaf[0] != await self._current_leaf_id():
+        if shown_leaf and shown_leaf[0] != await database_sync_to_async(conversation_leaf_id)(
+            conversation=self.conversation
+        ):
             await self.chat_branch({"anchor": None})
 
     async def disconnect(self, code: int) -> None:
@@ -121,11 +123,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             elif action == "regenerate":
                 await chat_regenerate(conversation=self.conversation, message_id=message_id)
             elif action == "edit":
+                content = str(data.get("message", ""))
                 try:
-                    await chat_edit(conversation=self.conversation, message_id=message_id, content=str(data.get("message", "")))
+                    await chat_edit(conversation=self.conversation, message_id=message_id, content=content)
                 except ValidationError as exc:  # said beside the edit, which keeps what was typed
                     await self._send_partial("edit-notice", notice=" ".join(exc.messages))
-                    return
             elif action == "switch":
                 await chat_select(conversation=self.conversation, message_id=message_id)
             elif action == "continue":
@@ -230,7 +232,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_branch(self, event: dict[str, Any]) -> None:
         """The current path changed (a version chosen, an edit, a deletion, here or in another tab): show its
         latest page whole, then the text so far of the replies streaming on it, which go on live."""
-        messages, has_earlier, streaming, self.off_path = await database_sync_to_async(self._path_rows)()
+        messages, has_earlier, streaming, self.off_path = await database_sync_to_async(branch_page)(
+            conversation=self.conversation
+        )
         context = {"messages": messages, "has_earlier": has_earlier, "conversation": self.conversation,
                    "anchor": event.get("anchor")}
         html = _partial("messages-page").render(context)
@@ -240,14 +244,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.awaiting_snapshot.update(streaming)
         await generation_sync(message_ids=streaming, reply_to=self.channel_name)
 
-    def _path_rows(self) -> tuple[list[Message], bool, list[int], set[int]]:
-        """The current path's latest page, the replies streaming on it, and those streaming elsewhere."""
-        messages, has_earlier = message_page(conversation=self.conversation)
-        path = set(message_path_ids(conversation=self.conversation))
-        running = Message.objects.filter(conversation_id=self.conversation.pk, status=Message.Status.STREAMING)
-        running_ids = set(running.values_list("pk", flat=True))
-        return messages, has_earlier, sorted(running_ids & path), running_ids - path
-
     async def chat_continued(self, event: dict[str, Any]) -> None:
         """A reply streams again (Continue): show it streaming, its new text to follow what it had."""
         messages = await database_sync_to_async(message_list_of)(
@@ -256,9 +252,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for message in messages:
             self.shown[message.pk] = len(message.content)
             await self._send_message(message)
-
-    async def _current_leaf_id(self) -> int | None:
-        return await Conversation.objects.filter(pk=self.conversation.pk).values_list("current_leaf_id", flat=True).afirst()
 
     def _finished_rows(self, message_id: int) -> tuple[list[Message], Totals]:
         return (

@@ -35,13 +35,28 @@ def message_path_ids(*, conversation: Conversation, leaf_id: int | None = None) 
     """The ids from the conversation's first message down to ``leaf_id`` (by default its current leaf, read
     afresh: a socket holds its conversation for hours), root first; empty for an empty conversation."""
     if leaf_id is None:
-        leaf_id = Conversation.objects.filter(pk=conversation.pk).values_list("current_leaf_id", flat=True).first()
+        leaf_id = conversation_leaf_id(conversation=conversation)
     parents = dict(Message.objects.filter(conversation_id=conversation.pk).values_list("pk", "parent_id"))
     path: list[int] = []
     while leaf_id is not None and len(path) <= len(parents):
         path.append(leaf_id)
         leaf_id = parents.get(leaf_id)
     return path[::-1]
+
+
+def conversation_leaf_id(*, conversation: Conversation) -> int | None:
+    """The conversation's current leaf as it is now (another tab may have switched branch)."""
+    return Conversation.objects.filter(pk=conversation.pk).values_list("current_leaf_id", flat=True).first()
+
+
+def branch_page(*, conversation: Conversation) -> tuple[list[Message], bool, list[int], set[int]]:
+    """What a tab is sent when the current path changed: its latest page of messages, whether earlier
+    ones exist, the replies streaming on it, and those streaming on other branches."""
+    messages, has_earlier = message_page(conversation=conversation)
+    path = set(message_path_ids(conversation=conversation))
+    running = Message.objects.filter(conversation_id=conversation.pk, status=Message.Status.STREAMING)
+    running_ids = set(running.values_list("pk", flat=True))
+    return messages, has_earlier, sorted(running_ids & path), running_ids - path
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
