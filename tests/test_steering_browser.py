@@ -28,6 +28,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 SHOTS = ROOT / "test-artifacts" / "screenshots"
+AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 CODE_REPLY = "Here it is:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\nThat is all."
 
 pytestmark = pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
@@ -252,3 +253,61 @@ def test_continue_a_reply_cut_at_the_length_limit(browser: Any, live: LiveApp, s
     page.reload()
     expect(reply(page)).to_contain_text("Once upon a time, the end.")
     close(page)
+
+
+# --- Presets, and the pages' accessibility --------------------------------------------------------
+
+
+def axe_violations(page: Any, shot: str) -> list[str]:
+    """Serious and critical axe-core violations of the page (tests/test_ui.py's check), and a screenshot."""
+    shoot(page, shot)
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_a_preset_made_default_starts_new_chats(browser: Any, live: LiveApp, signed_in: dict,
+                                               upstream: FakeUpstream) -> None:
+    page = open_page(browser, live, signed_in)
+    page.goto("/presets/")
+    form = page.locator("form", has=page.get_by_role("button", name="Create preset"))
+    form.get_by_label("Name").fill("Terse")
+    form.get_by_label("System prompt").fill("Answer in five words.")
+    form.get_by_label("Temperature").fill("0.2")
+    form.get_by_role("button", name="Create preset").click()
+    expect(page.get_by_role("heading", name="Terse")).to_be_visible()
+    page.get_by_label("Your system prompt").fill("Call me Sam.")
+    page.get_by_label("Start new chats from").select_option(label="Terse")
+    page.get_by_role("button", name="Save", exact=True).first.click()
+    expect(page.get_by_label("Your system prompt")).to_have_value("Call me Sam.")
+    found = {}
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        found[f"presets {scheme}"] = axe_violations(page, f"steering-presets-desktop-{scheme}")
+
+    page.goto("/")
+    page.get_by_text("Chat settings").click()
+    expect(page.get_by_role("link", name="Terse")).to_have_attribute("aria-current", "true")
+    expect(page.get_by_label("System prompt")).to_have_value("Call me Sam.\n\nAnswer in five words.")
+    start_conversation(page, "Hi there")
+    expect(reply(page)).to_contain_text("You said: Hi there")
+    sent = upstream.requests[-1]
+    assert sent["messages"][0] == {"role": "system", "content": "Call me Sam.\n\nAnswer in five words."}
+    assert sent["temperature"] == 0.2
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        found[f"conversation {scheme}"] = axe_violations(page, f"steering-axe-conversation-{scheme}")
+    close(page)
+
+    phone = open_page(browser, live, signed_in, width=375, height=740)
+    phone.goto("/presets/")
+    shoot(phone, "steering-presets-phone-light")
+    phone.emulate_media(color_scheme="dark")
+    shoot(phone, "steering-presets-phone-dark")
+    assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") == 0
+    close(phone)
+    assert not {where: v for where, v in found.items() if v}

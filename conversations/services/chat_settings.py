@@ -37,7 +37,7 @@ def chat_settings_clean(*, data: Mapping[str, Any], model: ChatModel | None) -> 
     Raises ``InvalidInput`` naming the field: out of range, not a number, over the
     model's own length limit, or a reasoning effort for a model that does not reason.
     """
-    system_prompt = str(data.get("system_prompt") or "").strip()
+    system_prompt = _prompt(data.get("system_prompt"))
     if len(system_prompt) > SYSTEM_PROMPT_MAX_CHARS:
         raise InvalidInput(
             f"System prompt: {len(system_prompt):,} characters; the limit is {SYSTEM_PROMPT_MAX_CHARS:,}.",
@@ -58,6 +58,11 @@ def chat_settings_clean(*, data: Mapping[str, Any], model: ChatModel | None) -> 
             f"Reasoning effort: {model.label} is not a reasoning model; leave it blank.", param="reasoning_effort"
         )
     return cleaned
+
+
+def _prompt(raw: Any) -> str:
+    """A prompt as typed, trimmed, with a form's CRLF line ends made the newlines a model is sent."""
+    return str(raw or "").replace("\r\n", "\n").strip()
 
 
 def _number(data: Mapping[str, Any], field: str, low: float, high: float) -> float | None:
@@ -181,7 +186,7 @@ def preferences_get(*, user: AbstractBaseUser) -> UserPreferences:
 @transaction.atomic
 def preferences_chat_set(*, user: AbstractBaseUser, system_prompt: str, default_preset_id: Any) -> UserPreferences:
     """Keep the user's own system prompt for new chats and the preset new chats start from (blank: none)."""
-    system_prompt = str(system_prompt or "").strip()
+    system_prompt = _prompt(system_prompt)
     if len(system_prompt) > SYSTEM_PROMPT_MAX_CHARS:
         raise InvalidInput(
             f"Your system prompt: {len(system_prompt):,} characters; the limit is {SYSTEM_PROMPT_MAX_CHARS:,}.",
