@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
@@ -31,17 +32,50 @@ async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) ->
     return await conversation_list(user=user).select_related("model").filter(pk=conversation_id).afirst()
 
 
+PATH_MAX_DEPTH = 1_000_000  # a bound on the walk up the parents, should they ever loop
+
+
 def message_path_ids(*, conversation: Conversation, leaf_id: int | None = None) -> list[int]:
     """The ids from the conversation's first message down to ``leaf_id`` (by default its current leaf, read
-    afresh: a socket holds its conversation for hours), root first; empty for an empty conversation."""
+    afresh: a socket holds its conversation for hours), root first; empty for an empty conversation.
+
+    One recursive query walks up the parents, reading only the path's rows however many branches
+    the conversation has.
+    """
     if leaf_id is None:
         leaf_id = conversation_leaf_id(conversation=conversation)
-    parents = dict(Message.objects.filter(conversation_id=conversation.pk).values_list("pk", "parent_id"))
-    path: list[int] = []
-    while leaf_id is not None and len(path) <= len(parents):
-        path.append(leaf_id)
-        leaf_id = parents.get(leaf_id)
-    return path[::-1]
+    if leaf_id is None:
+        return []
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH RECURSIVE path(id, parent_id, depth) AS (
+                    SELECT id, parent_id, 0 FROM {table} WHERE id = %s AND conversation_id = %s
+                    UNION ALL
+                    SELECT m.id, m.parent_id, p.depth + 1 FROM {table} m JOIN path p ON m.id = p.parent_id
+                    WHERE m.conversation_id = %s AND p.depth < %s
+                )
+                SELECT id FROM path ORDER BY depth DESC""",  # noqa: S608 - the table name is the model's own
+            [leaf_id, conversation.pk, conversation.pk, PATH_MAX_DEPTH],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def message_subtree_ids(*, conversation: Conversation, message_id: int) -> list[int]:
+    """The ids of a message of the conversation and of every message below it, in one recursive query."""
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH RECURSIVE below(id, depth) AS (
+                    SELECT id, 0 FROM {table} WHERE id = %s AND conversation_id = %s
+                    UNION ALL
+                    SELECT m.id, b.depth + 1 FROM {table} m JOIN below b ON m.parent_id = b.id
+                    WHERE m.conversation_id = %s AND b.depth < %s
+                )
+                SELECT id FROM below""",  # noqa: S608 - the table name is the model's own
+            [message_id, conversation.pk, conversation.pk, PATH_MAX_DEPTH],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def conversation_leaf_id(*, conversation: Conversation) -> int | None:
@@ -51,12 +85,14 @@ def conversation_leaf_id(*, conversation: Conversation) -> int | None:
 
 def branch_page(*, conversation: Conversation) -> tuple[list[Message], bool, list[int], set[int]]:
     """What a tab is sent when the current path changed: its latest page of messages, whether earlier
-    ones exist, the replies streaming on it, and those streaming on other branches."""
+    ones exist, the replies streaming on it, and those streaming on other branches.
+
+    A reply streaming on the path is on its latest page: nothing can be sent after it until it ends.
+    """
     messages, has_earlier = message_page(conversation=conversation)
-    path = set(message_path_ids(conversation=conversation))
+    shown = [message.pk for message in messages if message.is_streaming]
     running = Message.objects.filter(conversation_id=conversation.pk, status=Message.Status.STREAMING)
-    running_ids = set(running.values_list("pk", flat=True))
-    return messages, has_earlier, sorted(running_ids & path), running_ids - path
+    return messages, has_earlier, shown, set(running.values_list("pk", flat=True)) - set(shown)
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:

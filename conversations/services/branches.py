@@ -21,7 +21,7 @@ from ..errors import QuotaExceeded
 from ..ids import row_id
 from ..models import Conversation, Message
 from ..rendering import markdown_render
-from ..selectors import message_path_ids
+from ..selectors import message_path_ids, message_subtree_ids
 from .chat import (
     _assistant_reply_create,
     _conversation_locked,
@@ -120,18 +120,14 @@ def branch_delete(*, conversation: Conversation, message_id: Any) -> list[int]:
     """
     conversation = _conversation_locked(conversation)
     message = _message_of(conversation, message_id)
-    rows = list(conversation.messages.values_list("pk", "parent_id", "status"))
-    below, subtree = [message.pk], set()
-    children: dict[int | None, list[int]] = {}
-    for pk, parent_id, _ in rows:
-        children.setdefault(parent_id, []).append(pk)
-    while below:
-        node = below.pop()
-        subtree.add(node)
-        below.extend(children.get(node, ()))
-    streaming = [pk for pk, _, status in rows if pk in subtree and status == Message.Status.STREAMING]
+    subtree = message_subtree_ids(conversation=conversation, message_id=message.pk)
+    streaming = list(
+        Message.objects.filter(pk__in=subtree, status=Message.Status.STREAMING).values_list("pk", flat=True)
+    )
     on_path = message.pk in message_path_ids(conversation=conversation)
-    others = [pk for pk in children.get(message.parent_id, ()) if pk != message.pk]
+    others = list(
+        conversation.messages.filter(parent_id=message.parent_id).exclude(pk=message.pk).values_list("pk", flat=True)
+    )
     message.delete()
     if on_path:
         if others:

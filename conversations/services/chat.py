@@ -15,7 +15,13 @@ from django.utils import timezone
 from ..errors import NotFound, QuotaExceeded
 from ..ids import row_id
 from ..models import ChatModel, Conversation, Message
-from ..selectors import chat_model_default, chat_model_list, message_path_ids, messages_for_display
+from ..selectors import (
+    chat_model_default,
+    chat_model_list,
+    message_path_ids,
+    message_subtree_ids,
+    messages_for_display,
+)
 from .chat_settings import chat_request_parameters, chat_settings_clean, chat_system_messages
 from .generation import branch_announce, generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .metering import metering_reserve_turn
@@ -133,14 +139,7 @@ def conversation_branch_select(*, conversation: Conversation, message: Message) 
     """
     if message.conversation_id != conversation.pk:
         raise NotFound("No such message in this conversation.")
-    children: dict[int | None, list[int]] = {}
-    for pk, parent_id in conversation.messages.values_list("pk", "parent_id"):
-        children.setdefault(parent_id, []).append(pk)
-    newest, below = message.pk, [message.pk]
-    while below:
-        node = below.pop()
-        newest = max(newest, node)
-        below.extend(children.get(node, ()))
+    newest = max(message_subtree_ids(conversation=conversation, message_id=message.pk))
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=newest)
     conversation.current_leaf_id = newest
     return conversation
