@@ -12,13 +12,10 @@ from conversations.selectors import message_page, message_path_ids
 from conversations.services.branches import branch_delete, message_edit, message_select
 from conversations.services.chat import MAX_MESSAGE_CHARS, message_regenerate
 from tests.conftest import wait_for_status
+from tests.test_tree import _message
 from tests.upstream import Reply
 
 COMPLETE = 'class="message assistant" data-status="complete"'
-
-
-def _message(conversation, parent, role, content, **fields):
-    return Message.objects.create(conversation=conversation, parent=parent, role=role, content=content, **fields)
 
 
 def _conversation(user, chat_model):
@@ -105,7 +102,8 @@ def test_regenerating_an_earlier_reply_branches_there(user, chat_model):
 def test_deleting_a_branch_shows_the_newest_other_version_or_ends_the_path_before_it(user, chat_model):
     conversation, (q1, a1, q2, a2) = _conversation(user, chat_model)
     b1 = _message(conversation, q1, "assistant", "B1")
-    b2 = _message(conversation, _message(conversation, b1, "user", "QB"), "assistant", "B2", status="streaming")
+    b2 = _message(conversation, _message(conversation, b1, "user", "QB"), "assistant", "B2")
+    Message.objects.filter(pk=b2.pk).update(status="streaming")
     message_select(conversation=conversation, message_id=b1.pk)
 
     assert branch_delete(conversation=conversation, message_id=b1.pk) == [b2.pk]  # what streamed there is stopped

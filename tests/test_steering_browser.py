@@ -6,21 +6,22 @@ test-artifacts/screenshots/ for a person to look at (375 and 1280 px, light and 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+import os
 from typing import Any
 
 import pytest
 
 from tests.live import ROOT, LiveApp
-from tests.test_browser import (  # noqa: F401 - browser and fake_upstream are fixtures
+from tests.test_browser import (  # noqa: F401 - browser, fake_upstream, live, signed_in and upstream are fixtures
     CHROMIUM,
     browser,
     fake_upstream,
+    live,
     new_context,
-    signup,
+    signed_in,
     start_conversation,
     type_and_enter,
+    upstream,
 )
 from tests.upstream import FakeUpstream, Reply
 
@@ -31,36 +32,7 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 CODE_REPLY = "Here it is:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\nThat is all."
 
-pytestmark = pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
-
-
-@pytest.fixture(scope="module")
-def live(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    app = LiveApp(upstream=fake_upstream, data_dir=tmp_path_factory.mktemp("chatweb-steering"))
-    try:
-        app.start()
-        yield app
-    finally:
-        app.stop()
-
-
-@pytest.fixture
-def upstream(fake_upstream: FakeUpstream, live: LiveApp) -> Iterator[FakeUpstream]:
-    fake_upstream.reset()
-    yield fake_upstream
-    fake_upstream.reset()
-
-
-@pytest.fixture(scope="module")
-def signed_in(browser: Any, live: LiveApp) -> dict:
-    context = new_context(browser, live)
-    page = context.new_page()
-    page.goto("/")
-    signup(page)
-    expect(page.locator("#composer-input")).to_be_visible()
-    state = context.storage_state()
-    context.close()
-    return state
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
 
 def open_page(browser: Any, live: LiveApp, state: dict, *, width: int = 1280, height: int = 800,
