@@ -151,7 +151,9 @@ async def turn_announce(
 async def branch_announce(*, conversation_id: int, anchor: int | None = None) -> None:
     """Tell every socket on the conversation that its current path changed; ``anchor``: the message
     the change is about, which a tab keeps in view."""
-    await get_channel_layer().group_send(conversation_group(conversation_id), {"type": "chat.branch", "anchor": anchor})
+    await get_channel_layer().group_send(
+        conversation_group(conversation_id), {"type": "chat.branch", "anchor": anchor}
+    )
 
 
 async def reply_continue_announce(*, conversation_id: int, message_id: int) -> None:
