@@ -16,9 +16,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from .errors import InvalidInput, NotFound
 from .forms import PasswordForm, SignupForm
 from .ids import row_id
-from .errors import InvalidInput, NotFound
 from .models import ApiKey, Conversation, Message, Preset
 from .selectors import (
     api_key_list,
