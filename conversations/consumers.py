@@ -15,12 +15,14 @@ from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from .errors import NotFound
 from .ids import row_id
 from .jsoninput import JsonInputError, json_input_parse
 from .models import Conversation, Message
 from .rendering import streaming_render
-from .selectors import conversation_afind, message_list_of
+from .selectors import branch_page, conversation_afind, conversation_leaf_id, message_list_of
 from .services.accounts import account_group, session_expiry
+from .services.branches import chat_branch_delete, chat_continue, chat_edit, chat_select
 from .services.chat import chat_regenerate, chat_resume, chat_send, chat_stop
 from .services.generation import conversation_group, generation_sync
 from .services.usage_report import Totals, conversation_totals
@@ -60,13 +62,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.user_group = account_group(user_id=user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         self.session_watch = asyncio.create_task(self._session_watch())
-        running, finished = await chat_resume(
-            conversation=self.conversation, shown_streaming=self._shown_streaming(), reply_to=self.channel_name
+        running, self.off_path, finished = await chat_resume(
+            conversation=self.conversation, shown_streaming=self._query_ids("streaming"), reply_to=self.channel_name
         )
         # Until a running reply's text so far arrives, its deltas are already part of that text.
         self.awaiting_snapshot = set(running)
         for message in finished:
             await self._send_message(message)
+        # A page showing another branch than the current one (switched meanwhile in another tab) is sent it.
+        shown_leaf = self._query_ids("leaf")
+        if shown_leaf and shown_leaf[0] != await database_sync_to_async(conversation_leaf_id)(
+            conversation=self.conversation
+        ):
+            await self.chat_branch({"anchor": None})
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -101,17 +109,31 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Actions from the page's ws-send forms: send (default), stop, regenerate; refused once the session ended."""
+        """Actions from the page's ws-send forms: send (default), stop, regenerate, and on a message
+        (``message_id``): edit, switch (to that version), continue, delete; refused once the session ended."""
         if await self._session_expiry() is None:
             await self.close(code=4401)
             return
         data = content if isinstance(content, dict) else {}
         action = data.get("action", "send")
+        message_id = data.get("message_id") or None
         try:
             if action == "stop":
                 await chat_stop(conversation=self.conversation)
             elif action == "regenerate":
-                await chat_regenerate(conversation=self.conversation)
+                await chat_regenerate(conversation=self.conversation, message_id=message_id)
+            elif action == "edit":
+                content = str(data.get("message", ""))
+                try:
+                    await chat_edit(conversation=self.conversation, message_id=message_id, content=content)
+                except ValidationError as exc:  # said beside the edit, which keeps what was typed
+                    await self._send_partial("edit-notice", notice=" ".join(exc.messages))
+            elif action == "switch":
+                await chat_select(conversation=self.conversation, message_id=message_id)
+            elif action == "continue":
+                await chat_continue(conversation=self.conversation, message_id=message_id)
+            elif action == "delete":
+                await chat_branch_delete(conversation=self.conversation, message_id=message_id)
             else:
                 await chat_send(
                     conversation=self.conversation,
@@ -121,6 +143,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self._send_partial("composer-reset")
         except ValidationError as exc:
             await self._send_partial("composer-notice", notice=" ".join(exc.messages), oob=True)
+            return
+        except NotFound as exc:
+            await self._send_partial("composer-notice", notice=exc.message, oob=True)
             return
         except Conversation.DoesNotExist:  # deleted while this socket was open: 4404, which the page explains
             await self.close(code=4404)
@@ -146,6 +171,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def chat_turn(self, event: dict[str, Any]) -> None:
+        self.off_path.difference_update(event["message_ids"])
         messages = await database_sync_to_async(message_list_of)(
             conversation=self.conversation, message_ids=event["message_ids"]
         )
@@ -164,7 +190,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         layer restarted): the tab asks for the text so far instead.
         """
         message_id, start, text = event["message_id"], event["start"], event["text"]
-        if message_id in self.awaiting_snapshot:
+        if message_id in self.awaiting_snapshot or message_id in self.off_path:
             return
         shown = self.shown.get(message_id, 0)
         if start > shown:
@@ -176,6 +202,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         """Show the reply so far: its finished blocks formatted, the rest as text."""
+        if event["message_id"] in self.off_path:
+            return
         self.awaiting_snapshot.discard(event["message_id"])
         self.shown[event["message_id"]] = len(event["text"])
         blocks, tail = streaming_render(event["text"])
@@ -184,6 +212,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_blocks(self, event: dict[str, Any]) -> None:
         """Show the reply so far as the generation formatted it: its finished blocks rendered, the open tail."""
         message_id = event["message_id"]
+        if message_id in self.off_path:
+            return
         self.awaiting_snapshot.discard(message_id)
         self.shown[message_id] = event["end"] + len(event["text"])
         blocks = mark_safe(event["html"])  # noqa: S308 - rendered and sanitised by the generation (markdown_render)
@@ -193,10 +223,35 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Show the finished reply whole, and the conversation's new totals."""
         self.awaiting_snapshot.discard(event["message_id"])
         self.shown.pop(event["message_id"], None)
+        self.off_path.discard(event["message_id"])
         messages, totals = await database_sync_to_async(self._finished_rows)(event["message_id"])
         for message in messages:
             await self._send_message(message)
         await self._send_partial("conversation-usage", conversation_usage=totals, oob=True)
+
+    async def chat_branch(self, event: dict[str, Any]) -> None:
+        """The current path changed (a version chosen, an edit, a deletion, here or in another tab): show its
+        latest page whole, then the text so far of the replies streaming on it, which go on live."""
+        messages, has_earlier, streaming, self.off_path = await database_sync_to_async(branch_page)(
+            conversation=self.conversation
+        )
+        context = {"messages": messages, "has_earlier": has_earlier, "conversation": self.conversation,
+                   "anchor": event.get("anchor")}
+        html = _partial("messages-page").render(context)
+        if len(html.encode()) > FRAME_MAX_BYTES:  # the tab fetches the page over HTTP instead
+            html = _partial("messages-page").render({**context, "fetch": True})
+        await self.send(text_data=html)
+        self.awaiting_snapshot.update(streaming)
+        await generation_sync(message_ids=streaming, reply_to=self.channel_name)
+
+    async def chat_continued(self, event: dict[str, Any]) -> None:
+        """A reply streams again (Continue): show it streaming, its new text to follow what it had."""
+        messages = await database_sync_to_async(message_list_of)(
+            conversation=self.conversation, message_ids=[event["message_id"]]
+        )
+        for message in messages:
+            self.shown[message.pk] = len(message.content)
+            await self._send_message(message)
 
     def _finished_rows(self, message_id: int) -> tuple[list[Message], Totals]:
         return (
@@ -204,12 +259,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             conversation_totals(conversation=self.conversation),
         )
 
-    def _shown_streaming(self) -> list[int]:
-        """Ids of replies the page showed as streaming, from the ``streaming`` query parameter."""
+    def _query_ids(self, name: str) -> list[int]:
+        """Ids the page sent in a query parameter: ``streaming``, the replies it showed as streaming,
+        and ``leaf``, the last message it showed."""
         query = self.scope.get("query_string", b"").decode("latin-1")
         for pair in query.split("&"):
             key, _, value = pair.partition("=")
-            if key == "streaming":
+            if key == name:
                 ids = (row_id(v) for v in value.split(",")[:50])
                 return [message_id for message_id in ids if message_id is not None]
         return []
@@ -242,4 +298,6 @@ CHAT_EVENTS = {
     "chat.blocks": ChatConsumer.chat_blocks,
     "chat.turn": ChatConsumer.chat_turn,
     "chat.done": ChatConsumer.chat_done,
+    "chat.branch": ChatConsumer.chat_branch,
+    "chat.continue": ChatConsumer.chat_continued,
 }

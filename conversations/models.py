@@ -68,6 +68,9 @@ class ChatModel(models.Model):
         help_text="The longest reply in the chat, in tokens, sent to the provider as max_tokens. "
         "Blank leaves it to the provider. /v1 clients set their own.",
     )
+    reasoning = models.BooleanField(
+        default=False, help_text="A reasoning model: chats may set its reasoning_effort."
+    )
 
     class Meta:
         ordering = ["position", "name"]
@@ -126,7 +129,33 @@ class ModelAlias(models.Model):
         return self.name
 
 
-class Conversation(models.Model):
+class ReasoningEffort(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class ChatSettings(models.Model):
+    """What steers a chat's replies: a system prompt and the sampling parameters sent with each turn.
+
+    Blank parameters are left to the provider. ``services.chat_settings`` validates them.
+    """
+
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True, help_text="0 to 2.")
+    top_p = models.FloatField(null=True, blank=True, help_text="0 to 1.")
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest reply, at most the model's own limit."
+    )
+    reasoning_effort = models.CharField(
+        max_length=10, blank=True, choices=ReasoningEffort.choices, help_text="Reasoning models only."
+    )
+
+    class Meta:
+        abstract = True
+
+
+class Conversation(ChatSettings):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
@@ -289,8 +318,9 @@ class StoredCompletion(models.Model):
         default=list, blank=True,
         help_text="Deployments that failed before the one that answered: which, how and when.",
     )
-    message = models.OneToOneField(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completion"
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completions",
+        help_text="The chat reply it wrote; a continued reply has one per call.",
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -396,7 +426,7 @@ class ModelGrant(models.Model):
 
 
 class UserPreferences(models.Model):
-    """What a user chose for the look of the site, kept on the server so every device agrees."""
+    """What a user chose for the site and for new chats, kept on the server so every device agrees."""
 
     class Theme(models.TextChoices):
         SYSTEM = "system", "System"
@@ -407,12 +437,46 @@ class UserPreferences(models.Model):
     theme = models.CharField(
         max_length=10, choices=Theme.choices, default=Theme.SYSTEM, help_text="System follows the browser."
     )
+    system_prompt = models.TextField(
+        blank=True, help_text="Put in every new chat's system prompt, e.g. how to address you."
+    )
+    default_preset = models.ForeignKey(
+        "Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="What a new chat starts from.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "user preferences"
 
     def __str__(self) -> str:
         return f"Preferences of {self.user}"
+
+
+class Preset(ChatSettings):
+    """A named system prompt with a model and parameters to start chats from.
+
+    A user's own, or, with no user, published site-wide by an admin for everyone.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="presets",
+        help_text="Blank: published site-wide, for every user.",
+    )
+    name = models.CharField(max_length=100)
+    model = models.ForeignKey(
+        ChatModel, null=True, blank=True, on_delete=models.SET_NULL, help_text="Blank: the default model."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def site_wide(self) -> bool:
+        return self.user_id is None
 
 
 class UsageRecord(models.Model):
@@ -429,7 +493,10 @@ class UsageRecord(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
-    message = models.OneToOneField(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records",
+        help_text="The chat reply it was for; a continued reply has one per call.",
+    )
     stored_completion = models.ForeignKey(
         StoredCompletion, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
     )

@@ -16,9 +16,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from .errors import InvalidInput, NotFound
 from .forms import ApiKeyForm, PasswordForm, SignupForm
 from .ids import row_id
-from .models import ApiKey, Conversation, Message
+from .models import ApiKey, Conversation, Message, Preset
 from .selectors import (
     api_key_list,
     chat_model_default,
@@ -32,6 +33,17 @@ from .selectors import (
 from .services import chat, usage_report
 from .services.accounts import account_sockets_check, preferences_theme_set, signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
+from .services.chat_settings import (
+    SETTINGS_FIELDS,
+    conversation_settings_set,
+    new_chat_settings,
+    preferences_chat_set,
+    preferences_get,
+    preset_delete,
+    preset_get,
+    preset_list,
+    preset_save,
+)
 from .services.health import local_model_status, readiness_check
 from .services.usage import month_start
 
@@ -98,9 +110,20 @@ def _page(
     notice: str = "",
     draft: str = "",
     status: int = 200,
+    preset: Preset | None = None,
+    typed_settings: dict[str, Any] | None = None,
+    settings_error: InvalidInput | None = None,
 ) -> HttpResponse:
     messages, has_earlier = message_page(conversation=conversation) if conversation else ([], False)
     selected = conversation.model_id if conversation else None
+    presets: list[Preset] = []
+    chat_models = list(chat_model_list(user=request.user))
+    if conversation is not None:
+        settings_values: Any = conversation
+    else:
+        presets = list(preset_list(user=request.user))
+        preset, settings_values = new_chat_settings(user=request.user, preset=preset)
+        selected = preset.model_id if preset else None
     if selected is None:
         default = chat_model_default(user=request.user)
         selected = default.pk if default else None
@@ -114,10 +137,15 @@ def _page(
             "messages": messages,
             "has_earlier": has_earlier,
             "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],
-            "chat_models": chat_model_list(user=request.user),
+            "chat_models": chat_models,
             "selected_model_id": selected,
             "notice": notice,
             "draft": draft,
+            "chat_settings": typed_settings or settings_values,
+            "settings_error": settings_error,
+            "presets": presets,
+            "preset": preset,
+            "reasoning_models": any(model.reasoning for model in chat_models),
         },
         status=status,
     )
@@ -125,7 +153,14 @@ def _page(
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return _page(request)
+    """A new chat; ``?preset=<id>`` starts it from that preset, else from the user's default one."""
+    preset = None
+    if "preset" in request.GET:
+        try:
+            preset = preset_get(user=request.user, preset_id=request.GET["preset"])
+        except NotFound:
+            raise Http404("No such preset.") from None
+    return _page(request, preset=preset)
 
 
 @login_required
@@ -135,11 +170,12 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
 
 @login_required
 def conversation_earlier_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    """The page of messages before ``?before=<id>``, loaded as the user scrolls up."""
+    """The page of messages before ``?before=<id>``, loaded as the user scrolls up; without it, the
+    latest page (a tab fetches it when a switched branch is more than one socket frame carries)."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
-    before = row_id(request.GET.get("before", ""))
-    if before is None:
-        return HttpResponse("?before=<message id> is required.", status=400)
+    before = row_id(request.GET["before"]) if "before" in request.GET else None
+    if before is None and "before" in request.GET:
+        return HttpResponse("?before=<message id> names no message.", status=400)
     messages, has_earlier = message_page(conversation=conversation, before_id=before)
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
     return render(request, f"{TEMPLATE}#earlier-messages", context)
@@ -153,6 +189,14 @@ def message_detail(request: HttpRequest, conversation_id: int, message_id: int) 
     return render(request, f"{TEMPLATE}#message", {"message": message})
 
 
+@login_required
+def message_markdown(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """A message's text as written (Markdown), for copying and editing it."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    message = message_get(conversation=conversation, message_id=message_id)
+    return HttpResponse(message.content, content_type="text/markdown; charset=utf-8")
+
+
 @require_POST
 async def conversation_new(request: HttpRequest) -> HttpResponse:
     """Start a conversation with its first message; the reply streams on its page."""
@@ -160,13 +204,102 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:
         return redirect("login")
     content = request.POST.get("message", "")
+    typed = {field: request.POST.get(field, "") for field in SETTINGS_FIELDS}
     try:
         conversation = await chat.chat_start(
-            user=user, content=content, model_name=request.POST.get("model") or None
+            user=user, content=content, model_name=request.POST.get("model") or None, settings=typed
         )
     except ValidationError as exc:
-        return await sync_to_async(_page)(request, notice=" ".join(exc.messages), draft=content, status=400)
+        return await sync_to_async(_page)(
+            request, notice=" ".join(exc.messages), draft=content, typed_settings=typed, status=400
+        )
+    except InvalidInput as exc:
+        return await sync_to_async(_page)(
+            request, notice=exc.message, draft=content, typed_settings=typed, settings_error=exc, status=400
+        )
     return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """Change the chat's system prompt and parameters (from its next turn on); htmx gets the panel back."""
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    typed = {field: request.POST.get(field, "") for field in SETTINGS_FIELDS}
+    htmx = bool(request.headers.get("HX-Request"))
+    try:
+        conversation_settings_set(conversation=conversation, data=typed)
+    except InvalidInput as exc:
+        if not htmx:
+            return _page(request, conversation=conversation, typed_settings=typed, settings_error=exc, status=400)
+        context = {"conversation": conversation, "chat_settings": typed, "settings_error": exc, "settings_open": True}
+        return render(request, f"{TEMPLATE}#chat-settings", context, status=400)
+    if not htmx:
+        return redirect("conversation_detail", conversation_id=conversation.pk)
+    context = {"conversation": conversation, "chat_settings": conversation, "settings_saved": True, "settings_open": True}
+    return render(request, f"{TEMPLATE}#chat-settings", context)
+
+
+def _presets_page(request: HttpRequest, *, status: int = 200, **context: Any) -> HttpResponse:
+    preferences = preferences_get(user=request.user)
+    context = {
+        "presets": preset_list(user=request.user),
+        "preferences": preferences,
+        "chat_models": chat_model_list(user=request.user),
+        "new_preset": {},
+        **context,
+    }
+    return render(request, "conversations/presets.html", context, status=status)
+
+
+@login_required
+def presets(request: HttpRequest) -> HttpResponse:
+    """The user's presets and the site's, and their defaults for new chats; a POST creates a preset."""
+    if request.method != "POST":
+        return _presets_page(request)
+    try:
+        preset_save(user=request.user, data=request.POST)
+    except InvalidInput as exc:
+        return _presets_page(request, new_preset=request.POST, error=exc, error_form="new", status=400)
+    return redirect("presets")
+
+
+@login_required
+@require_POST
+def preset_edit(request: HttpRequest, preset_id: int) -> HttpResponse:
+    """Change one of the user's presets, or with ``delete`` in the form, delete it."""
+    try:
+        preset = preset_get(user=request.user, preset_id=preset_id, own=True)
+    except NotFound:
+        raise Http404("No such preset.") from None
+    if "delete" in request.POST:
+        preset_delete(preset=preset)
+        return redirect("presets")
+    try:
+        preset_save(user=request.user, data=request.POST, preset=preset)
+    except InvalidInput as exc:
+        return _presets_page(
+            request, editing=preset.pk, edited=request.POST, error=exc, error_form=str(preset.pk), status=400
+        )
+    return redirect("presets")
+
+
+@login_required
+@require_POST
+def chat_defaults_set(request: HttpRequest) -> HttpResponse:
+    """Keep the user's own system prompt and default preset for new chats."""
+    try:
+        preferences_chat_set(
+            user=request.user,
+            system_prompt=request.POST.get("system_prompt", ""),
+            default_preset_id=request.POST.get("default_preset", ""),
+        )
+    except NotFound:
+        raise Http404("No such preset.") from None
+    except InvalidInput as exc:
+        typed = request.POST.get("system_prompt", "")
+        return _presets_page(request, defaults_error=exc, typed_prompt=typed, status=400)
+    return redirect("presets")
 
 
 @login_required

@@ -29,7 +29,7 @@
     }
   });
 
-  // A socket that reconnects (after a worker or Redis restart) names the replies this page shows
+  // A socket that (re)connects (after a worker or Redis restart) names the replies this page shows
   // as streaming now, not those of the page load, so replies that ended meanwhile are sent whole.
   if (window.htmx) {
     htmx.createWebSocket = function (url) {
@@ -39,6 +39,9 @@
         streaming.push(article.id.replace("message-", ""));
       });
       target.searchParams.set("streaming", streaming.join(","));
+      // And the branch it shows (its last message): another tab may have switched it meanwhile.
+      var last = document.querySelector("#messages > article.message:last-of-type");
+      target.searchParams.set("leaf", last ? last.id.replace("message-", "") : "");
       var socket = new WebSocket(target.toString(), []);
       socket.binaryType = htmx.config.wsBinaryType;
       return socket;

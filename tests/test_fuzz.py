@@ -285,7 +285,13 @@ frames = st.one_of(
     hostile_body(),  # any JSON, the request schema's included
     st.fixed_dictionaries(
         {"message": st.one_of(st.text(max_size=30), hostile)},
-        optional={"action": st.one_of(st.sampled_from(["send", "stop", "regenerate"]), hostile), "model": hostile},
+        optional={
+            "action": st.one_of(
+                st.sampled_from(["send", "stop", "regenerate", "edit", "switch", "continue", "delete"]), hostile
+            ),
+            "model": hostile,
+            "message_id": st.one_of(st.integers(min_value=-2, max_value=2**70), hostile),
+        },
     ).map(dumps),
     st.builds(Deep, st.sampled_from([101, 990, 5000])).map(dumps),
     st.text(max_size=30),

@@ -240,3 +240,36 @@ async def test_a_worker_keeps_its_database_connections_bounded(user, workers):
     done.set()
     await sampler
     assert max(samples) >= 1 and max(samples) <= 3
+
+
+@needs_services
+async def test_a_branch_streaming_on_one_worker_is_shown_live_to_a_tab_on_another_that_switches_to_it(
+    user, chat_model, upstream, workers
+):
+    start, _ = workers
+    port_a, port_b = start("a"), start("b")
+    cookie = await sync_to_async(_session_cookie)(user)
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    upstream.script(Reply(text="First answer."))
+
+    async with Page(port_a, conversation.pk, cookie) as on_a, Page(port_b, conversation.pk, cookie) as on_b:
+        await on_a.send(message="Question")
+        await on_b.until("First answer.")
+        question = await Message.objects.aget(conversation=conversation, content="Question")
+        upstream.script(_slow_reply(120, 0.05))
+        await on_a.send(action="edit", message_id=str(question.pk), message="Better question")
+        await on_a.until_word("w5")  # the new branch streams on worker A
+        edited = await Message.objects.aget(conversation=conversation, content="Better question")
+
+        on_b.seen = ""
+        await on_b.send(action="switch", message_id=str(question.pk))  # B goes back to the first branch
+        await on_b.until("First answer.")
+        on_b.seen = ""
+        await on_b.send(action="switch", message_id=str(edited.pk))  # and to the streaming one
+        await on_b.until('id="messages" hx-swap-oob="innerHTML"')
+        await on_b.until_word("w40")  # its text so far, then live from worker A
+        await on_b.until('data-status="complete"', timeout=30)
+
+    reply = await Message.objects.aget(conversation=conversation, parent=edited)
+    assert reply.status == "complete" and len(reply.content.split()) == 120
+    assert "beforeend:#message-" in on_b.seen  # live pieces, not only the finished reply

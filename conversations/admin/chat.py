@@ -9,8 +9,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from ..errors import UpstreamFailed
-from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, SiteSettings
+from ..errors import InvalidInput, UpstreamFailed
+from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Preset, Provider, SiteSettings
+from ..services.chat_settings import chat_settings_clean
 from ..services.completions import models_list
 from ..services.health import local_model_status
 from ..services.providers import base_url_is_local
@@ -44,7 +45,7 @@ class ProviderForm(forms.ModelForm):
 class ChatModelInline(admin.TabularInline):
     model = ChatModel
     extra = 0
-    fields = ["name", "display_name", "upstream_model", "enabled", "is_default", "position", "max_tokens"]
+    fields = ["name", "display_name", "upstream_model", "enabled", "is_default", "position", "max_tokens", "reasoning"]
 
 
 @admin.register(Provider)
@@ -119,7 +120,8 @@ class ModelAliasInline(admin.TabularInline):
 @admin.register(ChatModel)
 class ChatModelAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "display_name", "provider", "upstream_model", "enabled", "is_default", "position", "max_tokens"
+        "name", "display_name", "provider", "upstream_model", "enabled", "is_default", "position", "max_tokens",
+        "reasoning",
     ]
     list_filter = ["provider", "enabled"]
     list_editable = ["enabled", "position"]
@@ -175,3 +177,34 @@ class SiteSettingsAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class PresetForm(forms.ModelForm):
+    """A preset's parameters checked as the chat checks them (ranges, the model's length limit)."""
+
+    class Meta:
+        model = Preset
+        fields = ["name", "user", "model", "system_prompt", "temperature", "top_p", "max_tokens", "reasoning_effort"]
+
+    def clean(self):
+        data = super().clean()
+        try:
+            chat_settings_clean(data={k: "" if v is None else v for k, v in data.items()}, model=data.get("model"))
+        except InvalidInput as exc:
+            self.add_error(exc.param, exc.message)
+        return data
+
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    """Presets with no user are published site-wide: every user sees them and can start chats from them."""
+
+    form = PresetForm
+    list_display = ["name", "owner", "model", "temperature", "max_tokens"]
+    list_filter = [("user", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "user__username"]
+    autocomplete_fields = ["user"]
+
+    @admin.display(description="Owner", ordering="user__username")
+    def owner(self, preset: Preset) -> str:
+        return preset.user.get_username() if preset.user else "Site-wide"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
@@ -11,10 +13,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..errors import NotFound, QuotaExceeded
+from ..ids import row_id
 from ..models import ChatModel, Conversation, Message
-from ..selectors import chat_model_default, chat_model_list, message_path_ids
+from ..selectors import (
+    chat_model_default,
+    chat_model_list,
+    message_path_ids,
+    message_subtree_ids,
+    messages_for_display,
+)
 from .access import access_allows
-from .generation import generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
+from .chat_settings import chat_request_parameters, chat_settings_clean, chat_system_messages
+from .generation import branch_announce, generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .metering import metering_reserve_turn
 
 MAX_MESSAGE_CHARS = 100_000
@@ -23,10 +33,19 @@ TITLE_CHARS = 60
 
 @transaction.atomic
 def conversation_start(
-    *, user: AbstractBaseUser, content: str, model_name: str | None = None
+    *,
+    user: AbstractBaseUser,
+    content: str,
+    model_name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[Message, Message]:
-    """A new conversation holding the user's first message and its reply to generate."""
-    conversation = Conversation.objects.create(user=user, model=chat_model_resolve(user=user, model_name=model_name))
+    """A new conversation holding the user's first message and its reply to generate.
+
+    ``settings`` are the new chat's system prompt and parameters as typed (strings).
+    """
+    model = chat_model_resolve(user=user, model_name=model_name)
+    cleaned = chat_settings_clean(data=settings or {}, model=model)
+    conversation = Conversation.objects.create(user=user, model=model, **cleaned)
     return message_send(conversation=conversation, content=content)
 
 
@@ -77,13 +96,7 @@ def message_send(
 
     The caller starts the generation for the returned assistant message.
     """
-    content = content.strip()
-    if not content:
-        raise ValidationError("Type a message first.")
-    if len(content) > MAX_MESSAGE_CHARS:
-        raise ValidationError(
-            f"That message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}."
-        )
+    content = message_content_clean(content)
     conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
     if model_name or conversation.model is None:
@@ -97,22 +110,36 @@ def message_send(
     return user_message, _assistant_reply_create(conversation=conversation, parent=user_message)
 
 
+def message_content_clean(content: str) -> str:
+    """A message's text as kept: trimmed, not empty, not over the limit (else a ValidationError saying so)."""
+    content = content.strip()
+    if not content:
+        raise ValidationError("Type a message first.")
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise ValidationError(
+            f"That message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}."
+        )
+    return content
+
+
 @transaction.atomic
-def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
-    """A new reply to the same message as the current one; returns (the old one's id, the new one).
+def message_regenerate(*, conversation: Conversation, message_id: Any = None) -> tuple[int | None, Message]:
+    """A new reply to the same message as the reply ``message_id`` (by default the current leaf), as its
+    sibling; returns (the old one's id if it ended the path, else None, and the new one).
 
     The old reply stays, as a sibling of the new one off the current path, with its usage
-    record and stored turn.
+    record and stored turn; the new one's branch becomes current.
     """
     conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
-    last = conversation.current_leaf
+    last = conversation.current_leaf if message_id is None else _message_of(conversation, message_id)
     if last is None or last.role != Message.Role.ASSISTANT:
         raise ValidationError("There is no reply to regenerate.")
     if conversation.model is None:
         conversation.model = chat_model_resolve(user=conversation.user, model_name=None)
     _model_check(conversation)
-    return last.pk, _assistant_reply_create(conversation=conversation, parent=last.parent)
+    ended_path = last.pk == conversation.current_leaf_id
+    return last.pk if ended_path else None, _assistant_reply_create(conversation=conversation, parent=last.parent)
 
 
 @transaction.atomic
@@ -124,14 +151,7 @@ def conversation_branch_select(*, conversation: Conversation, message: Message) 
     """
     if message.conversation_id != conversation.pk:
         raise NotFound("No such message in this conversation.")
-    children: dict[int | None, list[int]] = {}
-    for pk, parent_id in conversation.messages.values_list("pk", "parent_id"):
-        children.setdefault(parent_id, []).append(pk)
-    newest, below = message.pk, [message.pk]
-    while below:
-        node = below.pop()
-        newest = max(newest, node)
-        below.extend(children.get(node, ()))
+    newest = max(message_subtree_ids(conversation=conversation, message_id=message.pk))
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=newest)
     conversation.current_leaf_id = newest
     return conversation
@@ -159,6 +179,15 @@ def messages_interrupt_orphans(*, stale_after: timedelta | None = None) -> list[
     return [(message.pk, message.conversation_id) for message in found]
 
 
+def _message_of(conversation: Conversation, message_id: Any) -> Message:
+    """A message of this conversation, or ``NotFound`` (no such id, or another conversation's)."""
+    pk = row_id(str(message_id))
+    message = Message.objects.filter(conversation_id=conversation.pk, pk=pk).first() if pk is not None else None
+    if message is None:
+        raise NotFound("That message is not in this conversation (it may have been deleted). Reload the page.")
+    return message
+
+
 def _conversation_locked(conversation: Conversation) -> Conversation:
     """The conversation re-read and locked for this transaction, with the user, model and provider a reply needs."""
     return (
@@ -183,11 +212,15 @@ def _assistant_reply_create(*, conversation: Conversation, parent: Message | Non
     )
     conversation.current_leaf = reply
     conversation.save(update_fields=["model", "title", "current_leaf", "updated_at"])
-    history = Message.objects.filter(
+    earlier = Message.objects.filter(
         pk__in=message_path_ids(conversation=conversation, leaf_id=reply.parent_id)
     ).values("content")
+    history = [*chat_system_messages(settings=conversation), *earlier]
+    max_tokens = chat_request_parameters(settings=conversation, model=model).get("max_tokens")
     try:
-        metering_reserve_turn(user=conversation.user, model=model, reply=reply, history=list(history))
+        metering_reserve_turn(
+            user=conversation.user, model=model, reply=reply, history=history, max_output_tokens=max_tokens
+        )
     except QuotaExceeded as exc:
         raise ValidationError(exc.message) from exc
     return reply
@@ -219,22 +252,31 @@ async def chat_send(*, conversation: Conversation, content: str, model_name: str
     return reply
 
 
-async def chat_start(*, user: AbstractBaseUser, content: str, model_name: str | None = None) -> Conversation:
-    """Start a conversation with its first message and begin the reply."""
-    _, reply = await sync_to_async(conversation_start)(user=user, content=content, model_name=model_name)
+async def chat_start(
+    *, user: AbstractBaseUser, content: str, model_name: str | None = None, settings: Mapping[str, Any] | None = None
+) -> Conversation:
+    """Start a conversation with its first message (and its prompt and parameters) and begin the reply."""
+    _, reply = await sync_to_async(conversation_start)(
+        user=user, content=content, model_name=model_name, settings=settings
+    )
     generation_start(message_id=reply.pk)
     return reply.conversation
 
 
-async def chat_regenerate(*, conversation: Conversation) -> Message:
-    old_id, reply = await sync_to_async(message_regenerate)(conversation=conversation)
+async def chat_regenerate(*, conversation: Conversation, message_id: Any = None) -> Message:
+    """Regenerate a reply (by default the last) as a new version of it; the tabs swap the last reply, or
+    show the new branch when an earlier reply was regenerated."""
+    old_id, reply = await sync_to_async(message_regenerate)(conversation=conversation, message_id=message_id)
     try:
-        await turn_announce(
-            conversation_id=conversation.pk,
-            message_ids=[reply.pk],
-            title=reply.conversation.title,
-            replaces=old_id,
-        )
+        if old_id is None:
+            await branch_announce(conversation_id=conversation.pk, anchor=reply.pk)
+        else:
+            await turn_announce(
+                conversation_id=conversation.pk,
+                message_ids=[reply.pk],
+                title=reply.conversation.title,
+                replaces=old_id,
+            )
     finally:
         generation_start(message_id=reply.pk)
     return reply
@@ -248,23 +290,25 @@ async def chat_stop(*, conversation: Conversation) -> None:
 
 async def chat_resume(
     *, conversation: Conversation, shown_streaming: list[int], reply_to: str
-) -> tuple[list[int], list[Message]]:
+) -> tuple[list[int], set[int], list[Message]]:
     """Bring a newly connected socket up to date.
 
-    Running replies are asked to send their text so far to ``reply_to``; returns their
-    ids, and the replies the page showed as streaming that have finished since, to be
+    Running replies on the current path are asked to send their text so far to ``reply_to``;
+    returns their ids, the ids of those running on other branches (which the tab does not
+    show), and the replies the page showed as streaming that have finished since, to be
     shown whole. Ids in ``shown_streaming`` that name no reply of this conversation (a
     user's message, another conversation's) are ignored.
     """
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
-    await generation_sync(message_ids=running, reply_to=reply_to)
-    path = await sync_to_async(message_path_ids)(conversation=conversation)
+    path = set(await sync_to_async(message_path_ids)(conversation=conversation))
+    shown = [message_id for message_id in running if message_id in path]
+    await generation_sync(message_ids=shown, reply_to=reply_to)
     finished = (
-        conversation.messages.select_related("usage")
-        .filter(pk__in=set(shown_streaming) & set(path), role=Message.Role.ASSISTANT)
+        conversation.messages.filter(pk__in=set(shown_streaming) & path, role=Message.Role.ASSISTANT)
         .exclude(pk__in=running)
     )
-    return running, [message async for message in finished]
+    finished_rows = await sync_to_async(messages_for_display)([message async for message in finished])
+    return shown, set(running) - path, finished_rows
 
 
 def _streaming_ids(*, conversation_id: int):

@@ -14,7 +14,8 @@ Each running generation listens on a channel of its own (joined to the group
 Events published to ``conversation_group(conversation_id)``: ``chat.turn`` (new
 messages), ``chat.delta`` (text and where it starts in the reply), ``chat.blocks`` (the
 reply so far as its finished Markdown blocks, rendered, and the open tail as text),
-``chat.snapshot`` (the text so far), ``chat.done`` (final state).
+``chat.snapshot`` (the text so far), ``chat.done`` (final state), ``chat.branch`` (the current path
+changed: a version chosen, an edit, a branch deleted), ``chat.continue`` (a reply streams again).
 
 A channel-layer outage (Redis restarting) never changes how a reply ends: deltas are
 retried until they go out, the control listener rejoins its group and sends the
@@ -44,6 +45,7 @@ from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render, streaming_blocks_extend
 from ..selectors import message_path_ids
+from .chat_settings import chat_request_parameters, chat_system_messages
 from .completions import UpstreamConnectionError, UpstreamTimeout
 from .metering import (
     TURN_STATUS,
@@ -81,6 +83,8 @@ class _Progress:
     """What a generation has produced so far; shared with its control listener."""
 
     text: str = ""
+    prefix: str = ""  # a continued reply's text before this call, which ``text`` starts with
+    earlier_usage: tuple[int, int, bool] = (0, 0, False)  # and its (prompt, completion, estimated) tokens
     published: int = 0  # how much of text the sockets were sent
     finish_reason: str = ""
     usage: dict[str, Any] | None = None
@@ -89,21 +93,28 @@ class _Progress:
     reading_done: asyncio.Event = field(default_factory=asyncio.Event)  # the provider's stream ended, however
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
+    parameters: dict[str, Any] = field(default_factory=dict)  # and the chat's parameters sent with them
     metered: Metered | None = None  # the completion: its reservation, route and attempts
     blocks_end: int = 0  # how much of text the sockets were sent as finished Markdown blocks
     blocks_html: str = ""  # those blocks, rendered and sanitised
     formatted_at: float = field(default_factory=time.monotonic)  # when finished blocks were last looked for
 
+    @property
+    def new_text(self) -> str:
+        """What this call wrote: all of ``text`` but a continued reply's earlier part."""
+        return self.text[len(self.prefix):]
 
-def generation_start(*, message_id: int) -> asyncio.Task:
-    """Start generating the reply ``message_id`` in the running event loop.
+
+def generation_start(*, message_id: int, continuing: bool = False) -> asyncio.Task:
+    """Start generating the reply ``message_id`` in the running event loop; ``continuing``: append to
+    its text (Continue), the model being sent that text as the start of its answer.
 
     The task is owned by this module, not by the caller, so it outlives the socket
     or request that started it. It runs in a fresh context so that its database
     calls share the process's one sync thread instead of the caller's request thread.
     """
     task = asyncio.get_running_loop().create_task(
-        _generate(message_id), name=f"generation-{message_id}", context=contextvars.Context()
+        _generate(message_id, continuing), name=f"generation-{message_id}", context=contextvars.Context()
     )
     _running[message_id] = task
     task.add_done_callback(lambda _: _running.pop(message_id, None))
@@ -137,17 +148,36 @@ async def turn_announce(
     )
 
 
-async def _generate(message_id: int) -> None:
+async def branch_announce(*, conversation_id: int, anchor: int | None = None) -> None:
+    """Tell every socket on the conversation that its current path changed; ``anchor``: the message
+    the change is about, which a tab keeps in view."""
+    await get_channel_layer().group_send(
+        conversation_group(conversation_id), {"type": "chat.branch", "anchor": anchor}
+    )
+
+
+async def reply_continue_announce(*, conversation_id: int, message_id: int) -> None:
+    """Tell every socket on the conversation that the reply ``message_id`` streams again (Continue)."""
+    await get_channel_layer().group_send(
+        conversation_group(conversation_id), {"type": "chat.continue", "message_id": message_id}
+    )
+
+
+async def _generate(message_id: int, continuing: bool = False) -> None:
     layer = get_channel_layer()
     message, metered = await sync_to_async(_reply_load)(message_id)
     if message is None:  # deleted before it started
         return
     group = conversation_group(message.conversation_id)
     progress = _Progress(metered=metered)
+    if continuing:
+        progress.text = progress.prefix = message.content
+        progress.published = len(message.content)
+        progress.earlier_usage = (message.prompt_tokens or 0, message.completion_tokens or 0, message.usage_estimated)
     try:
         async with _controls(layer, message_id, group, progress):
-            progress.request, max_tokens = await sync_to_async(_request_for)(message)
-            await _stream(progress.request, max_tokens, message_id, group, progress, layer)
+            progress.request, progress.parameters = await sync_to_async(_request_for)(message, progress.prefix)
+            await _stream(message_id, group, progress, layer)
         if progress.too_long:
             status, error = Message.Status.STOPPED, REPLY_TOO_LONG.format(limit=settings.CHAT_REPLY_MAX_CHARS)
         else:
@@ -201,17 +231,8 @@ async def _controls(layer: Any, message_id: int, group: str, progress: _Progress
             await layer.group_discard(generation_group(message_id), channel)
 
 
-async def _stream(
-    messages: list[dict[str, str]],
-    max_tokens: int | None,
-    message_id: int,
-    group: str,
-    progress: _Progress,
-    layer: Any,
-) -> None:
-    payload = {"messages": messages, "stream_options": {"include_usage": True}}
-    if max_tokens:
-        payload["max_tokens"] = max_tokens
+async def _stream(message_id: int, group: str, progress: _Progress, layer: Any) -> None:
+    payload = {"messages": progress.request, "stream_options": {"include_usage": True}, **progress.parameters}
     wake = asyncio.Event()
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
     limit = settings.CHAT_REPLY_MAX_CHARS
@@ -430,11 +451,14 @@ def _finish_save(
 ) -> tuple[int | None, int | None]:
     """The reply's final state, its settled usage and its stored completion, in one transaction.
 
-    Returns the reply's (prompt tokens, completion tokens). A reply deleted meanwhile
-    (its conversation was) still has its usage settled, and is not kept for review.
+    Returns this call's (prompt tokens, completion tokens); a continued reply's own counts add
+    its calls up, while each call's usage record and stored completion are that call's alone.
+    A reply deleted meanwhile (its conversation was) still has its usage settled, and is not
+    kept for review.
     """
     with transaction.atomic():
         prompt_tokens, completion_tokens, estimated = _settle(progress)
+        earlier_prompt, earlier_completion, earlier_estimated = progress.earlier_usage
         now = timezone.now()
         saved = Message.objects.filter(pk=message.pk).update(
             content=progress.text,
@@ -442,9 +466,9 @@ def _finish_save(
             status=status,
             error=error,
             finish_reason=progress.finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            usage_estimated=estimated,
+            prompt_tokens=_added(earlier_prompt, prompt_tokens),
+            completion_tokens=_added(earlier_completion, completion_tokens),
+            usage_estimated=estimated or earlier_estimated,
             **({"upstream_model": progress.upstream_model} if progress.upstream_model else {}),
             finished_at=now,
             updated_at=now,
@@ -453,7 +477,8 @@ def _finish_save(
             stored = stored_completion_build_turn(
                 message=message,
                 messages=progress.request,
-                text=progress.text,
+                parameters=progress.parameters,
+                text=progress.new_text,
                 finish_reason=progress.finish_reason,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
@@ -461,8 +486,14 @@ def _finish_save(
                 latency_ms=latency_ms,
             )
             metering_store(metered=progress.metered, stored=stored)
-            UsageRecord.objects.filter(message_id=message.pk).update(stored_completion=stored)
+            if progress.metered.record is not None:
+                UsageRecord.objects.filter(pk=progress.metered.record.pk).update(stored_completion=stored)
     return prompt_tokens, completion_tokens
+
+
+def _added(earlier: int, now: int | None) -> int | None:
+    """A continued reply's count over its calls (None when neither counted anything)."""
+    return earlier + now if now is not None else (earlier or None)
 
 
 def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
@@ -471,19 +502,23 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     Returns (prompt tokens, completion tokens, estimated); (None, None, False) when
     nothing reached the provider's output (it failed before answering).
     """
-    answered = bool(progress.text or progress.usage)
+    answered = bool(progress.new_text or progress.usage)
     record = metering_settle(
-        metered=progress.metered, usage=progress.usage, text=progress.text, messages=progress.request or []
+        metered=progress.metered, usage=progress.usage, text=progress.new_text, messages=progress.request or []
     )
     if record is None or not answered:
         return None, None, False
     return record.prompt_tokens, record.completion_tokens, record.estimated
 
 
-def _request_for(message: Message) -> tuple[list[dict[str, str]], int | None]:
-    """The message history and the length limit that produce ``message``."""
-    model = message.conversation.model
-    return _history(message), model.max_tokens if model is not None else None
+def _request_for(message: Message, prefix: str = "") -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The messages (the chat's system prompt, then its history) and the parameters that produce ``message``;
+    continuing it, its text so far (``prefix``) ends them, as the assistant's answer to go on with."""
+    conversation = message.conversation
+    messages = [*chat_system_messages(settings=conversation), *_history(message)]
+    if prefix:
+        messages.append({"role": "assistant", "content": prefix})
+    return messages, chat_request_parameters(settings=conversation, model=conversation.model)
 
 
 def _history(message: Message) -> list[dict[str, str]]:
@@ -504,7 +539,10 @@ def reply_interrupt_save(*, message: Message, error: str) -> None:
     like any other, so the reservation does not hold the worst case forever. ``message``
     comes with its conversation, model and provider.
     """
-    progress = _Progress(text=message.content, request=_history(message), metered=metering_for_turn(message=message))
+    request, parameters = _request_for(message)
+    progress = _Progress(
+        text=message.content, request=request, parameters=parameters, metered=metering_for_turn(message=message)
+    )
     latency_ms = round((timezone.now() - message.created_at).total_seconds() * 1000)
     _finish_save(message, progress, Message.Status.INTERRUPTED, error, markdown_render(message.content), latency_ms)
 

@@ -139,15 +139,21 @@ def _model_and_reservation(*, body: dict[str, Any], api_key: ApiKey) -> tuple[Ch
 
 
 def metering_reserve_turn(
-    *, user: AbstractBaseUser, model: ChatModel, reply: Message, history: list[dict[str, Any]]
+    *,
+    user: AbstractBaseUser,
+    model: ChatModel,
+    reply: Message,
+    history: list[dict[str, Any]],
+    max_output_tokens: int | None,
 ) -> UsageRecord:
-    """Reserve a chat reply's worst case (its model's ``max_tokens``, else the default), or ``QuotaExceeded``."""
+    """Reserve a chat reply's worst case (the ``max_tokens`` it is sent with, else the default), or
+    ``QuotaExceeded``."""
     return usage_reserve(
         user=user,
         model=model.name,
         provider=model.provider.name,
         prompt_tokens=messages_tokens_guess(history),
-        max_output_tokens=model.max_tokens,
+        max_output_tokens=max_output_tokens,
         message=reply,
     )
 
@@ -159,9 +165,14 @@ def metering_for_turn(*, message: Message) -> Metered:
         routes_of(model)  # loaded here, on the database thread
     return Metered(
         model=model, name=message.model_name, user_id=message.conversation.user_id,
-        source=StoredCompletion.Source.CHAT, record=UsageRecord.objects.filter(message_id=message.pk).first(),
+        source=StoredCompletion.Source.CHAT, record=_turn_reservation(message),
         message_id=message.pk,
     )
+
+
+def _turn_reservation(message: Message) -> UsageRecord | None:
+    """The usage record of the reply's call under way: its latest (a continued reply has one per call)."""
+    return UsageRecord.objects.filter(message_id=message.pk).order_by("-created_at", "-id").first()
 
 
 def _fallback_worthy(exc: CompletionError) -> bool:

@@ -35,6 +35,7 @@ def stored_completion_build_turn(
     *,
     message: Message,
     messages: list[dict[str, str]],
+    parameters: dict[str, Any],
     text: str,
     finish_reason: str,
     prompt_tokens: int | None,
@@ -42,7 +43,10 @@ def stored_completion_build_turn(
     status: str,
     latency_ms: int,
 ) -> StoredCompletion:
-    """A chat UI turn as a stored completion (unsaved), linked to its message, for the admin."""
+    """A chat UI turn as a stored completion (unsaved), linked to its message, for the admin.
+
+    Its request records the ``parameters`` the turn was sent with (max_tokens, temperature...).
+    """
     model = message.conversation.model
     usage = None
     if completion_tokens is not None:
@@ -72,11 +76,7 @@ def stored_completion_build_turn(
         model=message.model_name,
         provider=model.provider.name if model else "",
         upstream_model=message.upstream_model,
-        request={
-            "model": message.model_name,
-            "stream": True,
-            **({"max_tokens": model.max_tokens} if model and model.max_tokens else {}),
-        },
+        request={"model": message.model_name, "stream": True, **parameters},
         messages=messages,
         response=response,
         prompt_tokens=prompt_tokens,
