@@ -42,7 +42,7 @@ if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
@@ -270,6 +270,11 @@ USAGE_DEFAULTS = {
 }
 # Output tokens reserved against budgets and token limits when a request sets no max_tokens.
 USAGE_RESERVE_OUTPUT_TOKENS = env.int("USAGE_RESERVE_OUTPUT_TOKENS", default=512)
+
+# /metrics answers only a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; unset, it is a 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Series per user (labelled with the user's id): off, as they grow with the number of users.
+METRICS_PER_USER = env.bool("METRICS_PER_USER", default=False)
 
 LOGGING = {
     "version": 1,

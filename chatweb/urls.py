@@ -23,6 +23,7 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("v1/", include("conversations.api.urls")),
 ]

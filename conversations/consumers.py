@@ -15,6 +15,8 @@ from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from chatweb.metrics import sockets_open
+
 from .ids import row_id
 from .jsoninput import JsonInputError, json_input_parse
 from .models import Conversation, Message
@@ -56,6 +58,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.shown: dict[int, int] = {}  # reply id -> how much of its text this tab has
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        sockets_open.inc()
         # The user's sockets on every worker: told to check their session when it may have ended.
         self.user_group = account_group(user_id=user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
@@ -70,6 +73,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
+            sockets_open.dec()
             self.session_watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)

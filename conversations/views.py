@@ -16,6 +16,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from chatweb.metrics import metrics_exposition
+
 from .forms import PasswordForm, SignupForm
 from .ids import row_id
 from .models import ApiKey, Conversation, Message
@@ -278,3 +280,11 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     local_model = await sync_to_async(local_model_status, thread_sensitive=False)()
     body = {"status": "ok" if ready else "unavailable", **checks, "local_model": local_model.state}
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """This worker's Prometheus metrics, for a scraper holding ``METRICS_TOKEN`` (404 while none is set)."""
+    response = metrics_exposition(request)
+    if response is None:
+        raise Http404
+    return response
