@@ -82,10 +82,11 @@ def password_changed(request: HttpRequest) -> HttpResponse:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's sign-in page; sends the very first visitor to create the admin account."""
+    """Django's sign-in page, with single sign-on's button when it is on; without it, the very first visitor
+    is sent to create the admin account (with it, that account can be created from the page's link)."""
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if settings.PASSWORD_LOGIN and not get_user_model().objects.exists():
+        if signup_allowed() and not settings.OIDC_ISSUER and not get_user_model().objects.exists():
             return redirect("signup")
         return super().get(request, *args, **kwargs)
 
