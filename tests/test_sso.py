@@ -335,7 +335,7 @@ def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url,
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = chromium.new_page(viewport={"width": width, "height": height}, color_scheme=scheme)
         page.set_default_timeout(15_000)
-        page.goto(f"{live_server_url}/c/new")
+        page.goto(f"{live_server_url}/usage/")
         button = page.get_by_role("link", name="Sign in with Example IdP")
         sync_api.expect(button).to_be_visible()
         assert button.bounding_box()["height"] >= 44
@@ -346,8 +346,35 @@ def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url,
         page.get_by_label("Username").fill("grace")
         page.get_by_label("Password").fill(USERS["grace"]["password"])
         page.get_by_role("button", name="Continue").click()
-        page.wait_for_url(f"{live_server_url}/c/new")  # back where the person was going
+        page.wait_for_url(f"{live_server_url}/usage/")  # back where the person was going
+        page.goto(f"{live_server_url}/")
         sync_api.expect(page.locator(".username")).to_have_text("grace")
         page.screenshot(path=str(SHOTS / f"sso-signed-in-{width}-{scheme}.png"))
         chromium.close()
     assert User.objects.get(username="grace").sso_identities.get().issuer == sso.issuer
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_a_failed_sign_in_and_the_break_glass_form_in_chromium(passwords_off, live_server_url, width):
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    User.objects.create_superuser(username="root", password="break-glass-passphrase-1")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = chromium.new_page(viewport={"width": width, "height": 740})
+        page.set_default_timeout(15_000)
+        page.goto(f"{live_server_url}/oidc/callback/?code=stolen&state=forged")
+        sync_api.expect(page.get_by_role("alert")).to_contain_text("Signing in through Example IdP did not work")
+        password = page.get_by_label("Password")
+        sync_api.expect(password).to_be_hidden()  # tucked away: only the break-glass admin uses it
+        page.screenshot(path=str(SHOTS / f"sso-failed-{width}.png"))
+        page.get_by_text("Local administrator sign-in").click()
+        page.get_by_label("Username").fill("root")
+        password.fill("break-glass-passphrase-1")
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        sync_api.expect(page.locator(".username")).to_have_text("root")
+        chromium.close()
