@@ -190,7 +190,7 @@ AXES_CLIENT_IP_CALLABLE = "conversations.services.accounts.login_client_address"
 AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a log of every successful sign-in is not needed
 AXES_VERBOSE = False
 
-# Single sign-on through an OpenID Connect provider (conversations.auth.OidcBackend, built on
+# Single sign-on through an OpenID Connect provider (conversations.sso.OidcBackend, built on
 # mozilla-django-oidc): on when OIDC_ISSUER is set. The provider's endpoints come from its discovery
 # document; the code flow always uses PKCE (S256), a state and a nonce; users are linked by `sub`.
 OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
@@ -204,7 +204,7 @@ OIDC_USE_PKCE = True
 OIDC_USE_NONCE = True
 OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
 if OIDC_ISSUER:
-    AUTHENTICATION_BACKENDS.append("conversations.auth.OidcBackend")
+    AUTHENTICATION_BACKENDS.append("conversations.sso.OidcBackend")
 # PASSWORD_LOGIN=0 turns password sign-in off for everyone but BREAK_GLASS_USERNAME (a local admin kept
 # for when the identity provider is down); sign-ups close with it.
 PASSWORD_LOGIN = env.bool("PASSWORD_LOGIN", default=True)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import views
+from conversations import sso, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,8 +21,8 @@ urlpatterns = [
     path("accounts/password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/changed/", views.password_changed, name="password_changed"),
     path("accounts/signup/", views.signup, name="signup"),
-    path("oidc/authenticate/", views.SsoStartView.as_view(), name="oidc_authentication_init"),
-    path("oidc/callback/", views.SsoCallbackView.as_view(), name="oidc_authentication_callback"),
+    path("oidc/authenticate/", sso.SsoStartView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", sso.SsoCallbackView.as_view(), name="oidc_authentication_callback"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),

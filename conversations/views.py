@@ -1,30 +1,24 @@
 """Pages of the chat UI. Sending and streaming happen over the websocket (consumers.py)."""
 
-import logging
 from typing import Any
 
-import requests
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import SuspiciousOperation, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from chatweb.metrics import metrics_exposition
 
-from .errors import SsoFailed
 from .forms import PasswordForm, SignupForm
 from .ids import row_id
 from .models import ApiKey, Conversation, Message
@@ -42,13 +36,9 @@ from .services import chat, usage_report
 from .services.accounts import account_sockets_check, preferences_theme_set, signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
 from .services.health import local_model_status, readiness_check
-from .services.sso import sso_setting
 
 TEMPLATE = "conversations/chat.html"
 PASSWORD_BACKEND = "conversations.auth.PasswordBackend"
-SSO_FAILED = "Signing in through {name} did not work. Try again; if it keeps failing, tell an administrator."
-
-sso_logger = logging.getLogger("chatweb.sso")
 
 
 class LogoutView(auth_views.LogoutView):
@@ -95,50 +85,6 @@ class LoginView(auth_views.LoginView):
             **kwargs, signups_open=signup_allowed(), sso_name=settings.OIDC_PROVIDER_NAME if settings.OIDC_ISSUER else "",
             password_login=settings.PASSWORD_LOGIN,
         )
-
-
-def _sso_failed(request: HttpRequest, exc: Exception | None = None) -> HttpResponse:
-    """Back to the sign-in page, saying single sign-on failed; why goes to the log (never a token)."""
-    sso_logger.warning("single sign-on failed", extra={"reason": f"{type(exc).__name__}: {exc}"[:300] if exc else ""})
-    messages.error(request, SSO_FAILED.format(name=settings.OIDC_PROVIDER_NAME))
-    return redirect("login")
-
-
-class SsoStartView(OIDCAuthenticationRequestView):
-    """Send the browser to the identity provider with a fresh state, nonce and PKCE challenge."""
-
-    get_settings = staticmethod(sso_setting)
-
-    def __init__(self, **kwargs: Any) -> None:
-        View.__init__(self, **kwargs)  # the endpoints are looked up in get(), where a failure can be told
-
-    def get(self, request: HttpRequest) -> HttpResponse:
-        if not settings.OIDC_ISSUER:
-            raise Http404
-        try:
-            self.OIDC_OP_AUTH_ENDPOINT = sso_setting("OIDC_OP_AUTHORIZATION_ENDPOINT")
-        except SsoFailed as exc:
-            return _sso_failed(request, exc)
-        self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
-        return super().get(request)
-
-
-class SsoCallbackView(OIDCAuthenticationCallbackView):
-    """Where the provider sends the browser back: a wrong state, nonce, issuer or an expired token
-    reads as a failed sign-in on the sign-in page, never an error page."""
-
-    get_settings = staticmethod(sso_setting)
-
-    def get(self, request: HttpRequest) -> HttpResponse:
-        if not settings.OIDC_ISSUER:
-            raise Http404
-        try:
-            return super().get(request)
-        except (SuspiciousOperation, SsoFailed, requests.RequestException, ValueError, KeyError) as exc:
-            return _sso_failed(request, exc)
-
-    def login_failure(self) -> HttpResponse:
-        return _sso_failed(self.request)
 
 
 def signup(request: HttpRequest) -> HttpResponse:

@@ -33,9 +33,6 @@ class Samples:
     def __call__(self, name: str, **labels: str) -> float:
         return sum(s.value for s in self.samples if s.name == name and labels.items() <= s.labels.items())
 
-    def names(self) -> set[str]:
-        return {s.name for s in self.samples}
-
     def labels_of(self, prefix: str) -> list[dict[str, str]]:
         return [s.labels for s in self.samples if s.name.startswith(prefix)]
 
@@ -81,6 +78,8 @@ async def test_a_chat_turn_and_v1_calls_move_the_counters(metrics_on, live_serve
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two three"
         with pytest.raises(openai.BadRequestError):
             sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "again"}])
+        with pytest.raises(openai.NotFoundError):
+            sdk.chat.completions.create(model="made-up-model-xyz", messages=[{"role": "user", "content": "hi"}])
 
     await off_thread(v1_calls)()
 
@@ -109,10 +108,11 @@ async def test_a_chat_turn_and_v1_calls_move_the_counters(metrics_on, live_serve
     assert after("chatweb_streams_live") == 0
     assert moved("chatweb_http_requests_total", method="POST", route="/v1/chat/completions", status="200") == 1
     assert moved("chatweb_http_requests_total", method="POST", route="/v1/chat/completions", status="400") == 1
-    assert moved("chatweb_http_request_duration_seconds_count", method="POST", route="/v1/chat/completions") == 2
-    # No series is labelled by user, and none by anything the requests said.
-    assert not any(name.startswith("chatweb_user_") for name in after.names())
-    assert all("count" not in value for labels in after.labels_of("chatweb_") for value in labels.values())
+    assert moved("chatweb_http_requests_total", method="POST", route="/v1/chat/completions", status="404") == 1
+    assert moved("chatweb_http_request_duration_seconds_count", method="POST", route="/v1/chat/completions") == 3
+    # No series for this user (METRICS_PER_USER is off), and no label from what the requests said.
+    assert not any(labels.get("user_id") == str(user.pk) for labels in after.labels_of("chatweb_user_"))
+    assert not any("made-up-model" in value for labels in after.labels_of("chatweb_") for value in labels.values())
 
 
 def test_paths_nobody_routes_share_one_label(metrics_on, live_server_url):

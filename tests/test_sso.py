@@ -7,7 +7,6 @@ A browser is played by an httpx client following the redirects, or by Chromium.
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from tests.oidc_provider.__main__ import CLIENT_SECRET, USERS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-OIDC_BACKEND = "conversations.auth.OidcBackend"
+OIDC_BACKEND = "conversations.sso.OidcBackend"
 FAILED = "did not work"  # the sign-in page's words for a failed single sign-on
 
 
@@ -322,9 +321,8 @@ def test_turning_password_login_off_ends_password_sessions_but_the_break_glass_a
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
-@pytest.mark.parametrize(("width", "height", "scheme"), [(375, 740, "light"), (375, 740, "dark"),
-                                                          (1280, 800, "light"), (1280, 800, "dark")])
-def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url, width, height, scheme):
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
     from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
@@ -332,8 +330,19 @@ def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url,
     sync_api = pytest.importorskip("playwright.sync_api")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = chromium.new_page(viewport={"width": width, "height": height}, color_scheme=scheme)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize(("width", "height", "scheme"), [(375, 740, "light"), (375, 740, "dark"),
+                                                          (1280, 800, "light"), (1280, 800, "dark")])
+def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url, chromium, width, height, scheme):
+    from playwright import sync_api
+
+    context = chromium.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+    try:
+        page = context.new_page()
         page.set_default_timeout(15_000)
         page.goto(f"{live_server_url}/usage/")
         button = page.get_by_role("link", name="Sign in with Example IdP")
@@ -350,22 +359,19 @@ def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url,
         page.goto(f"{live_server_url}/")
         sync_api.expect(page.locator(".username")).to_have_text("grace")
         page.screenshot(path=str(SHOTS / f"sso-signed-in-{width}-{scheme}.png"))
-        chromium.close()
+    finally:
+        context.close()
     assert User.objects.get(username="grace").sso_identities.get().issuer == sso.issuer
 
 
 @pytest.mark.parametrize("width", [375, 1280])
-def test_a_failed_sign_in_and_the_break_glass_form_in_chromium(passwords_off, live_server_url, width):
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+def test_a_failed_sign_in_and_the_break_glass_form_in_chromium(passwords_off, live_server_url, chromium, width):
+    from playwright import sync_api
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
     User.objects.create_superuser(username="root", password="break-glass-passphrase-1")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = chromium.new_page(viewport={"width": width, "height": 740})
+    context = chromium.new_context(viewport={"width": width, "height": 740})
+    try:
+        page = context.new_page()
         page.set_default_timeout(15_000)
         page.goto(f"{live_server_url}/oidc/callback/?code=stolen&state=forged")
         sync_api.expect(page.get_by_role("alert")).to_contain_text("Signing in through Example IdP did not work")
@@ -377,4 +383,5 @@ def test_a_failed_sign_in_and_the_break_glass_form_in_chromium(passwords_off, li
         password.fill("break-glass-passphrase-1")
         page.get_by_role("button", name="Sign in", exact=True).click()
         sync_api.expect(page.locator(".username")).to_have_text("root")
-        chromium.close()
+    finally:
+        context.close()
