@@ -19,6 +19,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import SuspiciousOperation
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views import View
@@ -130,7 +131,8 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
             raise Http404
         try:
             return super().get(request)
-        except (SuspiciousOperation, SsoFailed, requests.RequestException, ValueError, KeyError) as exc:
+        except (SuspiciousOperation, SsoFailed, requests.RequestException, ValueError, KeyError,
+                IntegrityError) as exc:  # IntegrityError: the same person's first sign-in twice at once
             return _sso_failed(request, exc)
 
     def login_failure(self) -> HttpResponse:

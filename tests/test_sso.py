@@ -188,6 +188,25 @@ def test_each_provider_user_gets_their_own_account(sso, live_server_url):
     assert list(User.objects.get(username="grace").groups.values_list("name", flat=True)) == ["research"]
 
 
+def test_an_admin_links_an_existing_account_to_the_providers_user(sso, live_server_url, admin_client):
+    Browser(live_server_url).sign_in("ada")
+    subject = SsoIdentity.objects.get().subject
+    User.objects.filter(sso_identities__subject=subject).delete()
+    existing = User.objects.create_user(username="ada.lovelace", password="a-local-password-9")
+    data = {
+        "username": existing.username, "first_name": "", "last_name": "", "email": "", "is_active": "on",
+        "date_joined_0": "2025-01-01", "date_joined_1": "00:00:00",
+        "limits-TOTAL_FORMS": "0", "limits-INITIAL_FORMS": "0",
+        "sso_identities-TOTAL_FORMS": "1", "sso_identities-INITIAL_FORMS": "0",
+        "sso_identities-0-issuer": sso.issuer, "sso_identities-0-subject": subject,
+    }  # fmt: skip
+    assert admin_client.post(f"/admin/auth/user/{existing.pk}/change/", data).status_code == 302
+
+    browser = Browser(live_server_url)
+    browser.sign_in("ada")
+    assert signed_in_as(browser) == "ada.lovelace"
+
+
 # --- Refused ------------------------------------------------------------------------------------
 
 
@@ -321,67 +340,69 @@ def test_turning_password_login_off_ends_password_sessions_but_the_break_glass_a
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[object]:
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+def chromium_session():
+    """Playwright's Chromium; Django's ORM stays outside it (it refuses to run while Playwright's loop does)."""
+    from tests.test_browser import CHROMIUM
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    return pytest.importorskip("playwright.sync_api").sync_playwright()
 
 
-@pytest.mark.parametrize(("width", "height", "scheme"), [(375, 740, "light"), (375, 740, "dark"),
-                                                          (1280, 800, "light"), (1280, 800, "dark")])
-def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url, chromium, width, height, scheme):
-    from playwright import sync_api
+def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url):
+    from playwright.sync_api import expect
 
-    context = chromium.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
-    try:
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"{live_server_url}/usage/")
-        button = page.get_by_role("link", name="Sign in with Example IdP")
-        sync_api.expect(button).to_be_visible()
-        assert button.bounding_box()["height"] >= 44
-        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") == 0
-        page.screenshot(path=str(SHOTS / f"sso-login-{width}-{scheme}.png"))
-        button.click()
-        sync_api.expect(page.get_by_role("heading", name="Example Identity Provider")).to_be_visible()
-        page.get_by_label("Username").fill("grace")
-        page.get_by_label("Password").fill(USERS["grace"]["password"])
-        page.get_by_role("button", name="Continue").click()
-        page.wait_for_url(f"{live_server_url}/usage/")  # back where the person was going
-        page.goto(f"{live_server_url}/")
-        sync_api.expect(page.locator(".username")).to_have_text("grace")
-        page.screenshot(path=str(SHOTS / f"sso-signed-in-{width}-{scheme}.png"))
-    finally:
-        context.close()
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with chromium_session() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for width, height, scheme in [(375, 740, "light"), (375, 740, "dark"), (1280, 800, "light"),
+                                      (1280, 800, "dark")]:
+            context = chromium.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{live_server_url}/usage/")
+            button = page.get_by_role("link", name="Sign in with Example IdP")
+            expect(button).to_be_visible()
+            assert button.bounding_box()["height"] >= 44
+            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") == 0
+            page.screenshot(path=str(SHOTS / f"sso-login-{width}-{scheme}.png"))
+            button.click()
+            expect(page.get_by_role("heading", name="Example Identity Provider")).to_be_visible()
+            page.get_by_label("Username").fill("grace")
+            page.get_by_label("Password").fill(USERS["grace"]["password"])
+            page.get_by_role("button", name="Continue").click()
+            page.wait_for_url(f"{live_server_url}/usage/")  # back where the person was going
+            page.goto(f"{live_server_url}/")
+            expect(page.locator(".username")).to_have_text("grace")
+            page.screenshot(path=str(SHOTS / f"sso-signed-in-{width}-{scheme}.png"))
+            context.close()
+        chromium.close()
     assert User.objects.get(username="grace").sso_identities.get().issuer == sso.issuer
 
 
-@pytest.mark.parametrize("width", [375, 1280])
-def test_a_failed_sign_in_and_the_break_glass_form_in_chromium(passwords_off, live_server_url, chromium, width):
-    from playwright import sync_api
+def test_a_failed_sign_in_and_the_break_glass_form_in_chromium(passwords_off, live_server_url):
+    from playwright.sync_api import expect
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
     User.objects.create_superuser(username="root", password="break-glass-passphrase-1")
-    context = chromium.new_context(viewport={"width": width, "height": 740})
-    try:
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"{live_server_url}/oidc/callback/?code=stolen&state=forged")
-        sync_api.expect(page.get_by_role("alert")).to_contain_text("Signing in through Example IdP did not work")
-        password = page.get_by_label("Password")
-        sync_api.expect(password).to_be_hidden()  # tucked away: only the break-glass admin uses it
-        page.screenshot(path=str(SHOTS / f"sso-failed-{width}.png"))
-        page.get_by_text("Local administrator sign-in").click()
-        page.get_by_label("Username").fill("root")
-        password.fill("break-glass-passphrase-1")
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        sync_api.expect(page.locator(".username")).to_have_text("root")
-    finally:
-        context.close()
+    with chromium_session() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for width in (375, 1280):
+            context = chromium.new_context(viewport={"width": width, "height": 740})
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{live_server_url}/oidc/callback/?code=stolen&state=forged")
+            expect(page.get_by_role("alert")).to_contain_text("Signing in through Example IdP did not work")
+            password = page.get_by_label("Password")
+            expect(password).to_be_hidden()  # tucked away: only the break-glass admin uses it
+            page.screenshot(path=str(SHOTS / f"sso-failed-{width}.png"))
+            page.get_by_text("Local administrator sign-in").click()
+            page.get_by_label("Username").fill("root")
+            password.fill("break-glass-passphrase-1")
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            expect(page.locator(".username")).to_have_text("root")
+            context.close()
+        chromium.close()
