@@ -59,6 +59,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         sockets_open.inc()
+        self.counted = True  # in chatweb_sockets_open until it disconnects
         # The user's sockets on every worker: told to check their session when it may have ended.
         self.user_group = account_group(user_id=user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
@@ -72,8 +73,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._send_message(message)
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
+        if getattr(self, "counted", False):
             sockets_open.dec()
+        if hasattr(self, "group"):
             self.session_watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)

@@ -153,3 +153,33 @@ def test_metrics_are_off_until_a_token_is_set(live_server_url, settings):
     settings.METRICS_TOKEN = ""
     assert scrape(live_server_url).status_code == 404
     assert scrape(live_server_url, token=None).status_code == 404
+
+
+async def test_failed_group_sends_are_counted(user, chat_model, upstream, open_tab, monkeypatch):
+    """The channel layer refusing a reply's events (as Redis does while it restarts): each failed send counts."""
+    from channels.layers import get_channel_layer
+    from prometheus_client import REGISTRY
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from conversations.models import Message
+    from tests.conftest import wait_for_status
+
+    layer = get_channel_layer()
+    send = layer.group_send
+
+    async def failing(group: str, message: dict) -> None:
+        if message["type"] in ("chat.delta", "chat.blocks", "chat.done"):
+            raise RedisConnectionError("Redis is restarting")
+        await send(group, message)
+
+    before = REGISTRY.get_sample_value("chatweb_channel_layer_send_failures_total")
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    monkeypatch.setattr(layer, "group_send", failing)
+    upstream.script(Reply(text="Nobody hears this one."))
+    await tab.send(message="Hello?")
+    await tab.receive_until('class="message assistant"')  # the turn itself is announced (a chat.turn)
+    reply = await wait_for_status((await Message.objects.aget(role="assistant")).pk, "complete")
+
+    assert reply.content == "Nobody hears this one."  # the reply is kept all the same
+    assert REGISTRY.get_sample_value("chatweb_channel_layer_send_failures_total") >= before + 2  # a delta, the end
