@@ -16,6 +16,8 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 
+from chatweb.metrics import http_observe
+
 request_logger = logging.getLogger("chatweb.requests")
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -58,6 +60,8 @@ def _user_id(request: HttpRequest) -> int | None:
 
 
 def _log(request: HttpRequest, response: HttpResponse, started: float) -> None:
+    seconds = time.monotonic() - started
+    http_observe(request, response.status_code, seconds)
     request_logger.info(
         "%s %s %s",
         request.method,
@@ -67,14 +71,14 @@ def _log(request: HttpRequest, response: HttpResponse, started: float) -> None:
             "request_id": request.request_id,
             "user_id": _user_id(request),
             "status": response.status_code,
-            "latency_ms": round((time.monotonic() - started) * 1000, 1),
+            "latency_ms": round(seconds * 1000, 1),
         },
     )
 
 
 @sync_and_async_middleware
 def request_log_middleware(get_response: Any) -> Any:
-    """Give every request an id (answered as ``x-request-id``) and log one line for it."""
+    """Give every request an id (answered as ``x-request-id``), log one line for it and count it in the metrics."""
 
     def start(request: HttpRequest) -> float:
         request.request_id = "req_" + secrets.token_hex(12)

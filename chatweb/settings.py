@@ -42,7 +42,7 @@ if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
@@ -180,7 +180,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # LOGIN_FAILURE_LIMIT failures for one username, or from one client address, that username or
 # address is locked out for LOGIN_LOCKOUT_MINUTES (429 with a page saying so). Admins see and
 # clear lockouts under Axes → Access attempts. A success resets that username's count.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "conversations.auth.PasswordBackend"]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
@@ -189,6 +189,26 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "conversations.services.accounts.login_client_address"
 AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a log of every successful sign-in is not needed
 AXES_VERBOSE = False
+
+# Single sign-on through an OpenID Connect provider (conversations.sso.OidcBackend, built on
+# mozilla-django-oidc): on when OIDC_ISSUER is set. The provider's endpoints come from its discovery
+# document; the code flow always uses PKCE (S256), a state and a nonce; users are linked by `sub`.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGO", default="RS256")
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")  # empty: groups are not synced
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")  # "Sign in with <this>"
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+if OIDC_ISSUER:
+    AUTHENTICATION_BACKENDS.append("conversations.sso.OidcBackend")
+# PASSWORD_LOGIN=0 turns password sign-in off for everyone but BREAK_GLASS_USERNAME (a local admin kept
+# for when the identity provider is down); sign-ups close with it.
+PASSWORD_LOGIN = env.bool("PASSWORD_LOGIN", default=True)
+BREAK_GLASS_USERNAME = env.str("BREAK_GLASS_USERNAME", default="")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -270,6 +290,11 @@ USAGE_DEFAULTS = {
 }
 # Output tokens reserved against budgets and token limits when a request sets no max_tokens.
 USAGE_RESERVE_OUTPUT_TOKENS = env.int("USAGE_RESERVE_OUTPUT_TOKENS", default=512)
+
+# /metrics answers only a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; unset, it is a 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Series per user (labelled with the user's id): off, as they grow with the number of users.
+METRICS_PER_USER = env.bool("METRICS_PER_USER", default=False)
 
 LOGGING = {
     "version": 1,

@@ -15,6 +15,8 @@ from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from chatweb.metrics import sockets_open
+
 from .errors import NotFound
 from .ids import row_id
 from .jsoninput import JsonInputError, json_input_parse
@@ -58,6 +60,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.shown: dict[int, int] = {}  # reply id -> how much of its text this tab has
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        sockets_open.inc()
+        self.counted = True  # in chatweb_sockets_open until it disconnects
         # The user's sockets on every worker: told to check their session when it may have ended.
         self.user_group = account_group(user_id=user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
@@ -77,6 +81,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.chat_branch({"anchor": None})
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            sockets_open.dec()
         if hasattr(self, "group"):
             self.session_watch.cancel()
             await self.channel_layer.group_discard(self.group, self.channel_name)

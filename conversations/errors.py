@@ -94,3 +94,7 @@ class DeploymentsExhausted(UpstreamFailed):
     """Every deployment of a model failed (or is cooling down after failing): the model is out for now."""
 
     default_type = "service_unavailable"
+
+
+class SsoFailed(ChatwebError):
+    """Single sign-on could not be completed: the provider is unreachable, or what it sent was refused."""

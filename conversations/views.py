@@ -3,6 +3,7 @@
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -15,6 +16,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+
+from chatweb.metrics import metrics_exposition
 
 from .errors import InvalidInput, NotFound
 from .forms import ApiKeyForm, PasswordForm, SignupForm
@@ -48,6 +51,7 @@ from .services.health import local_model_status, readiness_check
 from .services.usage import month_start
 
 TEMPLATE = "conversations/chat.html"
+PASSWORD_BACKEND = "conversations.auth.PasswordBackend"
 
 
 class LogoutView(auth_views.LogoutView):
@@ -81,15 +85,19 @@ def password_changed(request: HttpRequest) -> HttpResponse:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's sign-in page; sends the very first visitor to create the admin account."""
+    """Django's sign-in page, with single sign-on's button when it is on; without it, the very first visitor
+    is sent to create the admin account (with it, that account can be created from the page's link)."""
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not get_user_model().objects.exists():
+        if signup_allowed() and not settings.OIDC_ISSUER and not get_user_model().objects.exists():
             return redirect("signup")
         return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs, signups_open=signup_allowed())
+        return super().get_context_data(
+            **kwargs, signups_open=signup_allowed(), sso_name=settings.OIDC_PROVIDER_NAME if settings.OIDC_ISSUER else "",
+            password_login=settings.PASSWORD_LOGIN,
+        )
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -97,7 +105,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         return render(request, "registration/signup_closed.html", status=403)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        login(request, user_signup(form=form), backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user_signup(form=form), backend=PASSWORD_BACKEND)
         return redirect("home")
     first_user = not get_user_model().objects.exists()
     return render(request, "registration/signup.html", {"form": form, "first_user": first_user})
@@ -426,3 +434,11 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     local_model = await sync_to_async(local_model_status, thread_sensitive=False)()
     body = {"status": "ok" if ready else "unavailable", **checks, "local_model": local_model.state}
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """This worker's Prometheus metrics, for a scraper holding ``METRICS_TOKEN`` (404 while none is set)."""
+    response = metrics_exposition(request)
+    if response is None:
+        raise Http404
+    return response

@@ -206,7 +206,7 @@ async def open_tab() -> AsyncIterator[Any]:
 def signed_in_session(user: Any) -> Any:
     """A session signing ``user`` in, as the login page leaves it (what a page's socket carries)."""
     client = Client()
-    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(user, backend="conversations.auth.PasswordBackend")
     return import_module(django_settings.SESSION_ENGINE).SessionStore(client.session.session_key)
 
 

@@ -18,7 +18,7 @@ from conversations.models import Conversation, Message
 from tests.conftest import signed_in_session
 from tests.upstream import Reply
 
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+MODEL_BACKEND = "conversations.auth.PasswordBackend"
 PASSWORD = "alice-password-1"
 
 
@@ -171,6 +171,7 @@ async def test_an_admin_deactivating_a_user_closes_their_sockets(user, chat_mode
         "limits-TOTAL_FORMS": "0", "limits-INITIAL_FORMS": "0", "limits-MIN_NUM_FORMS": "0", "limits-MAX_NUM_FORMS": "1",
         "model_grants-TOTAL_FORMS": "0", "model_grants-INITIAL_FORMS": "0", "model_grants-MIN_NUM_FORMS": "0",
         "model_grants-MAX_NUM_FORMS": "1000",
+        "sso_identities-TOTAL_FORMS": "0", "sso_identities-INITIAL_FORMS": "0",
     }  # fmt: skip  (is_active left out: unticked)
     response = await sync_to_async(admin_client.post)(f"/admin/auth/user/{user.pk}/change/", data)
     assert response.status_code == 302

@@ -295,6 +295,7 @@ def test_user_admin_saves_a_budget_and_rate_limits_inline(admin_client, user):
         "model_grants-MAX_NUM_FORMS": "1000",
         "limits-0-monthly_budget": "12.50", "limits-0-requests_per_minute": "30", "limits-0-tokens_per_minute": "",
         "limits-0-id": "", "limits-0-user": str(user.pk),
+        "sso_identities-TOTAL_FORMS": "0", "sso_identities-INITIAL_FORMS": "0",
     }  # fmt: skip
     response = admin_client.post(f"/admin/auth/user/{user.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from ..models import ChatModel, ModelPrice, UsageRecord, UserLimits
+from ..models import ChatModel, ModelPrice, SsoIdentity, UsageRecord, UserLimits
 from ..services.accounts import account_sockets_check
 from ..services.usage import month_start
 from ..services.usage_report import admin_report
@@ -135,11 +135,20 @@ class UserLimitsAdmin(admin.ModelAdmin):
 User = get_user_model()
 
 
+class SsoIdentityInline(admin.TabularInline):
+    """The identity provider accounts the user signs in with; adding one links an existing account."""
+
+    model = SsoIdentity
+    extra = 0
+    fields = ["issuer", "subject", "created_at", "last_login_at"]
+    readonly_fields = ["created_at", "last_login_at"]
+
+
 class ChatwebUserAdmin(UserAdmin):
     """Django's user admin with the user's usage limits inline. A user deactivated, deleted or given a
     new password here loses their open chat sockets (each closes unless its session still signs in)."""
 
-    inlines = [*UserAdmin.inlines, UserLimitsInline, ModelGrantInline]
+    inlines = [*UserAdmin.inlines, UserLimitsInline, ModelGrantInline, SsoIdentityInline]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

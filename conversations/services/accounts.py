@@ -22,6 +22,10 @@ from ..models import SiteSettings, UserPreferences
 
 
 def signup_allowed() -> bool:
+    """Whether a visitor may create a password account: never with password login off (single sign-on
+    creates accounts then); otherwise for the very first account, and later while an admin keeps sign-ups open."""
+    if not settings.PASSWORD_LOGIN:
+        return False
     return not get_user_model().objects.exists() or SiteSettings.load().signups_open
 
 

@@ -40,6 +40,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chatweb.metrics import layer_send_failures
+
 from ..errors import ChatwebError, DeploymentsExhausted, ModelUnavailable, UpstreamFailed
 from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
@@ -282,6 +284,7 @@ async def _publish(layer: Any, group: str, message_id: int, progress: _Progress,
         try:
             await _publish_pending(layer, group, message_id, progress)
         except LAYER_ERRORS as exc:
+            layer_send_failures.inc()
             _publishing.failed(exc)
             if progress.reading_done.is_set():
                 return
@@ -443,6 +446,7 @@ async def _finish(
     try:
         await layer.group_send(group, {"type": "chat.done", "message_id": message.pk})
     except LAYER_ERRORS as exc:
+        layer_send_failures.inc()
         _publishing.failed(exc)
 
 

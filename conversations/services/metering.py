@@ -32,10 +32,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 from django.utils import timezone
 
+from chatweb import metrics
+
 from ..errors import DeploymentsExhausted, ModelUnavailable
 from ..models import ApiKey, ChatModel, Message, StoredCompletion, UsageRecord
 from .access import access_cached, access_require, model_unavailable
-from .completions import CompletionError, completion_create, completion_stream
+from .completions import (
+    CompletionError,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+    completion_create,
+    completion_stream,
+)
 from .routing import Route, route_failed, routes_aof, routes_of, routes_ordered
 from .rowcache import rowcache_get, rowcache_set
 from .tokens import messages_tokens_count, messages_tokens_guess, tokens_count
@@ -67,6 +75,7 @@ class Metered:
     request_id: str = ""
     message_id: int | None = None
     started: float = field(default_factory=time.monotonic)
+    first_content_at: float | None = None  # when a stream's first content came
     route: Route | None = None  # the deployment that answered, or was tried last
     attempts: list[dict[str, Any]] = field(default_factory=list)  # the deployments that failed
 
@@ -193,12 +202,30 @@ async def _failed(metered: Metered, route: Route, exc: CompletionError) -> None:
     metered.attempts.append(
         {"deployment": route.label, "status": exc.status, "error": exc.message, "at": timezone.now().isoformat()}
     )
+    _error_count(route, exc)
     completion_logger.warning(
         "deployment failed",
         extra={"request_id": metered.request_id, "message_id": metered.message_id, "model": metered.name,
                "deployment": route.key, "status": exc.status},
     )
     await route_failed(route)
+
+
+def _error_count(route: Route | None, exc: CompletionError) -> None:
+    """Count a deployment's failure in the metrics, by its kind."""
+    if isinstance(exc, UpstreamTimeout):
+        kind = "timeout"
+    elif isinstance(exc, UpstreamConnectionError):
+        kind = "connection"
+    elif exc.status == 429:
+        kind = "rate_limited"
+    elif exc.status and exc.status >= 500:
+        kind = "server_error"
+    elif exc.status:
+        kind = "client_error"
+    else:
+        kind = "other"
+    metrics.upstream_errors.labels(route.label if route else "none", kind).inc()
 
 
 def _exhausted(metered: Metered) -> DeploymentsExhausted:
@@ -218,6 +245,7 @@ async def metering_create(*, metered: Metered, payload: dict[str, Any]) -> dict[
             return await completion_create(upstream=route.upstream, payload=payload, retries=None if last else 0)
         except CompletionError as exc:
             if len(routes) == 1 or not _fallback_worthy(exc):
+                _error_count(route, exc)
                 raise
             await _failed(metered, route, exc)
     raise _exhausted(metered)
@@ -228,8 +256,26 @@ async def metering_stream(*, metered: Metered, payload: dict[str, Any]) -> Async
     routes = await _routes(metered)
     if len(routes) == 1:
         metered.route = routes[0]
-        return completion_stream(upstream=routes[0].upstream, payload=payload)
-    return _fallback_stream(metered, routes, payload)
+        return _observed(metered, completion_stream(upstream=routes[0].upstream, payload=payload))
+    return _observed(metered, _fallback_stream(metered, routes, payload))
+
+
+async def _observed(metered: Metered, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Pass a stream's chunks on, counted in the metrics: live while read, when its first content came,
+    and a failure of the deployment reading it (failures before content that fell back are counted there)."""
+    source = metered.source
+    metrics.streams_live.labels(source).inc()
+    try:
+        async for chunk in chunks:
+            if metered.first_content_at is None and _has_content(chunk):
+                metered.first_content_at = time.monotonic()
+            yield chunk
+    except CompletionError as exc:
+        _error_count(metered.route, exc)
+        raise
+    finally:
+        metrics.streams_live.labels(source).dec()
+        await chunks.aclose()
 
 
 async def _fallback_stream(
@@ -314,7 +360,16 @@ def metering_store(*, metered: Metered, stored: StoredCompletion) -> None:
 def metering_log(
     *, metered: Metered, status: str, prompt_tokens: int | None, completion_tokens: int | None
 ) -> None:
-    """The completion's one ``chatweb.completions`` line: ids, model, status, latency, tokens; never content."""
+    """The completion's one ``chatweb.completions`` line (ids, model, status, latency, tokens; never content),
+    and its counts in the metrics."""
+    record = metered.record
+    metrics.completion_observe(
+        model=metered.name, deployment=metered.route.label if metered.route else "none", source=metered.source,
+        status=status, user_id=metered.user_id, seconds=time.monotonic() - metered.started,
+        first_token_seconds=metered.first_content_at - metered.started if metered.first_content_at else None,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        cost_usd=record.cost if record is not None and record.state == UsageRecord.State.SETTLED else None,
+    )
     ids = {"request_id": metered.request_id} if metered.request_id else {"message_id": metered.message_id}
     completion_logger.info(
         "completion",
