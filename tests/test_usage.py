@@ -143,8 +143,11 @@ def test_an_api_client_leaving_mid_stream_is_still_charged_for_what_was_generate
 
 
 def _wait_settled(user) -> UsageRecord:
-    """The user's latest usage record once settled (a call is settled just after its answer is sent)."""
-    return eventually(lambda: UsageRecord.objects.filter(user=user, state="settled").order_by("-pk").first())
+    """The user's latest usage record once settled (a call is settled just after its answer is sent; a client
+    that left is noticed at the server's next read, seconds later on a loaded machine)."""
+    return eventually(
+        lambda: UsageRecord.objects.filter(user=user, state="settled").order_by("-pk").first(), timeout=30
+    )
 
 
 @pytest.mark.django_db(transaction=True)
