@@ -36,6 +36,7 @@ def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     return (
         conversation.messages.filter(replaced=False)
         .select_related("usage")
+        .prefetch_related("attachments")
         .annotate(model_label=Coalesce(NullIf(Subquery(display_name), Value("")), F("model_name")))
         .order_by("created_at", "id")
     )

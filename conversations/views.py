@@ -8,7 +8,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from .forms import PasswordForm, SignupForm
 from .ids import row_id
-from .models import ApiKey, Conversation, Message
+from .models import ApiKey, Attachment, Conversation, Message
 from .selectors import (
     api_key_list,
     chat_model_default,
@@ -32,6 +32,13 @@ from .selectors import (
 from .services import chat, usage_report
 from .services.accounts import account_sockets_check, preferences_theme_set, signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
+from .services.attachments import (
+    attachment_discard,
+    attachment_get,
+    attachment_limits,
+    attachment_upload,
+    attachments_unsent,
+)
 from .services.health import local_model_status, readiness_check
 
 TEMPLATE = "conversations/chat.html"
@@ -96,6 +103,7 @@ def _page(
     conversation: Conversation | None = None,
     notice: str = "",
     draft: str = "",
+    draft_attachments: list[Attachment] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     messages, has_earlier = message_page(conversation=conversation) if conversation else ([], False)
@@ -117,6 +125,8 @@ def _page(
             "selected_model_id": selected,
             "notice": notice,
             "draft": draft,
+            "attachments": draft_attachments or [],
+            "attachment_limits": attachment_limits(),
         },
         status=status,
     )
@@ -159,13 +169,72 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:
         return redirect("login")
     content = request.POST.get("message", "")
+    attachment_ids = request.POST.getlist("attachments")
     try:
         conversation = await chat.chat_start(
-            user=user, content=content, model_name=request.POST.get("model") or None
+            user=user, content=content, model_name=request.POST.get("model") or None, attachment_ids=attachment_ids
         )
     except ValidationError as exc:
-        return await sync_to_async(_page)(request, notice=" ".join(exc.messages), draft=content, status=400)
+        return await sync_to_async(_page_refused)(
+            request, notice=" ".join(exc.messages), draft=content, attachment_ids=attachment_ids
+        )
     return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+def _page_refused(request: HttpRequest, *, notice: str, draft: str, attachment_ids: list[str]) -> HttpResponse:
+    """The new-chat page again after a refused send, with the text and the files that were attached."""
+    try:
+        kept = attachments_unsent(user=request.user, ids=attachment_ids)
+    except ValidationError:
+        kept = []
+    return _page(request, notice=notice, draft=draft, draft_attachments=kept, status=400)
+
+
+@login_required
+@require_POST
+def attachment_create(request: HttpRequest) -> HttpResponse:
+    """Upload one file for the message being written; answers its chip (400 with the reason when refused)."""
+    upload = request.FILES.get("file")
+    name = request.POST.get("name")
+    try:
+        if upload is None:
+            raise ValidationError("No file was received. Attach it again.")
+        attachment = attachment_upload(user=request.user, upload=upload, name=name)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+        return render(request, f"{TEMPLATE}#attachment-error", {"error": error}, status=400)
+    return render(request, f"{TEMPLATE}#attachment-chip", {"attachment": attachment, "editable": True})
+
+
+@login_required
+@require_POST
+def attachment_delete(request: HttpRequest, attachment_id: int) -> HttpResponse:
+    """Take an upload back out of the composer (a file already sent stays with its message)."""
+    try:
+        attachment_discard(user=request.user, attachment_id=attachment_id)
+    except Attachment.DoesNotExist:
+        raise Http404("No such file.") from None
+    return HttpResponse("")
+
+
+@login_required
+def attachment_file(request: HttpRequest, attachment_id: int) -> FileResponse:
+    """A stored file, to its owner (and admins) only: images inline, anything else as a download,
+    never sniffed by the browser and never run as a page."""
+    try:
+        attachment = attachment_get(user=request.user, attachment_id=attachment_id)
+    except Attachment.DoesNotExist:
+        raise Http404("No such file.") from None
+    response = FileResponse(
+        attachment.file.open("rb"),
+        as_attachment=not attachment.is_image,
+        filename=attachment.name,
+        content_type="text/plain; charset=utf-8" if attachment.content_type == "text/plain" else attachment.content_type,
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @login_required

@@ -12,6 +12,14 @@ from django.utils import timezone
 
 from ..errors import QuotaExceeded
 from ..models import ChatModel, Conversation, Message
+from .attachments import (
+    attachments_check_model,
+    attachments_claim,
+    attachments_unsent,
+    context_check,
+    files_delete_on_commit,
+    message_model_content,
+)
 from ..selectors import chat_model_default, chat_model_list
 from .generation import generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .metering import metering_reserve_turn
@@ -22,11 +30,11 @@ TITLE_CHARS = 60
 
 @transaction.atomic
 def conversation_start(
-    *, user: AbstractBaseUser, content: str, model_name: str | None = None
+    *, user: AbstractBaseUser, content: str, model_name: str | None = None, attachment_ids: list | None = None
 ) -> tuple[Message, Message]:
     """A new conversation holding the user's first message and its reply to generate."""
     conversation = Conversation.objects.create(user=user, model=chat_model_resolve(model_name=model_name))
-    return message_send(conversation=conversation, content=content)
+    return message_send(conversation=conversation, content=content, attachment_ids=attachment_ids)
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
@@ -39,9 +47,12 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete the conversation, stopping any reply still being written for it."""
+    """Delete the conversation with its attached files, stopping any reply still being written for it."""
     streaming = list(conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True))
-    conversation.delete()
+    with transaction.atomic():
+        files = list(conversation.messages.values_list("attachments__file", flat=True).exclude(attachments=None))
+        conversation.delete()
+        files_delete_on_commit(names=files)
     for message_id in streaming:
         async_to_sync(generation_stop)(message_id=message_id)
 
@@ -61,14 +72,16 @@ def chat_model_resolve(*, model_name: str | None) -> ChatModel:
 
 @transaction.atomic
 def message_send(
-    *, conversation: Conversation, content: str, model_name: str | None = None
+    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list | None = None
 ) -> tuple[Message, Message]:
-    """Save the user's message and an empty assistant reply in state ``streaming``.
+    """Save the user's message (with the files uploaded for it) and an empty assistant reply in state
+    ``streaming``. A refusal (``ValidationError``) saves nothing.
 
     The caller starts the generation for the returned assistant message.
     """
     content = content.strip()
-    if not content:
+    attachments = attachments_unsent(user=conversation.user, ids=attachment_ids or [])
+    if not content and not attachments:
         raise ValidationError("Type a message first.")
     if len(content) > MAX_MESSAGE_CHARS:
         raise ValidationError(
@@ -78,13 +91,15 @@ def message_send(
     _ensure_idle(conversation)
     if model_name or conversation.model is None:
         conversation.model = chat_model_resolve(model_name=model_name)
+    attachments_check_model(attachments=attachments, model=conversation.model)
     if not conversation.messages.exists():
-        conversation.title = _title_from(content)
+        conversation.title = _title_from(content or attachments[0].name)
     conversation.save(update_fields=["model", "title", "updated_at"])
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, content=content
     )
-    return user_message, _assistant_reply_create(conversation=conversation)
+    attachments_claim(attachments=attachments, message=user_message)
+    return user_message, _assistant_reply_create(conversation=conversation, attachments=attachments)
 
 
 @transaction.atomic
@@ -137,8 +152,10 @@ def _conversation_locked(conversation: Conversation) -> Conversation:
     )
 
 
-def _assistant_reply_create(*, conversation: Conversation) -> Message:
-    """The reply to generate, with its usage reserved against the user's budget and rate limits."""
+def _assistant_reply_create(*, conversation: Conversation, attachments: list | None = None) -> Message:
+    """The reply to generate, with its usage reserved against the user's budget and rate limits
+    (the history as the model will read it: documents, images); refused when documents just attached
+    do not fit the model's context."""
     model = conversation.model
     assert model is not None
     reply = Message.objects.create(
@@ -148,9 +165,11 @@ def _assistant_reply_create(*, conversation: Conversation) -> Message:
         model_name=model.name,
         upstream_model=model.upstream_model,
     )
-    history = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).values("content")
+    earlier = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).prefetch_related("attachments")
+    history = [{"content": message_model_content(message=m, images=model.accepts_images)} for m in earlier]
+    context_check(model=model, history=history, attachments=attachments or [])
     try:
-        metering_reserve_turn(user=conversation.user, model=model, reply=reply, history=list(history))
+        metering_reserve_turn(user=conversation.user, model=model, reply=reply, history=history)
     except QuotaExceeded as exc:
         raise ValidationError(exc.message) from exc
     return reply
@@ -166,10 +185,12 @@ def _title_from(content: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-async def chat_send(*, conversation: Conversation, content: str, model_name: str | None = None) -> Message:
+async def chat_send(
+    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list | None = None
+) -> Message:
     """Send the user's message and start the reply; every open tab is told."""
     user_message, reply = await sync_to_async(message_send)(
-        conversation=conversation, content=content, model_name=model_name
+        conversation=conversation, content=content, model_name=model_name, attachment_ids=attachment_ids
     )
     try:
         await turn_announce(
@@ -182,9 +203,13 @@ async def chat_send(*, conversation: Conversation, content: str, model_name: str
     return reply
 
 
-async def chat_start(*, user: AbstractBaseUser, content: str, model_name: str | None = None) -> Conversation:
+async def chat_start(
+    *, user: AbstractBaseUser, content: str, model_name: str | None = None, attachment_ids: list | None = None
+) -> Conversation:
     """Start a conversation with its first message and begin the reply."""
-    _, reply = await sync_to_async(conversation_start)(user=user, content=content, model_name=model_name)
+    _, reply = await sync_to_async(conversation_start)(
+        user=user, content=content, model_name=model_name, attachment_ids=attachment_ids
+    )
     generation_start(message_id=reply.pk)
     return reply.conversation
 

@@ -53,6 +53,7 @@ from .metering import (
     metering_store,
     metering_stream,
 )
+from .attachments import attachments_inline, message_model_content
 from .providers import base_url_is_local
 from .stored import stored_completion_build_turn
 
@@ -146,7 +147,8 @@ async def _generate(message_id: int) -> None:
     try:
         async with _controls(layer, message_id, group, progress):
             progress.request, max_tokens = await sync_to_async(_request_for)(message)
-            await _stream(progress.request, max_tokens, message_id, group, progress, layer)
+            sent = await sync_to_async(attachments_inline)(progress.request)
+            await _stream(sent, max_tokens, message_id, group, progress, layer)
         if progress.too_long:
             status, error = Message.Status.STOPPED, REPLY_TOO_LONG.format(limit=settings.CHAT_REPLY_MAX_CHARS)
         else:
@@ -479,21 +481,24 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     return record.prompt_tokens, record.completion_tokens, record.estimated
 
 
-def _request_for(message: Message) -> tuple[list[dict[str, str]], int | None]:
+def _request_for(message: Message) -> tuple[list[dict[str, Any]], int | None]:
     """The message history and the length limit that produce ``message``."""
     model = message.conversation.model
     return _history(message), model.max_tokens if model is not None else None
 
 
-def _history(message: Message) -> list[dict[str, str]]:
-    """The messages before ``message`` that the model is sent to produce it."""
+def _history(message: Message) -> list[dict[str, Any]]:
+    """The messages before ``message`` that the model is sent to produce it, with their attachments
+    (images as references to their files: ``attachments_inline`` makes them data URLs to send)."""
+    model = message.conversation.model
     history = (
         Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk, replaced=False)
-        .exclude(content="")
+        .exclude(content="", attachments=None)
         .order_by("created_at", "id")
-        .values_list("role", "content")
+        .prefetch_related("attachments")
     )
-    return [{"role": role, "content": content} for role, content in history]
+    images = model is not None and model.accepts_images
+    return [{"role": m.role, "content": message_model_content(message=m, images=images)} for m in history]
 
 
 def reply_interrupt_save(*, message: Message, error: str) -> None:
