@@ -1,6 +1,7 @@
 """Data of chatweb: providers and the models they serve, conversations and their messages."""
 
 from django.conf import settings
+from django.core.files.storage import Storage, storages
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -201,10 +202,15 @@ class Message(models.Model):
         return self.status == self.Status.STREAMING
 
 
-def _attachment_storage():
-    from django.core.files.storage import storages
+class _AttachmentStorage(Storage):
+    """``STORAGES["attachments"]`` as it is configured when used (a setting changed later, in tests, applies)."""
 
-    return storages["attachments"]
+    def __getattribute__(self, name: str):
+        return getattr(storages["attachments"], name)
+
+
+def _attachment_storage() -> Storage:
+    return _AttachmentStorage()
 
 
 def _attachment_path(instance: "Attachment", filename: str) -> str:
