@@ -373,3 +373,57 @@ def test_image_tokens_follow_openais_published_tile_rule():
     assert image_tokens_estimate(width=1024, height=1024) == 765  # OpenAI's examples
     assert image_tokens_estimate(width=2048, height=4096) == 1105
     assert image_tokens_estimate(width=4096, height=8192, detail="low") == 85
+
+
+# --- Where a message shows ----------------------------------------------------------------------
+
+
+def test_the_admin_shows_images_as_thumbnails_and_documents_as_chips(user, chat_model, admin_client):
+    client = signed_in(user)
+    upload(client, "chart.png", png())
+    upload(client, "notes.md", b"# Notes\n<script>alert(1)</script>")
+    image, notes = Attachment.objects.order_by("pk")
+    chat_model.accepts_images = True
+    chat_model.save()
+    conversation = Conversation.objects.create(user=user, model=chat_model)
+    message, _ = message_send(conversation=conversation, content="Look", attachment_ids=[image.pk, notes.pk])
+    text = f'<document name="notes.md">\n{notes.text}\n</document>\n\nLook'
+    StoredCompletion.objects.create(
+        id="chatcmpl-attached", user=user, model=chat_model.name, source="chat",
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": f"/files/{image.pk}"}},
+        ]}],
+    )
+
+    stored = admin_client.get("/admin/conversations/storedcompletion/chatcmpl-attached/change/").content.decode()
+    assert f'<img src="/files/{image.pk}"' in stored
+    assert "<summary>notes.md" in stored and "&lt;script&gt;alert(1)&lt;/script&gt;" in stored
+    assert "<script>alert(1)" not in stored
+    transcript = admin_client.get(f"/admin/conversations/conversation/{conversation.pk}/change/").content.decode()
+    assert f'<img src="/files/{image.pk}" alt="chart.png"' in transcript
+    assert f'<a href="/files/{notes.pk}">notes.md</a>' in transcript
+
+
+def test_v1_stored_completions_keep_image_parts_and_list_them_as_content_parts(
+    live_server_url, user, chat_model, upstream, admin_client
+):
+    import openai
+
+    from conversations.services.api_keys import api_key_create
+
+    client = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="t")[1], max_retries=0)
+    url = "data:image/png;base64," + base64.b64encode(png(1024, 1024)).decode()
+    upstream.script(Reply(text="A red square.", usage=False))
+    completion = client.chat.completions.create(
+        model="fake-model", store=True,
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}},
+        ]}],
+    )
+
+    (listed,) = client.chat.completions.messages.list(completion.id)
+    assert listed.content == "What is this?"
+    assert listed.content_parts[1].type == "image_url" and listed.content_parts[1].image_url.url == url
+    assert UsageRecord.objects.get(stored_completion_id=completion.id).prompt_tokens >= 765  # the tile rule, estimated
+    page = admin_client.get(f"/admin/conversations/storedcompletion/{completion.id}/change/").content.decode()
+    assert f'<img src="{url}"' in page
