@@ -43,6 +43,7 @@ from ..errors import ChatwebError, DeploymentsExhausted, ModelUnavailable, Upstr
 from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render, streaming_blocks_extend
+from ..selectors import message_path_ids
 from .completions import UpstreamConnectionError, UpstreamTimeout
 from .metering import (
     TURN_STATUS,
@@ -488,11 +489,12 @@ def _request_for(message: Message) -> tuple[list[dict[str, Any]], int | None]:
 
 
 def _history(message: Message) -> list[dict[str, Any]]:
-    """The messages before ``message`` that the model is sent to produce it, with their attachments
-    (images as references to their files: ``attachments_inline`` makes them data URLs to send)."""
+    """The path from the conversation's first message down to the one ``message`` answers: what the model is
+    sent, with its attachments (images as references to their files: ``attachments_inline`` makes them data
+    URLs to send)."""
     model = message.conversation.model
     history = (
-        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk, replaced=False)
+        Message.objects.filter(pk__in=message_path_ids(conversation=message.conversation, leaf_id=message.parent_id))
         .exclude(content="", attachments=None)
         .order_by("created_at", "id")
         .prefetch_related("attachments")
