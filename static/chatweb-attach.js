@@ -25,9 +25,9 @@
   function errorChip(text) {
     var chip = document.createElement("li");
     chip.className = "attachment-chip failed";
-    chip.setAttribute("role", "alert");
     var message = document.createElement("span");
     message.className = "attachment-error";
+    message.setAttribute("role", "alert");
     message.textContent = text;
     var remove = document.createElement("button");
     remove.type = "button";

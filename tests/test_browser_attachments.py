@@ -24,7 +24,7 @@ from tests.test_browser import (  # noqa: F401 - browser, fake_upstream, live, u
     upstream,
     wait_socket,
 )
-from tests.test_ui import shoot
+from tests.test_ui import axe_violations, close, open_page, overflow, shoot
 from tests.upstream import FakeUpstream, Reply
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -142,3 +142,29 @@ def test_a_refused_file_says_why_in_its_chip_and_the_typed_text_stays(page: Any,
     page.locator("#attachment-chips .attachment-chip .attachment-remove").click()
     expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize(("size", "scheme"), [("phone", "light"), ("phone", "dark"), ("desktop", "dark")])
+def test_chips_and_thumbnails_fit_and_pass_axe(browser: Any, live: Any, signed_in: dict, upstream: FakeUpstream,
+                                               size: str, scheme: str) -> None:
+    tab = open_page(browser, live, signed_in, size=size, scheme=scheme)
+    tab.goto("/")
+    tab.set_input_files(
+        "#attachment-input",
+        files=[
+            {"name": "photo.png", "mimeType": "image/png", "buffer": png(1600, 1200, "teal")},
+            {"name": "a-rather-long-quarterly-report-name.pdf", "mimeType": "application/pdf", "buffer": pdf("Q3")},
+            {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""},
+        ],
+    )
+    expect(tab.locator("#attachment-chips input[name=attachments]")).to_have_count(2)
+    expect(tab.locator("#attachment-chips .failed")).to_contain_text("is empty")
+    assert overflow(tab) == 0
+    assert axe_violations(tab, f"attachments-composer-{size}-{scheme}") == []
+    tab.locator("#composer-input").fill("Two files")
+    tab.locator("#composer-input").press("Enter")
+    tab.wait_for_url(re.compile(r"/c/\d+/$"))
+    expect(tab.locator("#messages .message.assistant[data-status=complete]")).to_be_visible()
+    assert overflow(tab) == 0
+    assert axe_violations(tab, f"attachments-message-{size}-{scheme}") == []
+    close(tab)
