@@ -13,7 +13,6 @@ from PIL import Image
 
 from tests.test_attachments import pdf, png
 from tests.test_browser import (  # noqa: F401 - browser, fake_upstream, live, upstream, signed_in, page are fixtures
-    ADMIN,
     CHROMIUM,
     browser,
     fake_upstream,
@@ -161,6 +160,7 @@ def test_chips_and_thumbnails_fit_and_pass_axe(browser: Any, live: Any, signed_i
     expect(tab.locator("#attachment-chips .failed")).to_contain_text("is empty")
     assert overflow(tab) == 0
     assert axe_violations(tab, f"attachments-composer-{size}-{scheme}") == []
+    upstream.script(Reply(text="Got both: a photo and a report."))
     tab.locator("#composer-input").fill("Two files")
     tab.locator("#composer-input").press("Enter")
     tab.wait_for_url(re.compile(r"/c/\d+/$"))

@@ -44,6 +44,7 @@ from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render, streaming_blocks_extend
 from ..selectors import message_path_ids
+from .attachments import attachments_inline, message_model_content
 from .completions import UpstreamConnectionError, UpstreamTimeout
 from .metering import (
     TURN_STATUS,
@@ -54,7 +55,6 @@ from .metering import (
     metering_store,
     metering_stream,
 )
-from .attachments import attachments_inline, message_model_content
 from .providers import base_url_is_local
 from .stored import stored_completion_build_turn
 
