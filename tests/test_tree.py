@@ -92,7 +92,14 @@ def test_the_migration_puts_each_conversation_on_one_path_with_replaced_replies_
 
     executor = MigrationExecutor(connection)
     executor.migrate(after)
+    try:
+        _check_migrated(conversation, empty, ids)
+    finally:  # later tests on this database need every migration, those after the tree's too
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
 
+
+def _check_migrated(conversation, empty, ids) -> None:
     parents = dict(Message.objects.filter(conversation_id=conversation.pk).values_list("pk", "parent_id"))
     hi, try1, try2, try3, more, done = ids
     assert parents == {hi: None, try1: hi, try2: hi, try3: hi, more: try3, done: more}
