@@ -21,6 +21,8 @@ from .ids import row_id
 from .models import ApiKey, Attachment, Conversation, Message
 from .selectors import (
     api_key_list,
+    attachment_get,
+    attachments_draft,
     chat_model_default,
     chat_model_list,
     conversation_get,
@@ -32,13 +34,7 @@ from .selectors import (
 from .services import chat, usage_report
 from .services.accounts import account_sockets_check, preferences_theme_set, signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
-from .services.attachments import (
-    attachment_discard,
-    attachment_get,
-    attachment_limits,
-    attachment_upload,
-    attachments_unsent,
-)
+from .services.attachments import attachment_discard, attachment_limits, attachment_upload
 from .services.health import local_model_status, readiness_check
 
 TEMPLATE = "conversations/chat.html"
@@ -183,10 +179,7 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
 
 def _page_refused(request: HttpRequest, *, notice: str, draft: str, attachment_ids: list[str]) -> HttpResponse:
     """The new-chat page again after a refused send, with the text and the files that were attached."""
-    try:
-        kept = attachments_unsent(user=request.user, ids=attachment_ids)
-    except ValidationError:
-        kept = []
+    kept = attachments_draft(user=request.user, ids=attachment_ids)
     return _page(request, notice=notice, draft=draft, draft_attachments=kept, status=400)
 
 

@@ -121,6 +121,11 @@ def test_text_is_decoded_from_its_charset_and_kept_as_utf8(user):
     assert attachment.tokens > 0
 
 
+def test_a_script_is_text_not_a_program(user):
+    assert upload(signed_in(user), "deploy.sh", b"#!/bin/sh\nset -e\nmake test\n").status_code == 200
+    assert Attachment.objects.get().text == "#!/bin/sh\nset -e\nmake test\n"
+
+
 def test_a_pdfs_text_is_extracted(user):
     response = upload(signed_in(user), "report.pdf", pdf("Quarterly revenue grew by 42 percent."))
 

@@ -41,6 +41,17 @@ PASTE = """(b64) => {
 }"""
 
 
+DROP = """(files) => {
+  const data = new DataTransfer();
+  for (const [name, type, b64] of files) {
+    data.items.add(new File([Uint8Array.from(atob(b64), c => c.charCodeAt(0))], name, {type}));
+  }
+  const box = document.getElementById("composer-input");
+  box.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true, cancelable: true}));
+  box.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+}"""
+
+
 @pytest.fixture(scope="module", autouse=True)
 def vision(live: Any) -> None:
     """Every model of the app reads images."""
@@ -168,3 +179,26 @@ def test_chips_and_thumbnails_fit_and_pass_axe(browser: Any, live: Any, signed_i
     assert overflow(tab) == 0
     assert axe_violations(tab, f"attachments-message-{size}-{scheme}") == []
     close(tab)
+
+
+def test_files_dropped_on_the_composer_go_with_a_message_in_a_conversation(page: Any, upstream: FakeUpstream) -> None:
+    page.locator("#composer-input").fill("First")
+    page.locator("#composer-input").press("Enter")
+    page.wait_for_url(re.compile(r"/c/\d+/$"))
+    wait_socket(page)
+    expect(page.locator("#messages .message.assistant[data-status=complete]")).to_have_count(1)
+
+    page.evaluate(DROP, [
+        ["a.csv", "text/csv", base64.b64encode(b"x,y\n1,2\n").decode()],
+        ["b.png", "image/png", base64.b64encode(png(40, 40, "green")).decode()],
+    ])
+    expect(page.locator("#attachment-chips input[name=attachments]")).to_have_count(2)
+    page.locator("#composer-input").fill("And these?")
+    page.locator("#composer-input").press("Enter")  # over the socket this time
+    expect(page.locator("#messages .message.assistant[data-status=complete]")).to_have_count(2)
+    expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
+
+    text, image = sent_user_message(upstream)["content"]
+    assert text == {"type": "text", "text": '<document name="a.csv">\nx,y\n1,2\n\n</document>\n\nAnd these?'}
+    assert image["image_url"]["url"].startswith("data:image/png;base64,")
+    expect(page.locator("#messages .message.user").nth(1).locator(".attachment-chip")).to_have_count(2)

@@ -147,10 +147,8 @@ def _sniff(data: bytes) -> str:
         return "image/gif"
     if b"%PDF-" in head[:1024]:
         return "application/pdf"
-    if head.startswith((b"MZ", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"#!")):
-        return "executable"
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "binary"
+        return "executable" if head.startswith((b"MZ", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe")) else "binary"
     lowered = head.lower()
     if b"<svg" in lowered:
         return "svg"
@@ -327,14 +325,6 @@ def attachment_discard(*, user: AbstractBaseUser, attachment_id: int) -> None:
         if not found.exists():
             raise Attachment.DoesNotExist
         attachments_delete(attachments=found)
-
-
-def attachment_get(*, user: AbstractBaseUser, attachment_id: int) -> Attachment:
-    """The file if ``user`` may read it (its owner, or an admin), else ``Attachment.DoesNotExist``."""
-    rows = Attachment.objects.all()
-    if not (user.is_superuser or user.has_perm("conversations.view_attachment")):
-        rows = rows.filter(user=user)
-    return rows.get(pk=attachment_id)
 
 
 def attachments_unsent(*, user: AbstractBaseUser, ids: Iterable[Any]) -> list[Attachment]:
