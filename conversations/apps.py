@@ -9,13 +9,24 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
         from django.core.signals import setting_changed
-        from django.db.models.signals import post_delete, post_save
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
+        from django.db.models.signals import m2m_changed, post_delete, post_save
 
-        from .models import ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits
+        from .models import (
+            ApiKey, ChatModel, Deployment, GroupPolicy, ModelAlias, ModelGrant, ModelPrice, Provider, SiteSettings,
+            UserLimits,
+        )
         from .services.rowcache import rowcache_clear
 
-        cached = (ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits, settings.AUTH_USER_MODEL)
+        cached = (
+            ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits, GroupPolicy, ModelGrant,
+            SiteSettings, Group, settings.AUTH_USER_MODEL,
+        )
         for model in cached:
             post_save.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-save-{model}")
             post_delete.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-delete-{model}")
+        # Who is in which group, and which models a group or key allows: access and limits follow them.
+        for through in (get_user_model().groups.through, GroupPolicy.allowed_models.through, ApiKey.allowed_models.through):
+            m2m_changed.connect(rowcache_clear, sender=through, dispatch_uid=f"rowcache-m2m-{through}")
         setting_changed.connect(rowcache_clear, dispatch_uid="rowcache-settings")  # tests' site-wide limits

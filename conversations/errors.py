@@ -39,6 +39,14 @@ class ModelUnavailable(NotFound):
         self.name = name
 
 
+class KeyExpired(ChatwebError):
+    """An API key past the expiry set at its creation."""
+
+
+class ScopeMissing(ChatwebError):
+    """An API key whose scopes do not cover the request (a read-only key asked to create or change)."""
+
+
 class QuotaExceeded(ChatwebError):
     """A budget or rate limit says no. ``kind`` is ``budget``, ``requests`` or ``tokens``."""
 

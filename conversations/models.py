@@ -18,6 +18,11 @@ class SiteSettings(models.Model):
         help_text="Let anyone create an account on the sign-up page. "
         "Otherwise admins create users in the admin.",
     )
+    ungrouped_all_models = models.BooleanField(
+        default=True,
+        help_text="Users in no group may use every enabled model. "
+        "Untick to give them only the models granted to them directly.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "site settings"
@@ -284,7 +289,13 @@ EXTENSIONS = {
 
 
 class ApiKey(models.Model):
-    """A user's key for /v1. Only a SHA-256 of the key is kept; the key itself is shown once."""
+    """A user's key for /v1. Only a SHA-256 of the key is kept; the key itself is shown once.
+
+    Its scopes, set at creation: an expiry, the models it may call (none listed: all its
+    user may use; always within the user's own access), a monthly budget and a
+    requests-per-minute limit of its own (on top of the user's and their groups'), and
+    ``read_only``: stored completions and models may be read, nothing created or changed.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
@@ -293,6 +304,16 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from this moment on (UTC).")
+    allowed_models = models.ManyToManyField(
+        "ChatModel", blank=True, related_name="+", help_text="The models it may call; none: all its user may use."
+    )
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="USD per calendar month (UTC) this key may spend.",
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    read_only = models.BooleanField(default=False, help_text="Reads stored completions and models; creates nothing.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -304,6 +325,14 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def has_limits(self) -> bool:
+        return self.monthly_budget is not None or self.requests_per_minute is not None
 
 
 class StoredCompletion(models.Model):
@@ -404,6 +433,50 @@ class UserLimits(models.Model):
 
     def __str__(self) -> str:
         return f"Limits of {self.user}"
+
+
+class GroupPolicy(models.Model):
+    """What a Django group grants its members: the models they may use, a monthly budget they
+    share, and default per-user limits (a member's own limits win; among several groups the
+    most generous default counts). A group without a policy grants every model and no limits."""
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="policy")
+    all_models = models.BooleanField(
+        default=True, help_text="Members may use every enabled model. Untick to allow only the models below."
+    )
+    allowed_models = models.ManyToManyField(
+        ChatModel, blank=True, related_name="group_policies", help_text="Used only when “all models” is unticked."
+    )
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="USD per calendar month (UTC) that all members share. Blank: no group budget.",
+    )
+    member_monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="Each member's own budget (USD per month) unless the user has one set.",
+    )
+    member_requests_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    member_tokens_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+
+    class Meta:
+        verbose_name = "group policy"
+        verbose_name_plural = "group policies"
+
+    def __str__(self) -> str:
+        return f"Policy of {self.group}"
+
+
+class ModelGrant(models.Model):
+    """A model granted to one user directly, on top of what their groups allow."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_grants")
+    model = models.ForeignKey(ChatModel, on_delete=models.CASCADE, related_name="grants")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "model"], name="one_grant_per_user_and_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model} for {self.user}"
 
 
 class UserPreferences(models.Model):

@@ -1,13 +1,17 @@
 """Reads, always scoped to the user asking: another user's id is simply not found."""
 
+from datetime import datetime
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, OuterRef, QuerySet, Subquery, Value
+from django.db.models import F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from .ids import row_id, row_id_valid
 from .models import ApiKey, Attachment, ChatModel, Conversation, Message, UsageRecord, UserPreferences
+from .services.access import access_of, key_model_ids
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
@@ -78,17 +82,35 @@ def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> li
     return list(message_list(conversation=conversation).filter(pk__in=message_ids))
 
 
-def chat_model_list() -> QuerySet[ChatModel]:
-    return ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+def chat_model_list(*, user: AbstractBaseUser, api_key: ApiKey | None = None) -> QuerySet[ChatModel]:
+    """The enabled models ``user`` may use (``services.access``), narrowed to ``api_key``'s list when given."""
+    models = ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+    access = access_of(user=user)
+    if not access.everything:
+        models = models.filter(pk__in=access.ids)
+    if api_key is not None and (own := key_model_ids(api_key=api_key)):
+        models = models.filter(pk__in=own)
+    return models
 
 
-def chat_model_default() -> ChatModel | None:
-    models = chat_model_list()
+def chat_model_default(*, user: AbstractBaseUser) -> ChatModel | None:
+    """The site's default model if ``user`` may use it, else the first they may."""
+    models = chat_model_list(user=user)
     return models.filter(is_default=True).first() or models.first()
 
 
-def api_key_list(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(user=user)
+def api_key_list(*, user: AbstractBaseUser, spent_since: datetime | None = None) -> QuerySet[ApiKey]:
+    """The user's keys with the models each is limited to; with ``spent_since``, each key's ``spent`` (USD)
+    since then, one subquery per key."""
+    keys = ApiKey.objects.filter(user=user).prefetch_related("allowed_models")
+    if spent_since is None:
+        return keys
+    spent = (
+        UsageRecord.objects.filter(api_key=OuterRef("pk"), created_at__gte=spent_since)
+        .order_by().values("api_key").annotate(total=Sum("cost")).values("total")
+    )
+    cost = UsageRecord._meta.get_field("cost")
+    return keys.annotate(spent=Coalesce(Subquery(spent, output_field=cost), Value(Decimal(0)), output_field=cost))
 
 
 def usage_list(*, user: AbstractBaseUser) -> QuerySet[UsageRecord]:

@@ -16,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from .forms import PasswordForm, SignupForm
+from .forms import ApiKeyForm, PasswordForm, SignupForm
 from .ids import row_id
 from .models import ApiKey, Attachment, Conversation, Message
 from .selectors import (
@@ -36,6 +36,7 @@ from .services.accounts import account_sockets_check, preferences_theme_set, sig
 from .services.api_keys import api_key_create, api_key_revoke
 from .services.attachments import attachment_discard, attachment_limits, attachment_upload
 from .services.health import local_model_status, readiness_check
+from .services.usage import month_start
 
 TEMPLATE = "conversations/chat.html"
 
@@ -105,7 +106,7 @@ def _page(
     messages, has_earlier = message_page(conversation=conversation) if conversation else ([], False)
     selected = conversation.model_id if conversation else None
     if selected is None:
-        default = chat_model_default()
+        default = chat_model_default(user=request.user)
         selected = default.pk if default else None
     return render(
         request,
@@ -117,7 +118,7 @@ def _page(
             "messages": messages,
             "has_earlier": has_earlier,
             "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],
-            "chat_models": chat_model_list(),
+            "chat_models": chat_model_list(user=request.user),
             "selected_model_id": selected,
             "notice": notice,
             "draft": draft,
@@ -267,10 +268,13 @@ def theme_set(request: HttpRequest) -> HttpResponse:
     return redirect(back if safe else "home")
 
 
-def _keys_page(request: HttpRequest, **context: Any) -> HttpResponse:
+def _keys_page(request: HttpRequest, form: ApiKeyForm, **context: Any) -> HttpResponse:
     base_url = request.build_absolute_uri("/v1")
+    keys = api_key_list(user=request.user, spent_since=month_start(timezone.now()))
     return render(
-        request, "conversations/keys.html", {"keys": api_key_list(user=request.user), "base_url": base_url, **context}
+        request, "conversations/keys.html",
+        {"keys": keys, "base_url": base_url, "form": form, **context},
+        status=400 if form.errors else 200,
     )
 
 
@@ -280,18 +284,29 @@ NEW_KEY_SESSION = "chatweb_new_api_key"
 @never_cache
 @login_required
 def api_keys(request: HttpRequest) -> HttpResponse:
-    """List keys; a POST creates one and redirects to the list, which shows its secret this once.
+    """List keys; a POST creates one (with its scopes) and redirects to the list, which shows its secret this once.
 
     The redirect keeps a reload from creating a second key; the secret waits in the session
-    for that one page, which no cache keeps (``Cache-Control: no-store``).
+    for that one page, which no cache keeps (``Cache-Control: no-store``). A form with bad
+    values comes back with a message at each and what was typed kept.
     """
     if request.method != "POST":
         new_key = request.session.pop(NEW_KEY_SESSION, None) or {}
-        return _keys_page(request, new_key=new_key.get("raw"), new_key_name=new_key.get("name"))
+        form = ApiKeyForm(user=request.user)
+        return _keys_page(request, form, new_key=new_key.get("raw"), new_key_name=new_key.get("name"))
+    form = ApiKeyForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _keys_page(request, form)
+    data = form.cleaned_data
     try:
-        key, raw = api_key_create(user=request.user, name=request.POST.get("name", ""))
+        key, raw = api_key_create(
+            user=request.user, name=data["name"], expires_at=form.expires_at, models=data["models"],
+            monthly_budget=data["monthly_budget"], requests_per_minute=data["requests_per_minute"],
+            read_only=data["read_only"],
+        )
     except ValidationError as exc:
-        return _keys_page(request, error=" ".join(exc.messages))
+        form.add_error(None, exc)
+        return _keys_page(request, form)
     request.session[NEW_KEY_SESSION] = {"raw": raw, "name": key.name}
     return redirect("api_keys")
 

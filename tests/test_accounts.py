@@ -169,6 +169,8 @@ async def test_an_admin_deactivating_a_user_closes_their_sockets(user, chat_mode
         "username": user.username, "first_name": "", "last_name": "", "email": "",
         "date_joined_0": "2025-01-01", "date_joined_1": "00:00:00",
         "limits-TOTAL_FORMS": "0", "limits-INITIAL_FORMS": "0", "limits-MIN_NUM_FORMS": "0", "limits-MAX_NUM_FORMS": "1",
+        "model_grants-TOTAL_FORMS": "0", "model_grants-INITIAL_FORMS": "0", "model_grants-MIN_NUM_FORMS": "0",
+        "model_grants-MAX_NUM_FORMS": "1000",
     }  # fmt: skip  (is_active left out: unticked)
     response = await sync_to_async(admin_client.post)(f"/admin/auth/user/{user.pk}/change/", data)
     assert response.status_code == 302

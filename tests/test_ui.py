@@ -526,3 +526,112 @@ def test_formatted_streaming_never_runs_what_the_model_writes(
     expect(reply).to_have_attribute("data-status", "complete")
     assert_nothing_ran(page)
     close(page)
+
+
+# --- Teams: the model picker by group, scoped API keys ----------------------------------------
+
+MEMBER = {"username": "member", "password": "a-member-passphrase-42"}
+
+
+@pytest.fixture(scope="module")
+def team(live: LiveApp) -> int:
+    """A user in the group "Writers", allowed fake-model and "Second Model" but not "Hidden Model"; the group's id."""
+    out = live.manage(
+        "shell", "-c",
+        "from django.contrib.auth.models import Group\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from conversations.models import ChatModel, GroupPolicy\n"
+        "first = ChatModel.objects.get(name='fake-model')\n"
+        "second = ChatModel.objects.create(name='second-model', display_name='Second Model', position=200,"
+        " provider=first.provider, upstream_model='second-up')\n"
+        "ChatModel.objects.create(name='hidden-model', display_name='Hidden Model', position=201,"
+        " provider=first.provider, upstream_model='hidden-up')\n"
+        "group = Group.objects.create(name='Writers')\n"
+        "policy = GroupPolicy.objects.create(group=group, all_models=False)\n"
+        "policy.allowed_models.set([first, second])\n"
+        f"user = get_user_model().objects.create_user(username={MEMBER['username']!r}, password={MEMBER['password']!r})\n"
+        "user.groups.add(group)\n"
+        "print(group.pk)",
+    )
+    return int(out.strip().splitlines()[-1])
+
+
+def sign_in(page: Any, account: dict) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", account["username"])
+    page.fill("input[name=password]", account["password"])
+    page.click("button[type=submit]")
+    expect(page.locator("#composer-input")).to_be_visible()
+
+
+def picker_labels(page: Any) -> list[str]:
+    return page.locator("select[name=model] option").all_inner_texts()
+
+
+def test_the_model_picker_offers_a_member_only_their_groups_models_and_refuses_one_taken_away(
+    browser: Any, live: LiveApp, signed_in: dict, team: int, upstream: FakeUpstream
+) -> None:
+    member = open_page(browser, live, None, size="phone", scheme="dark")
+    sign_in(member, MEMBER)
+    assert picker_labels(member) == [DISPLAY_NAME, "Second Model"]
+    shoot(member, "phone-dark-picker-member")
+
+    admin = open_page(browser, live, signed_in, size="desktop", scheme="light")
+    admin.goto("/")
+    assert {"Second Model", "Hidden Model"} <= set(picker_labels(admin))  # in no group: every model
+
+    member.locator("select[name=model]").select_option(label="Second Model")
+    member.locator("#composer-input").fill("A question I typed with care")
+    # Meanwhile an admin takes Second Model away from the group, in the admin.
+    admin.goto(f"/admin/auth/group/{team}/change/")
+    expect(admin.locator("label[for=id_policy-0-allowed_models_2]")).to_have_text(re.compile("Second Model"))
+    admin.locator("#id_policy-0-allowed_models_2").uncheck()  # Second Model (the empty template has one too)
+    shoot(admin, "desktop-light-admin-group")
+    admin.get_by_role("button", name="Save", exact=True).click()
+    expect(admin.locator(".messagelist")).to_contain_text("was changed successfully")
+
+    member.locator("#composer-input").press("Enter")
+    expect(member.locator(".notice, [role=alert]").first).to_contain_text("“second-model” is not available to you")
+    expect(member.locator("#composer-input")).to_have_value("A question I typed with care")
+    assert picker_labels(member) == [DISPLAY_NAME]
+    assert overflow(member) == 0
+    shoot(member, "phone-dark-picker-refused")
+    assert upstream.requests == []
+    close(member)
+    close(admin)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+def test_the_keys_page_creates_scoped_keys_and_shows_scopes_and_spend_at_every_width(
+    browser: Any, live: LiveApp, signed_in: dict, size: str, scheme: str
+) -> None:
+    page = open_page(browser, live, signed_in, size=size, scheme=scheme)
+    page.goto("/account/keys/")
+    page.get_by_label("Name").fill(f"nightly report {size} {scheme} with a rather long name")
+    page.get_by_label("Monthly budget").fill("-3")
+    page.get_by_label("Expires on").fill("2001-02-03")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#id_monthly_budget_error")).to_contain_text("greater than or equal to 0")
+    expect(page.locator("#id_expires_on_error")).to_contain_text("in the past")
+    expect(page.get_by_label("Name")).to_have_value(f"nightly report {size} {scheme} with a rather long name")
+    assert overflow(page) == 0
+    shoot(page, f"{size}-{scheme}-keys-errors")
+
+    page.get_by_label("Monthly budget").fill("5")
+    page.get_by_label("Expires on").fill("2099-12-31")
+    page.get_by_label("Requests per minute").fill("30")
+    page.locator("input[name=models]").first.check()
+    page.get_by_label("Read-only").check()
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#new-key")).to_have_value(re.compile(r"^sk-cw-"))
+    row = page.locator("table.keys tbody tr").filter(has_text=f"nightly report {size} {scheme}")
+    for text in (f"Models: {DISPLAY_NAME}", "Read-only", "30 requests/min", "Valid through 2099-12-31 (UTC)", "$0.0000 of $5.00"):
+        expect(row).to_contain_text(text)
+    assert overflow(page) == 0
+    revoke = row.get_by_role("button", name="Revoke")
+    revoke.scroll_into_view_if_needed()
+    assert in_viewport(page, revoke)  # the whole row is reachable: nothing is cut off at the side
+    shoot(page, f"{size}-{scheme}-keys")
+    page.locator("table.keys").screenshot(path=str(SHOTS / f"{size}-{scheme}-keys-table.png"))
+    close(page)

@@ -10,10 +10,11 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+from django.contrib.auth.models import Group
 from django.db.models import Sum
 from django.utils import timezone
 
-from conversations.models import ChatModel, Conversation, Message, ModelPrice, UsageRecord, UserLimits
+from conversations.models import ChatModel, Conversation, GroupPolicy, Message, ModelPrice, UsageRecord, UserLimits
 from conversations.services.api_keys import api_key_create
 from conversations.services.usage import Price, cost_of, price_at
 from tests.conftest import eventually
@@ -220,19 +221,11 @@ def test_budget_exhausted_is_insufficient_quota_and_the_typed_message_is_kept(ap
     assert "Monthly budget reached" in html and "my long question</textarea>" in html
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="real concurrency needs PostgreSQL"
-)
-@pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_requests_cannot_overspend_the_last_cent(live_server_url, user, priced, upstream):
-    """Each request reserves its worst case (max_tokens) before calling the provider, under a lock."""
-    priced.output_per_million = Decimal("50")  # 50 output tokens: a quarter of a cent
-    priced.save()
-    UserLimits.objects.create(user=user, monthly_budget=Decimal("0.01"))
-    raw = api_key_create(user=user, name="race")[1]
+def _race(live_server_url: str, upstream, raws: list[str]) -> list[int]:
+    """Twenty /v1 calls at once (each reserving 50 output tokens), spread over the keys ``raws``; their statuses."""
     results: list[int] = []
 
-    def call() -> None:
+    def call(raw: str) -> None:
         response = httpx.post(
             f"{live_server_url}/v1/chat/completions",
             json={"model": "fake-model", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
@@ -242,16 +235,54 @@ def test_twenty_concurrent_requests_cannot_overspend_the_last_cent(live_server_u
         results.append(response.status_code)
 
     upstream.script(*[Reply(text=" ".join(["tok"] * 50), delay=0.001) for _ in range(20)])
-    threads = [threading.Thread(target=call) for _ in range(20)]
+    threads = [threading.Thread(target=call, args=(raws[i % len(raws)],)) for i in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return results
+
+
+POSTGRES_ONLY = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="real concurrency needs PostgreSQL"
+)
+
+
+@POSTGRES_ONLY
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_requests_cannot_overspend_the_last_cent(live_server_url, user, priced, upstream):
+    """Each request reserves its worst case (max_tokens) before calling the provider, under a lock."""
+    priced.output_per_million = Decimal("50")  # 50 output tokens: a quarter of a cent
+    priced.save()
+    UserLimits.objects.create(user=user, monthly_budget=Decimal("0.01"))
+    results = _race(live_server_url, upstream, [api_key_create(user=user, name="race")[1]])
 
     spent = UsageRecord.objects.filter(user=user).aggregate(total=Sum("cost"))["total"]
     assert Decimal("0.0075") <= spent <= Decimal("0.01")  # three calls fit in the cent, a fourth would not
     assert results.count(200) == 3 and results.count(429) == 17
     eventually(lambda: UsageRecord.objects.filter(user=user, state="settled", completion_tokens=50).count() == 3)
+
+
+@POSTGRES_ONLY
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_requests_of_three_users_cannot_overspend_their_groups_last_cent(
+    live_server_url, user, other_user, django_user_model, priced, upstream
+):
+    """Three members, none with a limit of their own, share a group budget: the group's row is the lock."""
+    priced.output_per_million = Decimal("50")
+    priced.save()
+    group = Group.objects.create(name="Team")
+    GroupPolicy.objects.create(group=group, monthly_budget=Decimal("0.01"))
+    members = [user, other_user, django_user_model.objects.create_user(username="carol", password="carol-pw-123")]
+    for member in members:
+        member.groups.add(group)
+    results = _race(live_server_url, upstream, [api_key_create(user=m, name="race")[1] for m in members])
+
+    spent = UsageRecord.objects.filter(user__in=members).aggregate(total=Sum("cost"))["total"]
+    assert Decimal("0.0075") <= spent <= Decimal("0.01")
+    assert results.count(200) == 3 and results.count(429) == 17
+    assert not UserLimits.objects.exists()  # the users' own rows took no part
+    eventually(lambda: UsageRecord.objects.filter(user__in=members, state="settled", completion_tokens=50).count() == 3)
 
 
 @pytest.mark.django_db(transaction=True)

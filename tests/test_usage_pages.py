@@ -291,6 +291,8 @@ def test_user_admin_saves_a_budget_and_rate_limits_inline(admin_client, user):
         "username": user.username, "first_name": "", "last_name": "", "email": "",
         "is_active": "on", "date_joined_0": "2025-01-01", "date_joined_1": "00:00:00",
         "limits-TOTAL_FORMS": "1", "limits-INITIAL_FORMS": "0", "limits-MIN_NUM_FORMS": "0", "limits-MAX_NUM_FORMS": "1",
+        "model_grants-TOTAL_FORMS": "0", "model_grants-INITIAL_FORMS": "0", "model_grants-MIN_NUM_FORMS": "0",
+        "model_grants-MAX_NUM_FORMS": "1000",
         "limits-0-monthly_budget": "12.50", "limits-0-requests_per_minute": "30", "limits-0-tokens_per_minute": "",
         "limits-0-id": "", "limits-0-user": str(user.pk),
     }  # fmt: skip

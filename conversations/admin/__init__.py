@@ -1,4 +1,5 @@
 """Admin: providers and models, site settings, every conversation and stored completion for review,
-and usage: prices, per-user limits, the ledger and a usage report. Importing registers them all."""
+usage (prices, per-user limits, the ledger and a usage report), and access (group policies, models
+granted to users, API keys). Importing registers them all."""
 
-from . import chat, stored, usage  # noqa: F401
+from . import access, chat, stored, usage  # noqa: F401

@@ -21,6 +21,7 @@ from ..models import ChatModel, ModelPrice, UsageRecord, UserLimits
 from ..services.accounts import account_sockets_check
 from ..services.usage import month_start
 from ..services.usage_report import admin_report
+from .access import ModelGrantInline
 from .stored import CappedCountPaginator, CreatedRangeFilter, StoredModelFilter, UserFilter
 
 
@@ -68,7 +69,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
 def _default_help(name: str, unit: str) -> str:
     default = settings.USAGE_DEFAULTS.get(name)
     shown = "no limit" if default is None else f"{default} {unit}"
-    return f"Blank: the site default ({shown}, from settings.USAGE_DEFAULTS)."
+    return f"Blank: the most generous default of the user's groups, else the site's ({shown})."
 
 
 class UserLimitsForm(forms.ModelForm):
@@ -138,7 +139,7 @@ class ChatwebUserAdmin(UserAdmin):
     """Django's user admin with the user's usage limits inline. A user deactivated, deleted or given a
     new password here loses their open chat sockets (each closes unless its session still signs in)."""
 
-    inlines = [*UserAdmin.inlines, UserLimitsInline]
+    inlines = [*UserAdmin.inlines, UserLimitsInline, ModelGrantInline]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -9,10 +9,12 @@ from ..errors import (
     ChatwebError,
     DeploymentsExhausted,
     InvalidInput,
+    KeyExpired,
     ModelUnavailable,
     NotFound,
     QuotaExceeded,
     RateLimited,
+    ScopeMissing,
     UpstreamFailed,
 )
 from ..services.usage import RateWindow
@@ -23,8 +25,12 @@ def api_error_for(exc: ChatwebError) -> ApiError:
     """``exc`` as the client of /v1 should see it."""
     if isinstance(exc, InvalidInput):
         return ApiError(exc.message, param=exc.param, code=exc.code)
-    if isinstance(exc, ModelUnavailable):
-        return ApiError(exc.message, status=404, param="model", code="model_not_found")
+    if isinstance(exc, ModelUnavailable):  # OpenAI names no param here
+        return ApiError(exc.message, status=404, code="model_not_found")
+    if isinstance(exc, KeyExpired):
+        return ApiError(exc.message, status=401, code="invalid_api_key")
+    if isinstance(exc, ScopeMissing):  # OpenAI's answer to a restricted key: 401, no code
+        return ApiError(exc.message, status=401)
     if isinstance(exc, NotFound):
         return ApiError(exc.message, status=404)
     if isinstance(exc, RateLimited):

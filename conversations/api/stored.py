@@ -104,7 +104,7 @@ async def completions_list(request: HttpRequest) -> HttpResponse:
     return _list([_completion_json(c) for c in completions], has_more)
 
 
-@api_view("GET", "POST", "DELETE")
+@api_view("GET", "POST", "DELETE", writes=("POST", "DELETE"))
 async def completion_detail(request: HttpRequest, completion_id: str) -> HttpResponse:
     user = request.api_key.user
     if request.method == "DELETE":

@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..errors import ChatwebError
 from ..jsoninput import JsonInputError, json_input_parse
-from ..services.api_keys import api_key_authenticate
+from ..services.api_keys import api_key_authenticate, api_key_require_write
 from ..services.gateway import gateway_complete, gateway_model, gateway_models, gateway_stream
 from .errors import api_error_body, api_error_for, ratelimit_headers
 from .handler import after_response
@@ -25,9 +25,9 @@ def error_response(error: ApiError) -> JsonResponse:
     return JsonResponse(error.body(), status=error.status, headers=error.headers or None)
 
 
-def api_view(*methods: str) -> Callable[[View], View]:
-    """Guard a /v1 endpoint: method, Bearer key, and OpenAI-shaped errors, domain errors included
-    (x-request-id comes from chatweb.logs)."""
+def api_view(*methods: str, writes: tuple[str, ...] = ()) -> Callable[[View], View]:
+    """Guard a /v1 endpoint: method, Bearer key (one with the write scope for the methods in ``writes``),
+    and OpenAI-shaped errors, domain errors included (x-request-id comes from chatweb.logs)."""
 
     def decorate(view: View) -> View:
         @csrf_exempt
@@ -37,6 +37,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 if request.method not in methods:
                     raise ApiError(f"Method {request.method} is not allowed here.", status=405)
                 request.api_key = await _authenticate(request)
+                if request.method in writes:
+                    api_key_require_write(key=request.api_key, method=request.method)
                 response = await view(request, *args, **kwargs)
             except ApiError as error:
                 response = error_response(error)
@@ -89,15 +91,16 @@ def _model_json(model: Any) -> dict[str, Any]:
 
 @api_view("GET")
 async def models_list(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"object": "list", "data": [_model_json(m) for m in await gateway_models()]})
+    models = await gateway_models(api_key=request.api_key)
+    return JsonResponse({"object": "list", "data": [_model_json(m) for m in models]})
 
 
 @api_view("GET")
 async def models_retrieve(request: HttpRequest, model: str) -> HttpResponse:
-    return JsonResponse(_model_json(await gateway_model(name=model)))
+    return JsonResponse(_model_json(await gateway_model(name=model, api_key=request.api_key)))
 
 
-@api_view("POST")
+@api_view("POST", writes=("POST",))
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = chat_request_validate(_json_body(request))
     if body.get("stream"):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from ..errors import NotFound, QuotaExceeded
 from ..models import ChatModel, Conversation, Message
 from ..selectors import chat_model_default, chat_model_list, message_path_ids
+from .access import access_allows
 from .attachments import (
     attachments_check_model,
     attachments_claim,
@@ -33,7 +34,7 @@ def conversation_start(
     *, user: AbstractBaseUser, content: str, model_name: str | None = None, attachment_ids: list | None = None
 ) -> tuple[Message, Message]:
     """A new conversation holding the user's first message and its reply to generate."""
-    conversation = Conversation.objects.create(user=user, model=chat_model_resolve(model_name=model_name))
+    conversation = Conversation.objects.create(user=user, model=chat_model_resolve(user=user, model_name=model_name))
     return message_send(conversation=conversation, content=content, attachment_ids=attachment_ids)
 
 
@@ -57,17 +58,26 @@ def conversation_delete(*, conversation: Conversation) -> None:
         async_to_sync(generation_stop)(message_id=message_id)
 
 
-def chat_model_resolve(*, model_name: str | None) -> ChatModel:
-    """The enabled model of that name, or the default one when no name is given."""
+def chat_model_resolve(*, user: AbstractBaseUser, model_name: str | None) -> ChatModel:
+    """The enabled model of that name that ``user`` may use, or their default one when no name is given."""
     if model_name:
-        model = chat_model_list().filter(name=model_name).first()
+        model = chat_model_list(user=user).filter(name=model_name).first()
         if model is None:
-            raise ValidationError(f"The model “{model_name}” is not available.")
+            raise ValidationError(f"The model “{model_name}” is not available to you. Pick another one.")
         return model
-    model = chat_model_default()
+    model = chat_model_default(user=user)
     if model is None:
+        if ChatModel.objects.filter(enabled=True, provider__enabled=True).exists():
+            raise ValidationError("No model is available to you yet. An admin can give you access to one.")
         raise ValidationError("No model is set up yet. An admin can add a provider in the admin.")
     return model
+
+
+def _model_check(conversation: Conversation) -> None:
+    """Refuse a reply from a model the conversation's user may no longer use (taken out of their groups since)."""
+    model = conversation.model
+    if model is not None and not access_allows(user=conversation.user, model=model):
+        raise ValidationError(f"The model “{model.label}” is no longer available to you. Pick another one.")
 
 
 @transaction.atomic
@@ -90,7 +100,8 @@ def message_send(
     conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
     if model_name or conversation.model is None:
-        conversation.model = chat_model_resolve(model_name=model_name)
+        conversation.model = chat_model_resolve(user=conversation.user, model_name=model_name)
+    _model_check(conversation)
     attachments_check_model(attachments=attachments, model=conversation.model)
     if conversation.current_leaf_id is None:
         conversation.title = _title_from(content or attachments[0].name)
@@ -114,7 +125,8 @@ def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
     if last is None or last.role != Message.Role.ASSISTANT:
         raise ValidationError("There is no reply to regenerate.")
     if conversation.model is None:
-        conversation.model = chat_model_resolve(model_name=None)
+        conversation.model = chat_model_resolve(user=conversation.user, model_name=None)
+    _model_check(conversation)
     return last.pk, _assistant_reply_create(conversation=conversation, parent=last.parent)
 
 

@@ -28,6 +28,7 @@ from django.db import transaction
 
 from ..errors import ChatwebError, UpstreamFailed
 from ..models import ApiKey, ChatModel, StoredCompletion, UsageRecord
+from ..selectors import chat_model_list
 from .metering import (
     Metered,
     Status,
@@ -47,13 +48,14 @@ Finish = Callable[..., Awaitable[None]]
 LOCAL_FIELDS = ("model", "stream", "store", "metadata")
 
 
-async def gateway_models() -> list[ChatModel]:
-    """Models a key's user may call."""
-    return [m async for m in ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")]
+async def gateway_models(*, api_key: ApiKey) -> list[ChatModel]:
+    """The models a key may call: its user's, narrowed to the key's own list."""
+    return await sync_to_async(lambda: list(chat_model_list(user=api_key.user, api_key=api_key)))()
 
 
-async def gateway_model(*, name: str) -> ChatModel:
-    return await sync_to_async(metering_model)(name=name)
+async def gateway_model(*, name: str, api_key: ApiKey) -> ChatModel:
+    """The model ``name`` if the key may call it, else ``ModelUnavailable`` as for one that does not exist."""
+    return await sync_to_async(metering_model)(name=name, api_key=api_key)
 
 
 def _payload(body: dict[str, Any]) -> dict[str, Any]:

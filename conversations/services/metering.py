@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from ..errors import DeploymentsExhausted, ModelUnavailable
 from ..models import ApiKey, ChatModel, Message, StoredCompletion, UsageRecord
+from .access import access_cached, access_require, model_unavailable
 from .completions import CompletionError, completion_create, completion_stream
 from .routing import Route, route_failed, routes_aof, routes_of, routes_ordered
 from .rowcache import rowcache_get, rowcache_set
@@ -79,30 +80,36 @@ class Metered:
         return (self.record.prompt_tokens + self.record.completion_tokens) if self.record else 0
 
 
-def metering_model(*, name: str) -> ChatModel:
-    """The enabled chat model called ``name`` or aliased so, or ``ModelUnavailable``."""
+def metering_model(*, name: str, api_key: ApiKey | None = None) -> ChatModel:
+    """The enabled chat model called ``name`` or aliased so, or ``ModelUnavailable``; with ``api_key``,
+    also when the key (or its user) may not use it, in the same words."""
     model = rowcache_get(("model", name))
-    if model is not None:
-        return model
-    model = (
-        ChatModel.objects.filter(Q(name=name) | Q(aliases__name=name), enabled=True, provider__enabled=True)
-        .select_related("provider")
-        .first()
-    )
     if model is None:
-        raise ModelUnavailable(f"The model `{name}` does not exist or you do not have access to it.", name=name)
-    return rowcache_set(("model", name), model)
+        model = (
+            ChatModel.objects.filter(Q(name=name) | Q(aliases__name=name), enabled=True, provider__enabled=True)
+            .select_related("provider")
+            .first()
+        )
+        if model is None:
+            raise model_unavailable(name)
+        rowcache_set(("model", name), model)
+    if api_key is not None:
+        access_require(user=api_key.user, model=model, name=name, api_key=api_key)
+    return model
 
 
 async def metering_begin_api(*, body: dict[str, Any], api_key: ApiKey, request_id: str) -> Metered:
-    """A /v1 call's model and usage reservation (or ``QuotaExceeded``).
+    """A /v1 call's model, checked against the key's access, and its usage reservation (or ``QuotaExceeded``).
 
-    When the model, prices and limits are cached and the user has no limits, this
-    makes no trip to the database thread: the call's record is written when it ends.
+    When the model, the user's access, prices and limits are cached and neither the user
+    nor the key has limits, this makes no trip to the database thread: the call's record
+    is written when it ends.
     """
     model = rowcache_get(("model", body["model"]))
+    access = access_cached(user_id=api_key.user_id)
     record = None
-    if model is not None:
+    if model is not None and access is not None and not api_key.has_limits:
+        access_require(user=api_key.user, model=model, name=body["model"], api_key=api_key, access=access)
         record = usage_reserve_cached(api_key=api_key, model=model.name, **_reservation_args(body, model, api_key))
     if record is None:
         model, record = await sync_to_async(_model_and_reservation)(body=body, api_key=api_key)
@@ -125,7 +132,7 @@ def _reservation_args(body: dict[str, Any], model: ChatModel, api_key: ApiKey) -
 
 def _model_and_reservation(*, body: dict[str, Any], api_key: ApiKey) -> tuple[ChatModel, UsageRecord]:
     """The requested model and the call's usage reservation, in one trip to the database thread."""
-    model = metering_model(name=body["model"])
+    model = metering_model(name=body["model"], api_key=api_key)
     record = usage_reserve(api_key=api_key, model=model.name, defer=True, **_reservation_args(body, model, api_key))
     routes_of(model)  # loaded here too, on the database thread
     return model, record

@@ -2,10 +2,17 @@
 
 Every completion, from the chat UI or /v1, gets one ``UsageRecord``. It is
 *reserved* with an estimate before the provider is called, for a user with limits
-inside a transaction that locks their limits row, so concurrent requests see each
-other's reservations and cannot overspend a budget; it is *settled* to the real
-counts and cost when the completion ends, however it ends. A /v1 call of a user
-without limits writes its record once, settled. Totals are sums of the ledger.
+inside a transaction that locks the rows of the limits that apply (the policies of
+their groups with a budget, their own limits row, the API key's row, always in that
+order), so concurrent requests see each other's reservations and cannot overspend a
+budget; it is *settled* to the real counts and cost when the completion ends, however
+it ends. A /v1 call without any limit writes its record once, settled. Totals are
+sums of the ledger.
+
+Limits that apply to a call, each refusing on its own: the user's (their own, else the
+most generous default of their groups, else the site's), the monthly budget of each
+of their groups (spent by the group's members together), and the API key's own
+budget and requests per minute.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
 from ..errors import QuotaExceeded, RateLimited
-from ..models import ApiKey, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
+from ..models import ApiKey, GroupPolicy, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
 from .rowcache import rowcache_get, rowcache_load
 
 MILLION = Decimal(1_000_000)
@@ -81,29 +88,56 @@ def cost_of(*, price: Price, prompt_tokens: int, cached_tokens: int, completion_
 
 
 @dataclass(frozen=True)
+class GroupBudget:
+    """A group's monthly budget, shared by its members."""
+
+    group_id: int
+    name: str
+    budget: Decimal
+
+
+@dataclass(frozen=True)
 class Limits:
     monthly_budget: Decimal | None
     requests_per_minute: int | None
     tokens_per_minute: int | None
+    group_budgets: tuple[GroupBudget, ...] = ()  # by group id: the order their rows are locked in
+
+    @property
+    def own(self) -> bool:
+        """Whether the user has a limit of their own (else only group budgets apply, or nothing)."""
+        return (self.monthly_budget, self.requests_per_minute, self.tokens_per_minute) != (None, None, None)
 
 
 NO_LIMITS = Limits(None, None, None)
 
 
 def limits_for(*, user: AbstractBaseUser) -> Limits:
-    """The user's limits, each falling back to the site-wide default."""
+    """The user's limits (their own, else their groups' defaults, else the site's) and their groups' budgets."""
     return rowcache_load(("limits", user.pk), lambda: _limits_load(user))
 
 
 def _limits_load(user: AbstractBaseUser) -> Limits:
     own = UserLimits.objects.filter(user=user).first()
+    policies = list(GroupPolicy.objects.filter(group__user=user).select_related("group").order_by("group_id"))
     defaults = settings.USAGE_DEFAULTS
 
     def pick(name: str) -> Any:
         value = getattr(own, name, None)
-        return value if value is not None else defaults[name]
+        if value is not None:
+            return value
+        from_groups = [v for p in policies if (v := getattr(p, f"member_{name}")) is not None]
+        return max(from_groups) if from_groups else defaults[name]
 
-    return Limits(pick("monthly_budget"), pick("requests_per_minute"), pick("tokens_per_minute"))
+    budgets = tuple(GroupBudget(p.group_id, p.group.name, p.monthly_budget) for p in policies
+                    if p.monthly_budget is not None)
+    return Limits(pick("monthly_budget"), pick("requests_per_minute"), pick("tokens_per_minute"), budgets)
+
+
+def group_spent(*, group_id: int, since: datetime) -> Decimal:
+    """What the group's members have spent since ``since``, together."""
+    spent = UsageRecord.objects.filter(user__groups=group_id, created_at__gte=since).aggregate(total=Sum("cost"))
+    return spent["total"] or Decimal(0)
 
 
 def month_start(now: datetime) -> datetime:
@@ -121,11 +155,12 @@ def usage_reserve(
     message: Message | None = None,
     defer: bool = False,
 ) -> UsageRecord:
-    """Check the user's limits and reserve this completion's estimated usage, or raise QuotaExceeded.
+    """Check the limits that apply (the user's, their groups' budgets, ``api_key``'s) and reserve this
+    completion's estimated usage, or raise QuotaExceeded (RateLimited for a per-minute limit).
 
-    A user with limits has their reservations serialised (a transaction holding their
-    limits row) so each sees the ones before it. Without limits there is nothing to
-    check: the reservation is one INSERT, or with ``defer`` none, the record coming
+    Reservations under a limit are serialised (a transaction holding the rows of the
+    limits that apply) so each sees the ones before it. Without limits there is nothing
+    to check: the reservation is one INSERT, or with ``defer`` none, the record coming
     back unsaved for ``usage_settle`` to write once, when the call ends.
     """
     limits = limits_for(user=user)
@@ -133,50 +168,96 @@ def usage_reserve(
         _reservation, user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
         max_output_tokens=max_output_tokens, api_key=api_key, message=message,
     )
-    if limits == NO_LIMITS:
+    key_limited = api_key is not None and api_key.has_limits
+    if limits == NO_LIMITS and not key_limited:
         record = reservation(now=timezone.now())
         if not defer:
             record.save(force_insert=True)
         return record
     with transaction.atomic():
-        UserLimits.objects.select_for_update().get_or_create(user=user)
+        if limits.group_budgets:
+            list(GroupPolicy.objects.select_for_update().filter(
+                group_id__in=[g.group_id for g in limits.group_budgets]).order_by("group_id").values_list("pk"))
+        if limits.own:
+            UserLimits.objects.select_for_update().get_or_create(user=user)
+        if key_limited:
+            list(ApiKey.objects.select_for_update().filter(pk=api_key.pk).values_list("pk"))
         now = timezone.now()
         record = reservation(now=now)
         ledger = UsageRecord.objects.filter(user=user)
         if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
-            window = ledger.filter(created_at__gt=now - WINDOW).aggregate(
-                requests=Count("id"), tokens=Sum(F("prompt_tokens") + F("completion_tokens")), oldest=Min("created_at")
+            record.rate_windows = _user_rate_check(limits, ledger, record, now)
+        if key_limited and api_key.requests_per_minute is not None:
+            _key_rate_check(api_key, now)
+        first = month_start(now)
+        if key_limited and api_key.monthly_budget is not None:
+            _budget_check(
+                _spent(UsageRecord.objects.filter(api_key=api_key), first), record.cost, api_key.monthly_budget,
+                "This API key's monthly budget is reached", ". Create a key with a larger budget, or wait for next month.",
             )
-            retry_after = _seconds_until(window["oldest"] + WINDOW, now) if window["oldest"] else None
-            requests, tokens = window["requests"] or 0, window["tokens"] or 0
-            if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
-                raise RateLimited(
-                    f"Rate limit reached: {limits.requests_per_minute} requests per minute. "
-                    f"Try again in {retry_after} s.",
-                    kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
-                )
-            if (limits.tokens_per_minute is not None
-                    and tokens + record.prompt_tokens + record.completion_tokens > limits.tokens_per_minute):
-                raise RateLimited(
-                    f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. "
-                    f"Try again in {retry_after} s.",
-                    kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
-                    remaining=max(limits.tokens_per_minute - tokens, 0),
-                )
-            reserved = tokens + record.prompt_tokens + record.completion_tokens
-            reset = retry_after or int(WINDOW.total_seconds())
-            record.rate_windows = _windows(limits, requests + 1, reserved, reset=reset)
         if limits.monthly_budget is not None:
-            spent = ledger.filter(created_at__gte=month_start(now)).aggregate(total=Sum("cost"))["total"] or Decimal(0)
-            if spent + record.cost > limits.monthly_budget:
-                raise QuotaExceeded(
-                    f"Monthly budget reached: ${spent:.2f} of ${limits.monthly_budget:.2f} used this month. "
-                    "An admin can raise it.",
-                    kind="budget", limit=limits.monthly_budget,
-                    remaining=max(limits.monthly_budget - spent, Decimal(0)),
-                )
+            _budget_check(_spent(ledger, first), record.cost, limits.monthly_budget, "Monthly budget reached",
+                          ". An admin can raise it.")
+        for group in limits.group_budgets:
+            _budget_check(
+                group_spent(group_id=group.group_id, since=first), record.cost, group.budget,
+                f"The monthly budget of your group “{group.name}” is reached", " by its members. An admin can raise it.",
+            )
         record.save(force_insert=True)
         return record
+
+
+def _budget_check(spent: Decimal, cost: Decimal, budget: Decimal, head: str, tail: str) -> None:
+    """``QuotaExceeded`` when ``cost`` does not fit in what ``spent`` left of ``budget``, worded ``head``: figures ``tail``."""
+    if spent + cost > budget:
+        raise QuotaExceeded(
+            f"{head}: ${spent:.2f} of ${budget:.2f} used this month{tail}",
+            kind="budget", limit=budget, remaining=max(budget - spent, Decimal(0)),
+        )
+
+
+def _spent(ledger: Any, since: datetime) -> Decimal:
+    return ledger.filter(created_at__gte=since).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+
+
+def _user_rate_check(limits: Limits, ledger: Any, record: UsageRecord, now: datetime) -> tuple[RateWindow, ...]:
+    """``RateLimited`` when this call would pass the user's per-minute limits; else where they stand."""
+    window = ledger.filter(created_at__gt=now - WINDOW).aggregate(
+        requests=Count("id"), tokens=Sum(F("prompt_tokens") + F("completion_tokens")), oldest=Min("created_at")
+    )
+    retry_after = _seconds_until(window["oldest"] + WINDOW, now) if window["oldest"] else None
+    requests, tokens = window["requests"] or 0, window["tokens"] or 0
+    if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
+        raise RateLimited(
+            f"Rate limit reached: {limits.requests_per_minute} requests per minute. "
+            f"Try again in {retry_after} s.",
+            kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
+        )
+    if (limits.tokens_per_minute is not None
+            and tokens + record.prompt_tokens + record.completion_tokens > limits.tokens_per_minute):
+        raise RateLimited(
+            f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. "
+            f"Try again in {retry_after} s.",
+            kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
+            remaining=max(limits.tokens_per_minute - tokens, 0),
+        )
+    reserved = tokens + record.prompt_tokens + record.completion_tokens
+    reset = retry_after or int(WINDOW.total_seconds())
+    return _windows(limits, requests + 1, reserved, reset=reset)
+
+
+def _key_rate_check(api_key: ApiKey, now: datetime) -> None:
+    """``RateLimited`` when the key has made its requests per minute."""
+    window = UsageRecord.objects.filter(api_key=api_key, created_at__gt=now - WINDOW).aggregate(
+        requests=Count("id"), oldest=Min("created_at")
+    )
+    if window["requests"] >= api_key.requests_per_minute:
+        retry_after = _seconds_until(window["oldest"] + WINDOW, now)
+        raise RateLimited(
+            f"Rate limit reached for this API key: {api_key.requests_per_minute} requests per minute. "
+            f"Try again in {retry_after} s.",
+            kind="requests", retry_after=retry_after, limit=api_key.requests_per_minute, remaining=0,
+        )
 
 
 def usage_reserve_cached(

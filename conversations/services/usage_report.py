@@ -334,12 +334,22 @@ class AdminReport:
     days: int
     total: Totals
     by_user: list[dict[str, Any]]
+    by_group: list[dict[str, Any]]
     by_model: list[dict[str, Any]]
     by_day: list[dict[str, Any]]
 
 
+def _by_group(ledger: QuerySet[UsageRecord]) -> list[dict[str, Any]]:
+    """Totals of each group's current members, with the group's monthly budget; a user in two groups
+    counts in both, so these rows may add up to more than the total."""
+    in_groups = ledger.annotate(
+        group_id=F("user__groups"), group_name=F("user__groups__name"), budget=F("user__groups__policy__monthly_budget"),
+    ).filter(group_id__isnull=False)
+    return grouped(in_groups, "group_id", "group_name", "budget")
+
+
 def admin_report(*, now: datetime.datetime, days: int = CHART_DAYS) -> AdminReport:
-    """Every user's usage over the last ``days`` UTC days: by user, by model, by day and in all."""
+    """Every user's usage over the last ``days`` UTC days: by user, by group, by model, by day and in all."""
     now = now.astimezone(UTC)
     since = now.replace(hour=0, minute=0, second=0, microsecond=0) - datetime.timedelta(days=days - 1)
     ledger = UsageRecord.objects.filter(created_at__gte=since)
@@ -350,6 +360,7 @@ def admin_report(*, now: datetime.datetime, days: int = CHART_DAYS) -> AdminRepo
         days=days,
         total=totals(ledger),
         by_user=grouped(ledger.annotate(username=F("user__username")), "user_id", "username"),
+        by_group=_by_group(ledger),
         by_model=grouped(ledger, "model"),
         by_day=rows_by_day,
     )

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0014_remove_message_replaced'),
+        ('conversations', '0015_groups_and_scoped_keys'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
