@@ -226,6 +226,41 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# Attachments (images and documents in messages) live in their own storage: files under the data
+# dir by default, or an S3-compatible bucket (django-storages) when ATTACHMENTS_S3_BUCKET is set,
+# for several workers. Files are only ever served through the app's owner-checking view.
+ATTACHMENTS_S3_BUCKET = env.str("ATTACHMENTS_S3_BUCKET", default="")
+if ATTACHMENTS_S3_BUCKET:
+    STORAGES["attachments"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ATTACHMENTS_S3_BUCKET,
+            "endpoint_url": env.str("ATTACHMENTS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("ATTACHMENTS_S3_REGION", default="") or None,
+            "access_key": env.str("ATTACHMENTS_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("ATTACHMENTS_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("ATTACHMENTS_S3_PREFIX", default="attachments"),
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
+    }
+else:
+    STORAGES["attachments"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(DATA_DIR / "attachments")},
+    }
+# Limits, shown in the composer: bytes per file, files per message, bytes a user may keep in all.
+ATTACHMENTS = {
+    "MAX_FILE_BYTES": env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024),
+    "MAX_FILES": env.int("ATTACHMENT_MAX_FILES", default=10),
+    "USER_MAX_BYTES": env.int("ATTACHMENT_USER_MAX_BYTES", default=500 * 1024 * 1024),
+    # Images are downscaled to this long side; larger (in pixels) than IMAGE_MAX_PIXELS are refused unread.
+    "IMAGE_MAX_SIDE": env.int("ATTACHMENT_IMAGE_MAX_SIDE", default=2048),
+    "IMAGE_MAX_PIXELS": env.int("ATTACHMENT_IMAGE_MAX_PIXELS", default=50_000_000),
+    # Extracted text kept from one document, in characters.
+    "MAX_TEXT_CHARS": env.int("ATTACHMENT_MAX_TEXT_CHARS", default=2_000_000),
+}
 WHITENOISE_USE_FINDERS = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -145,6 +145,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     conversation=self.conversation,
                     content=str(data.get("message", "")),
                     model_name=str(data.get("model") or "") or None,
+                    attachment_ids=_listed(data.get("attachments")),
                 )
                 await self._send_partial("composer-reset")
         except ValidationError as exc:
@@ -296,6 +297,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if len(html.encode()) > FRAME_MAX_BYTES:
             html = _partial("message-fetch").render({"message": message, "conversation_id": self.conversation.pk})
         await self.send(text_data=html)
+
+
+def _listed(value: Any) -> list[Any]:
+    """A form field sent by ws-send: absent, one value, or a list of them."""
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 CHAT_EVENTS = {

@@ -11,8 +11,8 @@ from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from .ids import row_id_valid
-from .models import ApiKey, ChatModel, Conversation, Message, UsageRecord, UserPreferences
+from .ids import row_id, row_id_valid
+from .models import ApiKey, Attachment, ChatModel, Conversation, Message, UsageRecord, UserPreferences
 from .services.access import access_of, key_model_ids
 
 
@@ -103,6 +103,7 @@ def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     display_name = ChatModel.objects.filter(name=OuterRef("model_name")).values("display_name")[:1]
     return (
         conversation.messages.filter(pk__in=message_path_ids(conversation=conversation))
+        .prefetch_related("attachments")
         .annotate(model_label=Coalesce(NullIf(Subquery(display_name), Value("")), F("model_name")))
         .order_by("created_at", "id")
     )
@@ -241,3 +242,17 @@ def user_theme(*, user: AbstractBaseUser) -> str:
         return UserPreferences.Theme.SYSTEM
     chosen = UserPreferences.objects.filter(user=user).values_list("theme", flat=True).first()
     return chosen or UserPreferences.Theme.SYSTEM
+
+
+def attachment_get(*, user: AbstractBaseUser, attachment_id: int) -> Attachment:
+    """The file if ``user`` may read it (its owner, or an admin), else ``Attachment.DoesNotExist``."""
+    rows = Attachment.objects.all()
+    if not (user.is_superuser or user.has_perm("conversations.view_attachment")):
+        rows = rows.filter(user=user)
+    return rows.get(pk=attachment_id)
+
+
+def attachments_draft(*, user: AbstractBaseUser, ids: list[str]) -> list[Attachment]:
+    """The user's unsent uploads among ``ids`` (others ignored): the files a refused new chat still has attached."""
+    wanted = [i for i in (row_id(str(raw)) for raw in ids) if i is not None]
+    return list(Attachment.objects.filter(user=user, message__isnull=True, pk__in=wanted))

@@ -9,7 +9,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
@@ -22,9 +22,11 @@ from chatweb.metrics import metrics_exposition
 from .errors import InvalidInput, NotFound
 from .forms import ApiKeyForm, PasswordForm, SignupForm
 from .ids import row_id
-from .models import ApiKey, Conversation, Message, Preset
+from .models import ApiKey, Attachment, Conversation, Message, Preset
 from .selectors import (
     api_key_list,
+    attachment_get,
+    attachments_draft,
     chat_model_default,
     chat_model_list,
     conversation_get,
@@ -36,6 +38,7 @@ from .selectors import (
 from .services import chat, usage_report
 from .services.accounts import account_sockets_check, preferences_theme_set, signup_allowed, user_signup
 from .services.api_keys import api_key_create, api_key_revoke
+from .services.attachments import attachment_discard, attachment_limits, attachment_upload
 from .services.chat_settings import (
     SETTINGS_FIELDS,
     conversation_settings_set,
@@ -117,6 +120,7 @@ def _page(
     conversation: Conversation | None = None,
     notice: str = "",
     draft: str = "",
+    draft_attachments: list[Attachment] | None = None,
     status: int = 200,
     preset: Preset | None = None,
     typed_settings: dict[str, Any] | None = None,
@@ -154,6 +158,8 @@ def _page(
             "presets": presets,
             "preset": preset,
             "reasoning_models": any(model.reasoning for model in chat_models),
+            "attachments": draft_attachments or [],
+            "attachment_limits": attachment_limits(),
         },
         status=status,
     )
@@ -213,19 +219,88 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
         return redirect("login")
     content = request.POST.get("message", "")
     typed = {field: request.POST.get(field, "") for field in SETTINGS_FIELDS}
+    attachment_ids = request.POST.getlist("attachments")
     try:
         conversation = await chat.chat_start(
-            user=user, content=content, model_name=request.POST.get("model") or None, settings=typed
+            user=user,
+            content=content,
+            model_name=request.POST.get("model") or None,
+            settings=typed,
+            attachment_ids=attachment_ids,
         )
     except ValidationError as exc:
-        return await sync_to_async(_page)(
-            request, notice=" ".join(exc.messages), draft=content, typed_settings=typed, status=400
+        return await sync_to_async(_page_refused)(
+            request, notice=" ".join(exc.messages), draft=content, typed=typed, attachment_ids=attachment_ids
         )
     except InvalidInput as exc:
-        return await sync_to_async(_page)(
-            request, notice=exc.message, draft=content, typed_settings=typed, settings_error=exc, status=400
+        return await sync_to_async(_page_refused)(
+            request, notice=exc.message, draft=content, typed=typed, attachment_ids=attachment_ids, settings_error=exc
         )
     return redirect("conversation_detail", conversation_id=conversation.pk)
+
+
+def _page_refused(
+    request: HttpRequest,
+    *,
+    notice: str,
+    draft: str,
+    typed: dict[str, Any],
+    attachment_ids: list[str],
+    settings_error: InvalidInput | None = None,
+) -> HttpResponse:
+    """The new-chat page again after a refused send, with the text, settings and files that were typed and attached."""
+    kept = attachments_draft(user=request.user, ids=attachment_ids)
+    return _page(
+        request, notice=notice, draft=draft, draft_attachments=kept, typed_settings=typed,
+        settings_error=settings_error, status=400,
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+def attachment_create(request: HttpRequest) -> HttpResponse:
+    """Upload one file for the message being written; answers its chip (400 with the reason when refused)."""
+    upload = request.FILES.get("file")
+    name = request.POST.get("name")
+    try:
+        if upload is None:
+            raise ValidationError("No file was received. Attach it again.")
+        attachment = attachment_upload(user=request.user, upload=upload, name=name)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+        return render(request, f"{TEMPLATE}#attachment-error", {"error": error}, status=400)
+    return render(request, f"{TEMPLATE}#attachment-chip", {"attachment": attachment, "editable": True})
+
+
+@login_required
+@require_POST
+def attachment_delete(request: HttpRequest, attachment_id: int) -> HttpResponse:
+    """Take an upload back out of the composer (a file already sent stays with its message)."""
+    try:
+        attachment_discard(user=request.user, attachment_id=attachment_id)
+    except Attachment.DoesNotExist:
+        raise Http404("No such file.") from None
+    return HttpResponse("")
+
+
+@login_required
+def attachment_file(request: HttpRequest, attachment_id: int) -> FileResponse:
+    """A stored file, to its owner (and admins) only: images inline, anything else as a download,
+    never sniffed by the browser and never run as a page."""
+    try:
+        attachment = attachment_get(user=request.user, attachment_id=attachment_id)
+    except Attachment.DoesNotExist:
+        raise Http404("No such file.") from None
+    response = FileResponse(
+        attachment.file.open("rb"),
+        as_attachment=not attachment.is_image,
+        filename=attachment.name,
+        content_type="text/plain; charset=utf-8" if attachment.content_type == "text/plain" else attachment.content_type,
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @login_required

@@ -10,7 +10,7 @@
     var input = event.target;
     if (input.id !== "composer-input" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     event.preventDefault();
-    if (input.value.trim()) input.form.requestSubmit();
+    if (input.value.trim() || input.form.querySelector("input[name=attachments]")) input.form.requestSubmit();
   });
 
   var stickToBottom = true;

@@ -11,6 +11,7 @@ from django.utils.http import urlencode
 
 from ..errors import InvalidInput, UpstreamFailed
 from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Preset, Provider, SiteSettings
+from ..services.chat import conversation_delete
 from ..services.chat_settings import chat_settings_clean
 from ..services.completions import models_list
 from ..services.health import local_model_status
@@ -45,7 +46,10 @@ class ProviderForm(forms.ModelForm):
 class ChatModelInline(admin.TabularInline):
     model = ChatModel
     extra = 0
-    fields = ["name", "display_name", "upstream_model", "enabled", "is_default", "position", "max_tokens", "reasoning"]
+    fields = [
+        "name", "display_name", "upstream_model", "enabled", "is_default", "position", "max_tokens", "reasoning",
+        "accepts_images", "context_tokens",
+    ]
 
 
 @admin.register(Provider)
@@ -122,9 +126,10 @@ class ChatModelAdmin(admin.ModelAdmin):
     list_display = [
         "name", "display_name", "provider", "upstream_model", "enabled", "is_default", "position", "max_tokens",
         "reasoning",
+        "accepts_images",
     ]
-    list_filter = ["provider", "enabled"]
-    list_editable = ["enabled", "position"]
+    list_filter = ["provider", "enabled", "accepts_images"]
+    list_editable = ["enabled", "position", "accepts_images"]
     search_fields = ["name", "display_name", "upstream_model"]
     inlines = [DeploymentInline, ModelAliasInline]
     actions = ["test_deployments"]
@@ -138,15 +143,40 @@ class ChatModelAdmin(admin.ModelAdmin):
             self.message_user(request, format_html("{}: {}", model.name, rows), level)
 
 
+def attachments_shown(message: Message) -> str:
+    """A message's attached files: images as thumbnails, documents as links, each opening the file."""
+    items = (
+        format_html(
+            '<a href="{}" target="_blank" rel="noopener"><img src="{}" alt="{}" style="max-height: 120px; max-width: 240px;"></a>',
+            url, url, a.name,
+        )
+        if a.is_image
+        else format_html('<a href="{}">{}</a> ({} tokens)', url, a.name, a.tokens)
+        for a in message.attachments.all()
+        for url in [reverse("attachment_file", args=[a.pk])]
+    )
+    return format_html_join(" ", "{}", ((item,) for item in items)) or "—"
+
+
 class MessageInline(admin.StackedInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ["role", "status", "content", "error", "model_name", "finish_reason", "prompt_tokens", "completion_tokens", "created_at"]
+    fields = [
+        "role", "status", "content", "attachments", "error", "model_name", "finish_reason", "prompt_tokens",
+        "completion_tokens", "created_at",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).prefetch_related("attachments")
+
+    @admin.display(description="Attached files")
+    def attachments(self, obj: Message) -> str:
+        return attachments_shown(obj)
 
 
 @admin.register(Conversation)
@@ -157,6 +187,13 @@ class ConversationAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
     inlines = [MessageInline]
     date_hierarchy = "created_at"
+
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        conversation_delete(conversation=obj)  # its files too
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        for conversation in queryset:
+            conversation_delete(conversation=conversation)
 
 
 @admin.register(Message)

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..errors import InvalidInput
 from ..metadata import metadata_check
 from ..ids import row_id
 from ..models import ChatModel, StoredCompletion
+from ..services.attachments import document_blocks_split
 from ..services.export import afine_tuning_jsonl, fine_tuning_jsonl
 from ..services.stored import stored_completions_with_metadata
 
@@ -264,18 +266,38 @@ def _arguments(raw: Any) -> str:
     return _pretty(raw)
 
 
+def _text(text: str) -> list[dict[str, str]]:
+    """Text, its attached documents (delimited blocks at its start) shown apart as chips."""
+    documents, rest = document_blocks_split(text)
+    shown = [{"kind": "document", "name": name, "text": body} for name, body in documents]
+    return shown + ([{"kind": "text", "text": rest}] if rest else [])
+
+
+def _image(part: dict[str, Any]) -> dict[str, str] | None:
+    """An image part to show as a thumbnail: a stored file of chatweb's, or an inline PNG, JPEG, WebP or GIF."""
+    url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+    if not isinstance(url, str):
+        return None
+    if re.fullmatch(r"/files/\d+", url) or re.match(r"data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=]+\Z", url):
+        return {"kind": "image", "url": url, "label": url if url.startswith("/") else f"inline image, {len(url):,} characters"}
+    return None
+
+
 def _content(content: Any) -> list[dict[str, str]]:
-    """Text, or content parts (text shown as text, other parts as their JSON)."""
+    """Text, or content parts (text shown as text, documents as chips, images as thumbnails, other parts as
+    their JSON)."""
     if content is None or content == "":
         return []
     if isinstance(content, str):
-        return [{"kind": "text", "text": content}]
+        return _text(content)
     if isinstance(content, list):
         shown = []
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in ("text", "input_text") and isinstance(part.get("text"), str):
-                shown.append({"kind": "text", "text": part["text"]})
+                shown += _text(part["text"])
+            elif kind == "image_url" and (image := _image(part)) is not None:
+                shown.append(image)
             elif kind == "refusal":
                 shown.append({"kind": "refusal", "text": str(part.get("refusal", ""))})
             else:

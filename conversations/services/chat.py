@@ -23,6 +23,14 @@ from ..selectors import (
     messages_for_display,
 )
 from .access import access_allows
+from .attachments import (
+    attachments_check_model,
+    attachments_claim,
+    attachments_unsent,
+    context_check,
+    files_delete_on_commit,
+    message_model_content,
+)
 from .chat_settings import chat_request_parameters, chat_settings_clean, chat_system_messages
 from .generation import branch_announce, generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .metering import metering_reserve_turn
@@ -38,6 +46,7 @@ def conversation_start(
     content: str,
     model_name: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    attachment_ids: list | None = None,
 ) -> tuple[Message, Message]:
     """A new conversation holding the user's first message and its reply to generate.
 
@@ -46,7 +55,7 @@ def conversation_start(
     model = chat_model_resolve(user=user, model_name=model_name)
     cleaned = chat_settings_clean(data=settings or {}, model=model)
     conversation = Conversation.objects.create(user=user, model=model, **cleaned)
-    return message_send(conversation=conversation, content=content)
+    return message_send(conversation=conversation, content=content, attachment_ids=attachment_ids)
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
@@ -59,9 +68,12 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete the conversation, stopping any reply still being written for it."""
+    """Delete the conversation with its attached files, stopping any reply still being written for it."""
     streaming = list(conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True))
-    conversation.delete()
+    with transaction.atomic():
+        files = list(conversation.messages.values_list("attachments__file", flat=True).exclude(attachments=None))
+        conversation.delete()
+        files_delete_on_commit(names=files)
     for message_id in streaming:
         async_to_sync(generation_stop)(message_id=message_id)
 
@@ -90,30 +102,35 @@ def _model_check(conversation: Conversation) -> None:
 
 @transaction.atomic
 def message_send(
-    *, conversation: Conversation, content: str, model_name: str | None = None
+    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list | None = None
 ) -> tuple[Message, Message]:
-    """Save the user's message and an empty assistant reply in state ``streaming``.
+    """Save the user's message (with the files uploaded for it) and an empty assistant reply in state
+    ``streaming``. A refusal (``ValidationError``) saves nothing.
 
     The caller starts the generation for the returned assistant message.
     """
-    content = message_content_clean(content)
+    attachments = attachments_unsent(user=conversation.user, ids=attachment_ids or [])
+    content = message_content_clean(content, required=not attachments)
     conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
     if model_name or conversation.model is None:
         conversation.model = chat_model_resolve(user=conversation.user, model_name=model_name)
     _model_check(conversation)
+    attachments_check_model(attachments=attachments, model=conversation.model)
     if conversation.current_leaf_id is None:
-        conversation.title = _title_from(content)
+        conversation.title = _title_from(content or attachments[0].name)
     user_message = Message.objects.create(
         conversation=conversation, parent_id=conversation.current_leaf_id, role=Message.Role.USER, content=content
     )
-    return user_message, _assistant_reply_create(conversation=conversation, parent=user_message)
+    attachments_claim(attachments=attachments, message=user_message)
+    return user_message, _assistant_reply_create(conversation=conversation, parent=user_message, attachments=attachments)
 
 
-def message_content_clean(content: str) -> str:
-    """A message's text as kept: trimmed, not empty, not over the limit (else a ValidationError saying so)."""
+def message_content_clean(content: str, *, required: bool = True) -> str:
+    """A message's text as kept: trimmed, not over the limit, and not empty unless not ``required`` (a
+    message of files alone); else a ValidationError saying so."""
     content = content.strip()
-    if not content:
+    if required and not content:
         raise ValidationError("Type a message first.")
     if len(content) > MAX_MESSAGE_CHARS:
         raise ValidationError(
@@ -197,9 +214,12 @@ def _conversation_locked(conversation: Conversation) -> Conversation:
     )
 
 
-def _assistant_reply_create(*, conversation: Conversation, parent: Message | None) -> Message:
+def _assistant_reply_create(
+    *, conversation: Conversation, parent: Message | None, attachments: list | None = None
+) -> Message:
     """The reply to ``parent`` to generate, made the current leaf, with its usage reserved against the
-    user's budget and rate limits."""
+    user's budget and rate limits (the path as the model will read it: documents, images); refused when
+    documents just attached do not fit the model's context."""
     model = conversation.model
     assert model is not None
     reply = Message.objects.create(
@@ -212,10 +232,12 @@ def _assistant_reply_create(*, conversation: Conversation, parent: Message | Non
     )
     conversation.current_leaf = reply
     conversation.save(update_fields=["model", "title", "current_leaf", "updated_at"])
-    earlier = Message.objects.filter(
+    path = Message.objects.filter(
         pk__in=message_path_ids(conversation=conversation, leaf_id=reply.parent_id)
-    ).values("content")
+    ).prefetch_related("attachments")
+    earlier = [{"content": message_model_content(message=m, images=model.accepts_images)} for m in path]
     history = [*chat_system_messages(settings=conversation), *earlier]
+    context_check(model=model, history=history, attachments=attachments or [])
     max_tokens = chat_request_parameters(settings=conversation, model=model).get("max_tokens")
     try:
         metering_reserve_turn(
@@ -236,10 +258,12 @@ def _title_from(content: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-async def chat_send(*, conversation: Conversation, content: str, model_name: str | None = None) -> Message:
+async def chat_send(
+    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list | None = None
+) -> Message:
     """Send the user's message and start the reply; every open tab is told."""
     user_message, reply = await sync_to_async(message_send)(
-        conversation=conversation, content=content, model_name=model_name
+        conversation=conversation, content=content, model_name=model_name, attachment_ids=attachment_ids
     )
     try:
         await turn_announce(
@@ -253,11 +277,16 @@ async def chat_send(*, conversation: Conversation, content: str, model_name: str
 
 
 async def chat_start(
-    *, user: AbstractBaseUser, content: str, model_name: str | None = None, settings: Mapping[str, Any] | None = None
+    *,
+    user: AbstractBaseUser,
+    content: str,
+    model_name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    attachment_ids: list | None = None,
 ) -> Conversation:
-    """Start a conversation with its first message (and its prompt and parameters) and begin the reply."""
+    """Start a conversation with its first message (its files, its prompt and parameters) and begin the reply."""
     _, reply = await sync_to_async(conversation_start)(
-        user=user, content=content, model_name=model_name, settings=settings
+        user=user, content=content, model_name=model_name, settings=settings, attachment_ids=attachment_ids
     )
     generation_start(message_id=reply.pk)
     return reply.conversation

@@ -47,6 +47,7 @@ from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render, streaming_blocks_extend
 from ..selectors import message_path_ids
+from .attachments import attachments_inline, message_model_content
 from .chat_settings import chat_request_parameters, chat_system_messages
 from .completions import UpstreamConnectionError, UpstreamTimeout
 from .metering import (
@@ -179,7 +180,8 @@ async def _generate(message_id: int, continuing: bool = False) -> None:
     try:
         async with _controls(layer, message_id, group, progress):
             progress.request, progress.parameters = await sync_to_async(_request_for)(message, progress.prefix)
-            await _stream(message_id, group, progress, layer)
+            sent = await sync_to_async(attachments_inline)(progress.request)  # images as data URLs
+            await _stream(sent, message_id, group, progress, layer)
         if progress.too_long:
             status, error = Message.Status.STOPPED, REPLY_TOO_LONG.format(limit=settings.CHAT_REPLY_MAX_CHARS)
         else:
@@ -233,8 +235,8 @@ async def _controls(layer: Any, message_id: int, group: str, progress: _Progress
             await layer.group_discard(generation_group(message_id), channel)
 
 
-async def _stream(message_id: int, group: str, progress: _Progress, layer: Any) -> None:
-    payload = {"messages": progress.request, "stream_options": {"include_usage": True}, **progress.parameters}
+async def _stream(messages: list[dict[str, Any]], message_id: int, group: str, progress: _Progress, layer: Any) -> None:
+    payload = {"messages": messages, "stream_options": {"include_usage": True}, **progress.parameters}
     wake = asyncio.Event()
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
     limit = settings.CHAT_REPLY_MAX_CHARS
@@ -515,7 +517,7 @@ def _settle(progress: _Progress) -> tuple[int | None, int | None, bool]:
     return record.prompt_tokens, record.completion_tokens, record.estimated
 
 
-def _request_for(message: Message, prefix: str = "") -> tuple[list[dict[str, str]], dict[str, Any]]:
+def _request_for(message: Message, prefix: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The messages (the chat's system prompt, then its history) and the parameters that produce ``message``;
     continuing it, its text so far (``prefix``) ends them, as the assistant's answer to go on with."""
     conversation = message.conversation
@@ -525,15 +527,19 @@ def _request_for(message: Message, prefix: str = "") -> tuple[list[dict[str, str
     return messages, chat_request_parameters(settings=conversation, model=conversation.model)
 
 
-def _history(message: Message) -> list[dict[str, str]]:
-    """The path from the conversation's first message down to the one ``message`` answers: what the model is sent."""
+def _history(message: Message) -> list[dict[str, Any]]:
+    """The path from the conversation's first message down to the one ``message`` answers: what the model is
+    sent, with its attachments (images as references to their files: ``attachments_inline`` makes them data
+    URLs to send)."""
+    model = message.conversation.model
     history = (
         Message.objects.filter(pk__in=message_path_ids(conversation=message.conversation, leaf_id=message.parent_id))
-        .exclude(content="")
+        .exclude(content="", attachments=None)
         .order_by("created_at", "id")
-        .values_list("role", "content")
+        .prefetch_related("attachments")
     )
-    return [{"role": role, "content": content} for role, content in history]
+    images = model is not None and model.accepts_images
+    return [{"role": m.role, "content": message_model_content(message=m, images=images)} for m in history]
 
 
 def reply_interrupt_save(*, message: Message, error: str) -> None:

@@ -37,18 +37,38 @@ def tokens_count(text: str) -> int:
 
 
 def messages_tokens_count(messages: list[dict[str, Any]]) -> int:
-    """Prompt tokens of a chat: each message's text plus a few tokens of chat-template framing."""
+    """Prompt tokens of a chat: each message's text plus a few tokens of chat-template framing, and each
+    image by OpenAI's tile rule."""
     total = 0
     for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-        total += tokens_count(str(content or "")) + 4
+        text, images = _text_and_images(message.get("content"))
+        total += tokens_count(text) + images + 4
     return total
 
 
 def messages_tokens_guess(messages: list[dict[str, Any]]) -> int:
-    """A quick upper-end guess (a token per 3 characters) for reserving usage before a call;
-    the reservation is settled to real counts afterwards, so speed matters more than accuracy here."""
-    chars = sum(len(str(message.get("content") or "")) for message in messages)
-    return math.ceil(chars / 3) + 4 * len(messages)
+    """A quick upper-end guess (a token per 3 characters, images by the tile rule) for reserving usage
+    before a call; the reservation is settled to real counts afterwards, so speed matters more than
+    accuracy here."""
+    total = 0
+    for message in messages:
+        text, images = _text_and_images(message.get("content"))
+        total += math.ceil(len(text) / 3) + images + 4
+    return total
+
+
+def _text_and_images(content: Any) -> tuple[str, int]:
+    """A message content's text, and its images' tokens."""
+    if not isinstance(content, list):
+        return str(content or ""), 0
+    from .attachments import image_part_tokens
+
+    texts, images = [], 0
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "image_url":
+            images += image_part_tokens(part)
+        else:
+            texts.append(str(part.get("text", "")))
+    return " ".join(texts), images
