@@ -9,7 +9,7 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
         from django.core.signals import setting_changed
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
         from .models import ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits
         from .services.rowcache import rowcache_clear
@@ -19,3 +19,15 @@ class ConversationsConfig(AppConfig):
             post_save.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-save-{model}")
             post_delete.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-delete-{model}")
         setting_changed.connect(rowcache_clear, dispatch_uid="rowcache-settings")  # tests' site-wide limits
+        post_migrate.connect(_search_index_check, sender=self, dispatch_uid="searchindex-ensure")
+
+
+def _search_index_check(*, using: str, **kwargs) -> None:
+    """After every migrate: SQLite rebuilds a table for some schema changes and drops its triggers with it."""
+    from django.db import connections
+
+    from .searchindex import INDEXED, searchindex_ensure
+
+    connection = connections[using]
+    if connection.vendor == "sqlite" and INDEXED[0][0] in connection.introspection.table_names():
+        searchindex_ensure(connection=connection)

@@ -17,6 +17,16 @@ class SiteSettings(models.Model):
         help_text="Let anyone create an account on the sign-up page. "
         "Otherwise admins create users in the admin.",
     )
+    sharing_enabled = models.BooleanField(
+        default=True,
+        help_text="Let users share a conversation by a public read-only link. "
+        "Turning it off makes every existing link answer 404 until it is on again.",
+    )
+    generate_titles = models.BooleanField(
+        default=False,
+        help_text="After a conversation's first reply, ask its model for a short title (counted as usage). "
+        "Otherwise a conversation is titled by its first message.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "site settings"
@@ -121,17 +131,44 @@ class ModelAlias(models.Model):
         return self.name
 
 
+class Folder(models.Model):
+    """A user's named folder of conversations."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="one_folder_name_per_user")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Conversation(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, default="New chat")
     model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL)
+    pinned = models.BooleanField(default=False, help_text="Listed above the others in the sidebar.")
+    archived = models.BooleanField(default=False, help_text="Hidden from the sidebar; listed on the Archived page.")
+    folder = models.ForeignKey(
+        Folder, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    imported_from = models.CharField(
+        max_length=20, blank=True, help_text="The export it was imported from (chatgpt, chatweb, openwebui)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["user", "-updated_at"]),
+            # The sidebar's pages: a user's unarchived conversations, newest activity first.
+            models.Index(fields=["user", "archived", "pinned", "-updated_at", "-id"], name="conversation_sidebar"),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -164,6 +201,9 @@ class Message(models.Model):
     prompt_tokens = models.IntegerField(null=True, blank=True)
     completion_tokens = models.IntegerField(null=True, blank=True)
     usage_estimated = models.BooleanField(default=False)
+    imported = models.BooleanField(
+        default=False, help_text="Brought in from an export: never billed, never a stored completion."
+    )
     replaced = models.BooleanField(
         default=False,
         help_text="Replaced by a regenerated reply: kept with its usage and stored turn, "
@@ -186,6 +226,59 @@ class Message(models.Model):
     @property
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
+
+
+class SharedLink(models.Model):
+    """A public read-only link to a snapshot of a conversation's current path, taken when it was shared.
+
+    The snapshot holds only what the page shows (roles, text, model names): no usage, no user.
+    """
+
+    token = models.CharField(max_length=43, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shared_links")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shared_links")
+    title = models.CharField(max_length=200)
+    messages = models.JSONField(default=list, help_text="[{role, content, html, model}] of the path, oldest first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ImportRun(models.Model):
+    """One import of an export file: its progress while it runs, its outcome after, and the file's
+    SHA-256 so that importing the same file again is noticed."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="import_runs")
+    filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    imported = models.PositiveIntegerField(default=0, help_text="Conversations imported so far.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Entries that were not conversations.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "sha256"], name="import_user_file")]
+
+    def __str__(self) -> str:
+        return f"{self.filename or 'import'} ({self.status})"
 
 
 class ApiKey(models.Model):
