@@ -217,6 +217,8 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "created_at"]),
+            # Search's newest-first pages: for a common word, walking this finds a page in a few rows.
+            models.Index(fields=["created_at", "id"], name="message_created"),
             models.Index(fields=["status"], condition=Q(status="streaming"), name="message_streaming"),
         ]
 

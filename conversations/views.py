@@ -6,6 +6,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -17,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from .forms import PasswordForm, SignupForm
+from .library_views import sidebar_context
 from .ids import row_id
 from .models import ApiKey, Conversation, Message
 from .selectors import (
@@ -24,7 +26,7 @@ from .selectors import (
     chat_model_default,
     chat_model_list,
     conversation_get,
-    conversation_list,
+    conversation_pinned,
     message_get,
     message_page,
     usage_list,
@@ -109,7 +111,9 @@ def _page(
         {
             "conversation": conversation,
             "conversation_usage": usage_report.conversation_totals(conversation=conversation) if conversation else None,
-            "conversations": conversation_list(user=request.user)[:200],
+            **sidebar_context(user=request.user, conversation=conversation),
+            "pinned_conversations": conversation_pinned(user=request.user),
+            "messages_flash": get_messages(request),
             "messages": messages,
             "has_earlier": has_earlier,
             "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],

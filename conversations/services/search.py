@@ -31,6 +31,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from ..errors import InvalidInput
+from ..ids import older_than, page_cursor, page_cursor_parse
 from ..models import Conversation, Message
 from ..searchindex import fts_table
 
@@ -135,20 +136,36 @@ def _filter_value(key: str, value: str) -> object:
 def conversation_search(
     *, user: AbstractBaseUser, query: ParsedQuery, cursor: str = "", limit: int = PAGE
 ) -> SearchPage:
-    """One page of the user's matches, newest first; ``next_cursor`` asks for the next one."""
+    """One page of the user's matches, newest first; ``next_cursor`` asks for the next one.
+
+    Filters alone (no words) list the conversations they select, by latest activity.
+    """
     page = SearchPage(query=query)
     if not query.terms and not query.has_filters:
         return page
-    after = _cursor_parse(cursor)
-    if after is None and query.terms:
-        page.hits.extend(_title_hits(user=user, query=query))
+    after = None
+    if cursor:
+        after = page_cursor_parse(cursor)
+        if after is None:
+            raise InvalidInput("That page of results does not exist; search again.", param="cursor")
+    if not query.terms:
+        conversations = _conversation_matches(user=user, query=query)
+        if after is not None:
+            conversations = conversations.filter(older_than(after, field="updated_at"))
+        rows = list(conversations.order_by("-updated_at", "-id")[: limit + 1])
+        page.hits = [_title_hit(conversation, query) for conversation in rows[:limit]]
+        if len(rows) > limit:
+            page.next_cursor = page_cursor(rows[limit - 1].updated_at, rows[limit - 1].pk)
+        return page
+    if after is None:
+        conversations = _text_match(
+            _conversation_matches(user=user, query=query), query.terms, table=Conversation._meta.db_table
+        )
+        page.hits = [_title_hit(c, query) for c in conversations.order_by("-updated_at", "-id")[:TITLE_HITS]]
     messages = _message_matches(user=user, query=query)
     if after is not None:
-        at, pk = after
-        messages = messages.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk))
-    rows = list(
-        messages.select_related("conversation").order_by("-created_at", "-id")[: limit + 1]
-    )
+        messages = messages.filter(older_than(after, field="created_at"))
+    rows = list(messages.select_related("conversation").order_by("-created_at", "-id")[: limit + 1])
     for message in rows[:limit]:
         conversation = message.conversation
         page.hits.append(
@@ -164,20 +181,21 @@ def conversation_search(
             )
         )
     if len(rows) > limit:
-        last = rows[limit - 1]
-        page.next_cursor = f"{last.created_at.isoformat()}~{last.pk}"
+        page.next_cursor = page_cursor(rows[limit - 1].created_at, rows[limit - 1].pk)
     return page
 
 
-def _cursor_parse(cursor: str) -> tuple[datetime, int] | None:
-    if not cursor:
-        return None
-    at, _, pk = cursor.partition("~")
-    try:
-        moment = datetime.fromisoformat(at)
-        return moment if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc), int(pk)
-    except ValueError:
-        raise InvalidInput("That page of results does not exist; search again.", param="cursor") from None
+def _title_hit(conversation: Conversation, query: ParsedQuery) -> SearchHit:
+    return SearchHit(
+        conversation_id=conversation.pk,
+        title=conversation.title,
+        message_id=None,
+        role="",
+        snippet=snippet_html(conversation.title, query.terms),
+        at=conversation.updated_at,
+        pinned=conversation.pinned,
+        archived=conversation.archived,
+    )
 
 
 def _conversation_filters(query: ParsedQuery, prefix: str) -> Q:
@@ -216,7 +234,7 @@ def _message_matches(*, user: AbstractBaseUser, query: ParsedQuery) -> QuerySet[
     return messages
 
 
-def _title_hits(*, user: AbstractBaseUser, query: ParsedQuery) -> list[SearchHit]:
+def _conversation_matches(*, user: AbstractBaseUser, query: ParsedQuery) -> QuerySet[Conversation]:
     conversations = Conversation.objects.filter(user=user).filter(_conversation_filters(query, ""))
     if query.model is not None:
         conversations = conversations.filter(_model_filter(query.model, ""))
@@ -224,20 +242,7 @@ def _title_hits(*, user: AbstractBaseUser, query: ParsedQuery) -> list[SearchHit
         conversations = conversations.filter(updated_at__gte=_day_start(query.after))
     if query.before is not None:
         conversations = conversations.filter(updated_at__lt=_day_start(query.before))
-    conversations = _text_match(conversations, query.terms, table=Conversation._meta.db_table)
-    return [
-        SearchHit(
-            conversation_id=conversation.pk,
-            title=conversation.title,
-            message_id=None,
-            role="",
-            snippet=snippet_html(conversation.title, query.terms),
-            at=conversation.updated_at,
-            pinned=conversation.pinned,
-            archived=conversation.archived,
-        )
-        for conversation in conversations.order_by("-updated_at", "-id")[:TITLE_HITS]
-    ]
+    return conversations
 
 
 def _text_match(queryset: QuerySet, terms: tuple[Term, ...], *, table: str) -> QuerySet:
