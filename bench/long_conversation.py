@@ -59,14 +59,16 @@ user = get_user_model().objects.get(username="bench")
 model = ChatModel.objects.filter(enabled=True).order_by("position").first()
 c = Conversation.objects.create(user=user, model=model, title="A long conversation")
 reply = {REPLY!r}
-rows = []
+parent = None
 for i in range({args.messages}):
     if i % 2 == 0:
-        rows.append(Message(conversation=c, role="user", content=f"Question {{i}}: tell me about item {{i}}, please."))
+        parent = Message.objects.create(conversation=c, parent=parent, role="user",
+                                        content=f"Question {{i}}: tell me about item {{i}}, please.")
     else:
-        rows.append(Message(conversation=c, role="assistant", content=reply.format(i=i), status="complete",
-                            model_name=model.name if model else "", prompt_tokens=20, completion_tokens=80))
-Message.objects.bulk_create(rows, batch_size=500)
+        parent = Message.objects.create(conversation=c, parent=parent, role="assistant", content=reply.format(i=i),
+                                        status="complete", model_name=model.name if model else "",
+                                        prompt_tokens=20, completion_tokens=80)
+Conversation.objects.filter(pk=c.pk).update(current_leaf=parent)
 print(json.dumps(c.pk))
 """
         )

@@ -94,7 +94,7 @@ def load(dsn: str, *, messages: int, conversations: int, words: list[str], rng: 
         )
         columns = ["id", "conversation_id", "role", "content", "content_html", "status", "error", "finish_reason",
                    "model_name", "upstream_model", "usage_estimated", "imported", "created_at", "updated_at"]
-        fixed = {"replaced": "f"}
+        fixed: dict[str, str] = {}
         extra = [c[0] for c in cur.fetchall() if c[0] not in columns]
         unknown = set(extra) - set(fixed)
         if unknown:

@@ -26,6 +26,7 @@ from .selectors import (
     sidebar_group,
 )
 from .services import library
+from .services.chat import conversation_branch_select
 from .services.search import conversation_search, search_query_parse
 
 TEMPLATE = "conversations/library.html"
@@ -201,6 +202,8 @@ def conversations_bulk(request: HttpRequest) -> HttpResponse:
 def conversation_open_at(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
     """Open a conversation at one of its messages (a search result): its branch becomes the current one."""
     conversation = _conversation(request, conversation_id)
-    if not row_id_valid(message_id) or not conversation.messages.filter(pk=message_id).exists():
+    message = conversation.messages.filter(pk=message_id).first() if row_id_valid(message_id) else None
+    if message is None:
         raise Http404("No such message.")
+    conversation_branch_select(conversation=conversation, message=message)
     return redirect(reverse("conversation_detail", args=[conversation.pk]) + f"#message-{message_id}")

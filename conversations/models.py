@@ -152,6 +152,14 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, default="New chat")
     model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL)
+    current_leaf = models.ForeignKey(
+        "Message",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The last message of the branch shown: the path from the root to it is what the model is sent.",
+    )
     pinned = models.BooleanField(default=False, help_text="Listed above the others in the sidebar.")
     archived = models.BooleanField(default=False, help_text="Hidden from the sidebar; listed on the Archived page.")
     folder = models.ForeignKey(
@@ -188,6 +196,14 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
+        help_text="The message this one follows; none for a conversation's first. Siblings are branches.",
+    )
     role = models.CharField(max_length=20, choices=Role.choices)
     content = models.TextField(blank=True)
     content_html = models.TextField(
@@ -203,11 +219,6 @@ class Message(models.Model):
     usage_estimated = models.BooleanField(default=False)
     imported = models.BooleanField(
         default=False, help_text="Brought in from an export: never billed, never a stored completion."
-    )
-    replaced = models.BooleanField(
-        default=False,
-        help_text="Replaced by a regenerated reply: kept with its usage and stored turn, "
-        "no longer shown nor sent to the model.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

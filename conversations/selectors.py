@@ -31,13 +31,26 @@ async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) ->
     return await conversation_list(user=user).select_related("model").filter(pk=conversation_id).afirst()
 
 
+def message_path_ids(*, conversation: Conversation, leaf_id: int | None = None) -> list[int]:
+    """The ids from the conversation's first message down to ``leaf_id`` (by default its current leaf, read
+    afresh: a socket holds its conversation for hours), root first; empty for an empty conversation."""
+    if leaf_id is None:
+        leaf_id = Conversation.objects.filter(pk=conversation.pk).values_list("current_leaf_id", flat=True).first()
+    parents = dict(Message.objects.filter(conversation_id=conversation.pk).values_list("pk", "parent_id"))
+    path: list[int] = []
+    while leaf_id is not None and len(path) <= len(parents):
+        path.append(leaf_id)
+        leaf_id = parents.get(leaf_id)
+    return path[::-1]
+
+
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """The conversation's messages (not those a regenerate replaced) with their usage rows joined and
-    ``model_label`` (the display name of the model that wrote a reply, or its name), so rendering them
-    (sync or async) runs no query."""
+    """The messages of the conversation's current path with their usage rows joined and ``model_label``
+    (the display name of the model that wrote a reply, or its name), so rendering them (sync or async)
+    runs no query."""
     display_name = ChatModel.objects.filter(name=OuterRef("model_name")).values("display_name")[:1]
     return (
-        conversation.messages.filter(replaced=False)
+        conversation.messages.filter(pk__in=message_path_ids(conversation=conversation))
         .select_related("usage")
         .annotate(model_label=Coalesce(NullIf(Subquery(display_name), Value("")), F("model_name")))
         .order_by("created_at", "id")

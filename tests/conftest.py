@@ -18,7 +18,7 @@ from django.conf import settings as django_settings
 from django.db import connections
 from django.test import Client
 
-from conversations.models import ChatModel, Message, Provider
+from conversations.models import ChatModel, Conversation, Message, Provider
 from tests.upstream import FakeUpstream
 from tests.live import free_port
 
@@ -208,6 +208,19 @@ def signed_in_session(user: Any) -> Any:
     client = Client()
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     return import_module(django_settings.SESSION_ENGINE).SessionStore(client.session.session_key)
+
+
+def path_append(conversation: Conversation, *messages: dict[str, Any]) -> list[Message]:
+    """Messages written one after the other below the conversation's current leaf, the last becoming
+    its current leaf: a conversation as the chat would have written it."""
+    parent = conversation.current_leaf
+    made = []
+    for fields in messages:
+        parent = Message.objects.create(conversation=conversation, parent=parent, **fields)
+        made.append(parent)
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=parent)
+    conversation.current_leaf = parent
+    return made
 
 
 async def wait_for_status(message_id: int, *statuses: str, timeout: float = 10.0) -> Message:

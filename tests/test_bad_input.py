@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 
 from conversations.models import ApiKey, Conversation, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
 from conversations.services.api_keys import api_key_create
-from tests.conftest import eventually
+from tests.conftest import eventually, path_append
 from tests.upstream import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,8 +186,11 @@ async def test_unreadable_frames_get_a_notice_and_the_socket_stays_open(user, ch
 
 async def test_streaming_names_only_replies(user, chat_model, open_tab):
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
-    mine = await Message.objects.acreate(conversation=conversation, role="user", content="my secret question")
-    reply = await Message.objects.acreate(conversation=conversation, role="assistant", content="Done.")
+    mine, reply = await sync_to_async(path_append)(
+        conversation,
+        {"role": "user", "content": "my secret question"},
+        {"role": "assistant", "content": "Done."},
+    )
     connected, _, tab = await open_tab(user, conversation.pk, query=f"streaming={HUGE},x,{mine.pk},{reply.pk}")
     assert connected
     html = await tab.receive_until(f'id="message-{reply.pk}"')

@@ -192,7 +192,7 @@ async def test_empty_and_oversized_messages_get_a_notice(user, chat_model, upstr
     assert await Message.objects.filter(conversation=conversation).acount() == 0
 
 
-async def test_regenerate_replaces_the_last_reply(user, chat_model, upstream, open_tab):
+async def test_regenerate_shows_a_new_reply_and_keeps_the_old_as_its_sibling(user, chat_model, upstream, open_tab):
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
     _, _, tab = await open_tab(user, conversation.pk)
     upstream.script(Reply(text="First try"))
@@ -208,8 +208,9 @@ async def test_regenerate_replaces_the_last_reply(user, chat_model, upstream, op
     shown, _ = await sync_to_async(message_page)(conversation=conversation)
     assert [m.content for m in shown if m.role == "assistant"] == ["Second try"]
     assert upstream.requests[-1]["messages"] == [{"role": "user", "content": "Hi"}]
-    # The first try is kept out of sight, still the message its usage and stored turn name.
-    assert (await Message.objects.aget(pk=first.pk)).replaced
+    # The first try is kept off the path, a sibling of the second, still the message its usage and stored turn name.
+    second = await Message.objects.aget(conversation=conversation, role="assistant", content="Second try")
+    assert (await Message.objects.aget(pk=first.pk)).parent_id == second.parent_id
     assert await UsageRecord.objects.filter(message_id=first.pk, state="settled").aexists()
     assert await StoredCompletion.objects.filter(message_id=first.pk).aexists()
 

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.models import Conversation, Folder, Message
+from tests.conftest import path_append
 
 pytestmark = pytest.mark.django_db
 
@@ -146,9 +147,13 @@ def test_another_users_conversations_and_folders_answer_404_and_nothing_changes(
     assert client.get(f"/c/{theirs.pk}/at/1").status_code == 404
 
 
-def test_search_view_answers_htmx_with_escaped_results_and_lands_on_the_message(client, user, other_user):
+def test_search_view_answers_htmx_with_escaped_results_and_lands_on_the_message_branch(client, user, other_user):
     conversation = Conversation.objects.create(user=user, title="<b>Bold</b> title")
-    hit = Message.objects.create(conversation=conversation, role="assistant", content="Try <script>x()</script> here")
+    (question,) = path_append(conversation, {"role": "user", "content": "How?"})
+    hit = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", content="Try <script>x()</script> here"
+    )
+    path_append(conversation, {"role": "assistant", "content": "A newer sibling"}, {"role": "user", "content": "ok"})
     theirs = Conversation.objects.create(user=other_user, title="script kiddie")
     Message.objects.create(conversation=theirs, role="user", content="script of bob")
     client.force_login(user)
@@ -158,6 +163,10 @@ def test_search_view_answers_htmx_with_escaped_results_and_lands_on_the_message(
     assert f'href="/c/{conversation.pk}/at/{hit.pk}"' in html
     landing = client.get(f"/c/{conversation.pk}/at/{hit.pk}")
     assert landing["Location"] == f"/c/{conversation.pk}/#message-{hit.pk}"
+    conversation.refresh_from_db()
+    assert conversation.current_leaf_id == hit.pk  # the match's branch is now the one shown
+    page = client.get(landing["Location"]).content.decode()
+    assert f'id="message-{hit.pk}"' in page and "A newer sibling" not in page
     # Without htmx, the same search is a page; a filter it cannot use is said plainly.
     assert "<mark>script</mark>" in client.get("/search/", {"q": "script"}).content.decode()
     assert "pinned: takes yes or no." in client.get("/search/", {"q": "pinned:maybe"}).content.decode()

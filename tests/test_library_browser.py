@@ -29,10 +29,18 @@ chats = Conversation.objects.bulk_create(Conversation(user=user, title=f"Filler 
 for i, c in enumerate(chats):
     Conversation.objects.filter(pk=c.pk).update(updated_at=now - timedelta(hours=i))
 old = Conversation.objects.create(user=user, title="Birds of <i>Lisbon</i>")
-Message.objects.bulk_create([Message(conversation=old, role="user" if i % 2 == 0 else "assistant",
-    content=f"Filler line {{i}}. " * 5, model_name="fake-model") for i in range(60)])
-target = Message.objects.create(conversation=old, role="assistant", content="The pelican <img src=x onerror=window.__ran=1> nests by the river.")
-Message.objects.bulk_create([Message(conversation=old, role="user", content=f"Later line {{i}}. " * 5) for i in range(60)])
+parent = None
+for i in range(60):
+    parent = Message.objects.create(conversation=old, parent=parent, role="user" if i % 2 == 0 else "assistant",
+        content=f"Filler line {{i}}. " * 5, model_name="fake-model")
+question = Message.objects.create(conversation=old, parent=parent, role="user", content="Which birds nest there?")
+target = Message.objects.create(conversation=old, parent=question, role="assistant", model_name="fake-model",
+    content="The pelican <img src=x onerror=window.__ran=1> nests by the river.")
+leaf = Message.objects.create(conversation=old, parent=question, role="assistant", model_name="fake-model",
+    content="A regenerated reply about herons.")
+for i in range(10):
+    leaf = Message.objects.create(conversation=old, parent=leaf, role="user", content=f"Later line {{i}}. " * 5)
+Conversation.objects.filter(pk=old.pk).update(current_leaf=leaf)
 Conversation.objects.filter(pk=old.pk).update(updated_at=now - timedelta(days=400))
 print(old.pk, target.pk)
 """
@@ -91,6 +99,7 @@ def test_search_as_you_type_lands_on_the_matching_message(
     page.wait_for_url(f"**/c/{conversation_id}/#message-{message_id}")
     target = page.locator(f"#message-{message_id}")
     expect(target).to_contain_text("The pelican")
+    expect(page.locator("#messages")).not_to_contain_text("herons")  # the match's branch is the one shown
     page.wait_for_function(
         "id => { const r = document.getElementById(id).getBoundingClientRect();"
         " return r.top >= 0 && r.bottom <= window.innerHeight; }", arg=f"message-{message_id}")

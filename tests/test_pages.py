@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.test import AsyncClient
 
 from conversations.models import Conversation, Message, SiteSettings, UserPreferences
-from tests.conftest import wait_for_status
+from tests.conftest import path_append, wait_for_status
 from tests.upstream import Reply
 
 
@@ -70,8 +70,11 @@ def test_another_users_conversation_is_404_everywhere(client, user, other_user, 
 @pytest.mark.django_db
 def test_conversation_page_shows_messages_with_markdown_and_escaped_user_text(client, user, chat_model):
     conversation = Conversation.objects.create(user=user, title="Hello", model=chat_model)
-    Message.objects.create(conversation=conversation, role="user", content="<b>not bold</b>")
-    Message.objects.create(conversation=conversation, role="assistant", content="**bold** and `code`")
+    path_append(
+        conversation,
+        {"role": "user", "content": "<b>not bold</b>"},
+        {"role": "assistant", "content": "**bold** and `code`"},
+    )
     client.force_login(user)
     html = client.get(f"/c/{conversation.pk}/").content.decode()
     assert "&lt;b&gt;not bold&lt;/b&gt;" in html
@@ -173,8 +176,9 @@ def test_api_key_is_shown_once_stored_hashed_and_revocable(client, user, other_u
 @pytest.mark.django_db
 def test_finished_replies_are_shown_from_their_rendered_copy(client, user, chat_model):
     conversation = Conversation.objects.create(user=user, title="Cached", model=chat_model)
-    Message.objects.create(
-        conversation=conversation, role="assistant", content="**bold**", content_html="<p><strong>bold</strong> (kept)</p>"
+    path_append(
+        conversation,
+        {"role": "assistant", "content": "**bold**", "content_html": "<p><strong>bold</strong> (kept)</p>"},
     )
     client.force_login(user)
     assert "<p><strong>bold</strong> (kept)</p>" in client.get(f"/c/{conversation.pk}/").content.decode()
@@ -183,9 +187,7 @@ def test_finished_replies_are_shown_from_their_rendered_copy(client, user, chat_
 @pytest.mark.django_db
 def test_a_long_conversation_opens_on_its_latest_messages_and_loads_earlier_ones(client, user, other_user, chat_model):
     conversation = Conversation.objects.create(user=user, title="Long", model=chat_model)
-    Message.objects.bulk_create(
-        Message(conversation=conversation, role="user", content=f"message number {i}") for i in range(250)
-    )
+    path_append(conversation, *({"role": "user", "content": f"message number {i}"} for i in range(250)))
     client.force_login(user)
     page = client.get(f"/c/{conversation.pk}/").content.decode()
     assert "message number 249" in page and "message number 150" in page and "message number 149" not in page
@@ -229,9 +231,12 @@ def test_a_picked_theme_is_kept_for_the_user_and_written_into_every_page(client,
 @pytest.mark.django_db
 def test_replies_name_the_model_by_its_display_name(client, user, chat_model):
     conversation = Conversation.objects.create(user=user, title="Names", model=chat_model)
-    Message.objects.create(conversation=conversation, role="user", content="Hi")
-    Message.objects.create(conversation=conversation, role="assistant", content="Hello", model_name=chat_model.name)
-    Message.objects.create(conversation=conversation, role="assistant", content="Old", model_name="retired-model")
+    path_append(
+        conversation,
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello", "model_name": chat_model.name},
+        {"role": "assistant", "content": "Old", "model_name": "retired-model"},
+    )
     client.force_login(user)
     html = client.get(f"/c/{conversation.pk}/").content.decode()
     assert '<div class="role">Fake Model</div>' in html
@@ -242,10 +247,10 @@ def test_replies_name_the_model_by_its_display_name(client, user, chat_model):
 @pytest.mark.django_db
 def test_a_reply_loaded_mid_stream_shows_its_finished_blocks_formatted_and_the_rest_as_text(client, user, chat_model):
     conversation = Conversation.objects.create(user=user, title="Live", model=chat_model)
-    reply = Message.objects.create(
-        conversation=conversation, role="assistant", status="streaming", model_name=chat_model.name,
-        content="## Plan\n\n<script>alert(1)</script> and **bold**\n\n- one\n- <img src=x onerror=alert(2)>",
-    )
+    [reply] = path_append(conversation, {
+        "role": "assistant", "status": "streaming", "model_name": chat_model.name,
+        "content": "## Plan\n\n<script>alert(1)</script> and **bold**\n\n- one\n- <img src=x onerror=alert(2)>",
+    })  # fmt: skip
     client.force_login(user)
     html = client.get(f"/c/{conversation.pk}/").content.decode()
     body = html[html.index(f'id="message-{reply.pk}-body"') :]

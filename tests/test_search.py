@@ -9,6 +9,7 @@ import pytest
 from conversations.errors import InvalidInput
 from conversations.models import Conversation, Folder, Message
 from conversations.services.search import conversation_search, search_query_parse
+from tests.conftest import path_append
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +46,16 @@ def test_words_phrases_and_prefixes_find_messages_and_titles(user):
     # A title match comes first, without a message, landing on the conversation.
     titled = search(user, "sourdough")
     assert titled.hits[0].message_id is None and titled.hits[0].title == "Sourdough"
+
+
+def test_every_branch_is_searched_not_only_the_current_path(user):
+    conversation = Conversation.objects.create(user=user, title="Branches")
+    (question,) = path_append(conversation, {"role": "user", "content": "Name a bird"})
+    first = Message.objects.create(conversation=conversation, parent=question, role="assistant", content="A heron")
+    (second,) = path_append(conversation, {"role": "assistant", "content": "A pelican"})
+    assert conversation.current_leaf_id == second.pk
+    assert message_ids(search(user, "heron ")) == [first.pk]
+    assert message_ids(search(user, "pelican ")) == [second.pk]
 
 
 def test_snippets_escape_markup_and_mark_only_the_matches(user):

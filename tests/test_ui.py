@@ -107,9 +107,11 @@ def long_conversation(live: LiveApp, signed_in: dict) -> int:
         "from django.contrib.auth import get_user_model\n"
         f"user = get_user_model().objects.get(username={ADMIN['username']!r})\n"
         "c = Conversation.objects.create(user=user, title='A long talk')\n"
-        "Message.objects.bulk_create([Message(conversation=c, role='user' if i % 2 == 0 else 'assistant',"
-        " content=f'Message number {i}. ' + 'Some words to fill a line or two. ' * 3,"
-        " model_name='fake-model') for i in range(150)])\n"
+        "parent = None\n"
+        "for i in range(150):\n"
+        "    parent = Message.objects.create(conversation=c, parent=parent, role='user' if i % 2 == 0 else 'assistant',"
+        " content=f'Message number {i}. ' + 'Some words to fill a line or two. ' * 3, model_name='fake-model')\n"
+        "Conversation.objects.filter(pk=c.pk).update(current_leaf=parent)\n"
         "print(c.pk)",
     )
     return int(out.strip().splitlines()[-1])

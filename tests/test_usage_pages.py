@@ -11,11 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations.models import ApiKey, ChatModel, Conversation, Message, ModelPrice, UsageRecord, UserLimits
+from tests.conftest import path_append
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
@@ -41,14 +43,12 @@ def record(user: Any, *, model: str, cost: str, when: datetime.datetime, **field
 def ledger(db: None, frozen: datetime.datetime, user: Any, other_user: Any, chat_model: Any) -> dict[str, Any]:
     """Alice: two chat replies in one conversation, /v1 calls, rows across days and months. Bob: one row."""
     conversation = Conversation.objects.create(user=user, title="Costs", model=chat_model)
-    Message.objects.create(conversation=conversation, role="user", content="Hi")
-    priced = Message.objects.create(
-        conversation=conversation, role="assistant", content="Hello!", model_name="gpt-a",
-        prompt_tokens=100, completion_tokens=50,
-    )  # fmt: skip
-    free = Message.objects.create(
-        conversation=conversation, role="assistant", content="Free answer", model_name="free-model",
-        prompt_tokens=7, completion_tokens=3, usage_estimated=True,
+    _, priced, free = path_append(
+        conversation,
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!", "model_name": "gpt-a", "prompt_tokens": 100, "completion_tokens": 50},
+        {"role": "assistant", "content": "Free answer", "model_name": "free-model",
+         "prompt_tokens": 7, "completion_tokens": 3, "usage_estimated": True},
     )  # fmt: skip
     key = ApiKey.objects.create(user=user, name="script", prefix="cw-abc", hashed="x" * 64)
     rows = {
@@ -331,10 +331,9 @@ async def test_a_streamed_reply_shows_its_tokens_and_cost_when_done(user, chat_m
 async def test_a_tab_reopened_after_the_reply_finished_shows_it_with_its_cost(user, chat_model, open_tab):
     """The socket's resume path renders replies that finished while the page was away."""
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
-    reply = await Message.objects.acreate(
-        conversation=conversation, role="assistant", content="Done.", status="complete",
-        prompt_tokens=3, completion_tokens=2,
-    )  # fmt: skip
+    [reply] = await sync_to_async(path_append)(conversation, {
+        "role": "assistant", "content": "Done.", "status": "complete", "prompt_tokens": 3, "completion_tokens": 2,
+    })  # fmt: skip
     await UsageRecord.objects.acreate(
         user=user, message=reply, model=chat_model.name, state="settled", prompt_tokens=3, completion_tokens=2,
         cost=Decimal("0.00000700"),

@@ -23,8 +23,9 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from conversations.services.watchdog import watchdog_tick
-from tests.upstream import Reply
+from tests.conftest import path_append
 from tests.live import free_port
+from tests.upstream import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,10 +34,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def test_watchdog_interrupts_replies_whose_worker_died_and_tells_the_page(user, chat_model, open_tab, settings):
     settings.STREAM_STALE_AFTER = 20
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
-    orphan = await Message.objects.acreate(
-        conversation=conversation, role="assistant", status="streaming", content="half of a rep", model_name="fake-model"
+    orphan, fresh = await sync_to_async(path_append)(
+        conversation,
+        {"role": "assistant", "status": "streaming", "content": "half of a rep", "model_name": "fake-model"},
+        {"role": "assistant", "status": "streaming"},
     )
-    fresh = await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming")
     await Message.objects.filter(pk=orphan.pk).aupdate(updated_at=timezone.now() - timedelta(seconds=60))
     _, _, tab = await open_tab(user, conversation.pk)
 

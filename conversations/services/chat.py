@@ -10,9 +10,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from ..errors import QuotaExceeded
+from ..errors import NotFound, QuotaExceeded
 from ..models import ChatModel, Conversation, Message
-from ..selectors import chat_model_default, chat_model_list
+from ..selectors import chat_model_default, chat_model_list, message_path_ids
 from .generation import generation_start, generation_stop, generation_sync, reply_interrupt_save, turn_announce
 from .metering import metering_reserve_turn
 
@@ -78,32 +78,51 @@ def message_send(
     _ensure_idle(conversation)
     if model_name or conversation.model is None:
         conversation.model = chat_model_resolve(model_name=model_name)
-    if not conversation.messages.exists():
+    if conversation.current_leaf_id is None:
         conversation.title = _title_from(content)
-    conversation.save(update_fields=["model", "title", "updated_at"])
     user_message = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=content
+        conversation=conversation, parent_id=conversation.current_leaf_id, role=Message.Role.USER, content=content
     )
-    return user_message, _assistant_reply_create(conversation=conversation)
+    return user_message, _assistant_reply_create(conversation=conversation, parent=user_message)
 
 
 @transaction.atomic
 def message_regenerate(*, conversation: Conversation) -> tuple[int, Message]:
-    """Replace the last assistant reply with a new one; returns (the old one's id, the new one).
+    """A new reply to the same message as the current one; returns (the old one's id, the new one).
 
-    The old reply is kept, marked ``replaced``, so its usage record and stored turn still
-    name the message they were for.
+    The old reply stays, as a sibling of the new one off the current path, with its usage
+    record and stored turn.
     """
     conversation = _conversation_locked(conversation)
     _ensure_idle(conversation)
-    last = conversation.messages.filter(replaced=False).order_by("-created_at", "-id").first()
+    last = conversation.current_leaf
     if last is None or last.role != Message.Role.ASSISTANT:
         raise ValidationError("There is no reply to regenerate.")
     if conversation.model is None:
         conversation.model = chat_model_resolve(model_name=None)
-    conversation.save(update_fields=["model", "updated_at"])
-    Message.objects.filter(pk=last.pk).update(replaced=True)
-    return last.pk, _assistant_reply_create(conversation=conversation)
+    return last.pk, _assistant_reply_create(conversation=conversation, parent=last.parent)
+
+
+@transaction.atomic
+def conversation_branch_select(*, conversation: Conversation, message: Message) -> Conversation:
+    """Show the branch through ``message``: the current leaf becomes the newest message below it.
+
+    The newest descendant is always a leaf, since a message is written after the one it follows.
+    The conversation's place in the list (``updated_at``) does not move.
+    """
+    if message.conversation_id != conversation.pk:
+        raise NotFound("No such message in this conversation.")
+    children: dict[int | None, list[int]] = {}
+    for pk, parent_id in conversation.messages.values_list("pk", "parent_id"):
+        children.setdefault(parent_id, []).append(pk)
+    newest, below = message.pk, [message.pk]
+    while below:
+        node = below.pop()
+        newest = max(newest, node)
+        below.extend(children.get(node, ()))
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=newest)
+    conversation.current_leaf_id = newest
+    return conversation
 
 
 def messages_interrupt_orphans(*, stale_after: timedelta | None = None) -> list[tuple[int, int]]:
@@ -137,18 +156,24 @@ def _conversation_locked(conversation: Conversation) -> Conversation:
     )
 
 
-def _assistant_reply_create(*, conversation: Conversation) -> Message:
-    """The reply to generate, with its usage reserved against the user's budget and rate limits."""
+def _assistant_reply_create(*, conversation: Conversation, parent: Message | None) -> Message:
+    """The reply to ``parent`` to generate, made the current leaf, with its usage reserved against the
+    user's budget and rate limits."""
     model = conversation.model
     assert model is not None
     reply = Message.objects.create(
         conversation=conversation,
+        parent=parent,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model_name=model.name,
         upstream_model=model.upstream_model,
     )
-    history = conversation.messages.filter(replaced=False).exclude(pk=reply.pk).values("content")
+    conversation.current_leaf = reply
+    conversation.save(update_fields=["model", "title", "current_leaf", "updated_at"])
+    history = Message.objects.filter(
+        pk__in=message_path_ids(conversation=conversation, leaf_id=reply.parent_id)
+    ).values("content")
     try:
         metering_reserve_turn(user=conversation.user, model=model, reply=reply, history=list(history))
     except QuotaExceeded as exc:
@@ -221,9 +246,10 @@ async def chat_resume(
     """
     running = [message_id async for message_id in _streaming_ids(conversation_id=conversation.pk)]
     await generation_sync(message_ids=running, reply_to=reply_to)
+    path = await sync_to_async(message_path_ids)(conversation=conversation)
     finished = (
         conversation.messages.select_related("usage")
-        .filter(pk__in=shown_streaming, role=Message.Role.ASSISTANT, replaced=False)
+        .filter(pk__in=set(shown_streaming) & set(path), role=Message.Role.ASSISTANT)
         .exclude(pk__in=running)
     )
     return running, [message async for message in finished]

@@ -43,6 +43,7 @@ from ..errors import ChatwebError, DeploymentsExhausted, ModelUnavailable, Upstr
 from ..models import Message, UsageRecord
 from ..outages import DATABASE_ERRORS, LAYER_ERRORS, Outage, database_connection_reset, retry_delay
 from ..rendering import markdown_render, streaming_blocks_extend
+from ..selectors import message_path_ids
 from .completions import UpstreamConnectionError, UpstreamTimeout
 from .metering import (
     TURN_STATUS,
@@ -486,9 +487,9 @@ def _request_for(message: Message) -> tuple[list[dict[str, str]], int | None]:
 
 
 def _history(message: Message) -> list[dict[str, str]]:
-    """The messages before ``message`` that the model is sent to produce it."""
+    """The path from the conversation's first message down to the one ``message`` answers: what the model is sent."""
     history = (
-        Message.objects.filter(conversation_id=message.conversation_id, pk__lt=message.pk, replaced=False)
+        Message.objects.filter(pk__in=message_path_ids(conversation=message.conversation, leaf_id=message.parent_id))
         .exclude(content="")
         .order_by("created_at", "id")
         .values_list("role", "content")

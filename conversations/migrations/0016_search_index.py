@@ -24,5 +24,5 @@ def backwards(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("conversations", "0013_library")]
+    dependencies = [("conversations", "0015_library")]
     operations = [migrations.RunPython(forwards, backwards)]

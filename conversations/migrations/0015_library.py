@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0012_deployments'),
+        ('conversations', '0014_remove_message_replaced'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
