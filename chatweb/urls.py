@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import library_views, views
+from conversations import library_views, sharing_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +21,10 @@ urlpatterns = [
     path("archived/", library_views.archived, name="archived"),
     path("folders/", library_views.folder_create, name="folder_create"),
     path("folders/<int:folder_id>/delete", library_views.folder_delete, name="folder_delete"),
+    path("c/<int:conversation_id>/share", sharing_views.conversation_share, name="conversation_share"),
+    path("shared/", sharing_views.shared_links, name="shared_links"),
+    path("shared/<int:link_id>/revoke", sharing_views.shared_link_revoke, name="shared_link_revoke"),
+    path("s/<str:token>", sharing_views.shared_view, name="shared_view"),
     path("account/theme", views.theme_set, name="theme_set"),
     path("account/keys/", views.api_keys, name="api_keys"),
     path("account/keys/<int:key_id>/revoke", views.api_key_revoke_view, name="api_key_revoke"),

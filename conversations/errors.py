@@ -86,3 +86,7 @@ class DeploymentsExhausted(UpstreamFailed):
     """Every deployment of a model failed (or is cooling down after failing): the model is out for now."""
 
     default_type = "service_unavailable"
+
+
+class SharingOff(ChatwebError):
+    """An admin turned sharing off for the site."""

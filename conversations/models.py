@@ -245,13 +245,14 @@ class SharedLink(models.Model):
     """A public read-only link to a snapshot of a conversation's current path, taken when it was shared.
 
     The snapshot holds only what the page shows (roles, text, model names): no usage, no user.
+    Revoked links, and every link while sharing is off (SiteSettings), answer 404.
     """
 
     token = models.CharField(max_length=43, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shared_links")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shared_links")
     title = models.CharField(max_length=200)
-    messages = models.JSONField(default=list, help_text="[{role, content, html, model}] of the path, oldest first.")
+    messages = models.JSONField(default=list, help_text="[{role, content, model}] of the path, oldest first.")
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

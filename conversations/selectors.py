@@ -10,7 +10,17 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from .ids import older_than, page_cursor, row_id_valid
-from .models import ApiKey, ChatModel, Conversation, Folder, Message, UsageRecord, UserPreferences
+from .models import (
+    ApiKey,
+    ChatModel,
+    Conversation,
+    Folder,
+    Message,
+    SharedLink,
+    SiteSettings,
+    UsageRecord,
+    UserPreferences,
+)
 
 
 def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
@@ -167,3 +177,20 @@ def sidebar_group(*, at: datetime, today: date) -> str:
     if day > today - timedelta(days=30):
         return "Previous 30 days"
     return "Older"
+
+
+def shared_link_list(*, user: AbstractBaseUser) -> QuerySet[SharedLink]:
+    return SharedLink.objects.filter(user=user)
+
+
+def shared_link_get(*, user: AbstractBaseUser, link_id: int) -> SharedLink:
+    if not row_id_valid(link_id):
+        raise Http404("No such link.")
+    return get_object_or_404(shared_link_list(user=user), pk=link_id)
+
+
+def shared_link_public(*, token: str) -> SharedLink | None:
+    """The active link of that token, for anyone (no sign-in); None when unknown, revoked or sharing is off."""
+    if not SiteSettings.load().sharing_enabled:
+        return None
+    return SharedLink.objects.filter(token=token, revoked_at__isnull=True).first()

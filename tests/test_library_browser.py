@@ -147,3 +147,40 @@ def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
     page.goto("/")
     expect(page.locator("#conversations").get_by_text("Filler chat 1", exact=True)).to_be_visible()
     finish(page)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", [(1280, 800), (375, 740)], ids=["desktop", "phone"])
+def test_share_a_conversation_read_it_signed_out_then_revoke(
+    browser: Any, live: LiveApp, signed_in: dict, seeded: tuple[int, int], size: tuple[int, int], scheme: str  # noqa: F811
+) -> None:
+    conversation_id, _ = seeded
+    name = f"library-{'phone' if size[0] < 768 else 'desktop'}-{scheme}"
+    page = open_page(browser, live, signed_in, width=size[0], height=size[1], scheme=scheme)
+    page.goto(f"/c/{conversation_id}/")
+    page.locator(".actions-menu summary").click()
+    page.get_by_role("button", name="Share a read-only link").click()
+    expect(page.get_by_role("heading", name="Shared links")).to_be_visible()
+    address = page.get_by_role("textbox", name="Share link").input_value()
+    assert overflow(page) == 0
+    shoot(page, f"{name}-shared-links")
+
+    reader = new_context(browser, live)
+    public = reader.new_page()
+    public.set_viewport_size({"width": size[0], "height": size[1]})
+    public.emulate_media(color_scheme=scheme)
+    response = public.goto(address)
+    assert response.status == 200 and response.headers["x-robots-tag"] == "noindex, nofollow"
+    expect(public.get_by_role("heading", level=1)).to_have_text("Birds of <i>Lisbon</i>")
+    expect(public.locator(".message").last).to_contain_text("Later line 9")
+    assert public.evaluate("window.__ran") is None
+    assert public.evaluate("document.documentElement.scrollWidth - window.innerWidth") == 0
+    shoot(public, f"{name}-shared-page")
+
+    page.once("dialog", lambda dialog: dialog.accept())  # "Revoke this link? It stops working for everyone."
+    page.get_by_role("row").filter(has=page.locator(f'a[href="{address.split(live.url)[1]}"]')).get_by_role(
+        "button", name="Revoke").click()
+    expect(page.get_by_role("row").filter(has_text="revoked").first).to_be_visible()
+    assert public.goto(address).status == 404
+    reader.close()
+    finish(page)

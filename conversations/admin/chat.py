@@ -10,11 +10,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from ..errors import UpstreamFailed
-from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, SiteSettings
+from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, SharedLink, SiteSettings
 from ..services.completions import models_list
 from ..services.health import local_model_status
 from ..services.providers import base_url_is_local
 from ..services.routing import routes_test
+from ..services.sharing import share_revoke
 
 
 class ProviderForm(forms.ModelForm):
@@ -168,10 +169,30 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.register(SiteSettings)
 class SiteSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signups_open"]
+    list_display = ["__str__", "signups_open", "sharing_enabled", "generate_titles"]
 
     def has_add_permission(self, request) -> bool:
         return not SiteSettings.objects.exists()
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(SharedLink)
+class SharedLinkAdmin(admin.ModelAdmin):
+    """Every user's share links, to review what is public and revoke it."""
+
+    list_display = ["title", "user", "created_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["title", "user__username", "token"]
+    readonly_fields = ["token", "user", "conversation", "title", "messages", "created_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected links")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[SharedLink]) -> None:
+        for link in queryset:
+            share_revoke(link=link)
+        self.message_user(request, f"{queryset.count()} link(s) revoked.", messages.SUCCESS)

@@ -48,7 +48,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('token', models.CharField(max_length=43, unique=True)),
                 ('title', models.CharField(max_length=200)),
-                ('messages', models.JSONField(default=list, help_text='[{role, content, html, model}] of the path, oldest first.')),
+                ('messages', models.JSONField(default=list, help_text='[{role, content, model}] of the path, oldest first.')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('revoked_at', models.DateTimeField(blank=True, null=True)),
             ],
