@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import library_views, sharing_views, views
+from conversations import library_views, sharing_views, transfer_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -25,6 +25,11 @@ urlpatterns = [
     path("shared/", sharing_views.shared_links, name="shared_links"),
     path("shared/<int:link_id>/revoke", sharing_views.shared_link_revoke, name="shared_link_revoke"),
     path("s/<str:token>", sharing_views.shared_view, name="shared_view"),
+    path("c/<int:conversation_id>/export.<str:kind>", transfer_views.conversation_export, name="conversation_export"),
+    path("export/all.<str:kind>", transfer_views.export_all, name="export_all"),
+    path("transfer/", transfer_views.transfer, name="transfer"),
+    path("import/", transfer_views.import_upload, name="import_upload"),
+    path("import/<int:run_id>/", transfer_views.import_progress, name="import_progress"),
     path("account/theme", views.theme_set, name="theme_set"),
     path("account/keys/", views.api_keys, name="api_keys"),
     path("account/keys/<int:key_id>/revoke", views.api_key_revoke_view, name="api_key_revoke"),

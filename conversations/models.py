@@ -1,5 +1,7 @@
 """Data of chatweb: providers and the models they serve, conversations and their messages."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -168,6 +170,10 @@ class Conversation(models.Model):
     imported_from = models.CharField(
         max_length=20, blank=True, help_text="The export it was imported from (chatgpt, chatweb, openwebui)."
     )
+    import_key = models.CharField(
+        max_length=200, blank=True,
+        help_text="The export's own id for it: importing the same conversation again skips it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -176,6 +182,7 @@ class Conversation(models.Model):
             models.Index(fields=["user", "-updated_at"]),
             # The sidebar's pages: a user's unarchived conversations, newest activity first.
             models.Index(fields=["user", "archived", "pinned", "-updated_at", "-id"], name="conversation_sidebar"),
+            models.Index(fields=["user", "import_key"], condition=~Q(import_key=""), name="conversation_import_key"),
         ]
 
     def __str__(self) -> str:
@@ -281,10 +288,14 @@ class ImportRun(models.Model):
     sha256 = models.CharField(max_length=64)
     format = models.CharField(max_length=20, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    total = models.PositiveIntegerField(default=0, help_text="Entries in the file.")
     imported = models.PositiveIntegerField(default=0, help_text="Conversations imported so far.")
-    skipped = models.PositiveIntegerField(default=0, help_text="Entries that were not conversations.")
-    error = models.TextField(blank=True)
+    duplicates = models.PositiveIntegerField(default=0, help_text="Conversations already imported before, skipped.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Entries that could not be read as conversations.")
+    notes = models.TextField(blank=True, help_text="Why entries were skipped (the first few).")
+    error = models.TextField(blank=True, help_text="Why the import stopped, when it failed.")
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -293,6 +304,11 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename or 'import'} ({self.status})"
+
+    @property
+    def is_stale(self) -> bool:
+        """Still ``running`` but not heard of for two minutes: the process importing it stopped."""
+        return self.status == self.Status.RUNNING and self.updated_at < timezone.now() - timedelta(minutes=2)
 
 
 class ApiKey(models.Model):

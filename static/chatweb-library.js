@@ -41,3 +41,50 @@
     event.stopPropagation();
   }, true);
 })();
+
+// The zip of every conversation: downloaded by fetch so the page can show how far it has got (the
+// server sends an estimate of the size), then handed to the browser as a file.
+(function () {
+  "use strict";
+
+  function megabytes(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("a[data-export-progress]");
+    if (!link || !window.fetch || !window.ReadableStream) return;
+    event.preventDefault();
+    var status = document.getElementById(link.getAttribute("data-export-progress"));
+    status.textContent = "Preparing the export…";
+    fetch(link.href, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("The server answered " + response.status + ".");
+      var estimate = parseInt(response.headers.get("X-Export-Estimate") || "0", 10);
+      var reader = response.body.getReader();
+      var chunks = [];
+      var received = 0;
+      function pump() {
+        return reader.read().then(function (step) {
+          if (step.done) return;
+          chunks.push(step.value);
+          received += step.value.length;
+          var share = estimate ? Math.min(99, Math.round(100 * received / estimate)) : null;
+          status.textContent = "Downloading… " + megabytes(received) + (share !== null ? " (about " + share + " %)" : "");
+          return pump();
+        });
+      }
+      return pump().then(function () {
+        var name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+        var url = URL.createObjectURL(new Blob(chunks, { type: "application/zip" }));
+        var save = document.createElement("a");
+        save.href = url;
+        save.download = name ? name[1] : "chatweb-conversations.zip";
+        document.body.appendChild(save);
+        save.click();
+        save.remove();
+        setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+        status.textContent = "Done: " + megabytes(received) + " downloaded.";
+      });
+    }).catch(function (error) {
+      status.textContent = "The export failed: " + error.message + " Try again.";
+    });
+  });
+})();
