@@ -47,7 +47,9 @@
 (function () {
   "use strict";
 
-  function megabytes(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
+  function megabytes(bytes) {
+    return bytes < 1048576 ? Math.max(1, Math.round(bytes / 1024)) + " kB" : (bytes / 1048576).toFixed(1) + " MB";
+  }
 
   document.addEventListener("click", function (event) {
     var link = event.target.closest("a[data-export-progress]");

@@ -4,6 +4,8 @@ and dark, with screenshots under test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -183,4 +185,43 @@ def test_share_a_conversation_read_it_signed_out_then_revoke(
     expect(page.get_by_role("row").filter(has_text="revoked").first).to_be_visible()
     assert public.goto(address).status == 404
     reader.close()
+    finish(page)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", [(1280, 800), (375, 740)], ids=["desktop", "phone"])
+def test_import_a_chatgpt_export_and_download_everything(
+    browser: Any, live: LiveApp, signed_in: dict, seeded: tuple[int, int], size: tuple[int, int], scheme: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from tests.test_transfer import chatgpt_branched
+
+    name = f"library-{'phone' if size[0] < 768 else 'desktop'}-{scheme}"
+    export = tmp_path / "conversations.json"
+    export.write_text(json.dumps([chatgpt_branched(f"{name}-{i}", title=f"Imported {name} {i}") for i in range(3)]))
+    page = open_page(browser, live, signed_in, width=size[0], height=size[1], scheme=scheme)
+    page.goto("/transfer/")
+    page.get_by_label("Export file").set_input_files(str(export))
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator(".import-done")).to_have_text("Done: 3 conversations imported.")
+    assert overflow(page) == 0
+    shoot(page, f"{name}-import-done")
+
+    page.goto("/")
+    if size[0] < 768:
+        page.get_by_role("button", name="Chats and account").click()
+    page.get_by_role("searchbox", name="Search chats").fill(f"Imported {name} 2")
+    page.locator("#search-results .hit").first.click()
+    expect(page.locator("#messages .message")).to_have_count(4)  # the current branch: q1, a2, q2, a3
+    expect(page.locator("#messages")).to_contain_text("Yes <img src=x onerror=alert(1)>.")
+    assert page.evaluate("window.__ran") is None
+
+    page.goto("/transfer/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download all (zip)").click()
+    expect(page.locator("#export-status")).to_contain_text("Done:")
+    archive = zipfile.ZipFile(download.value.path())
+    titles = [c["title"] for c in json.loads(archive.read("conversations.json"))]
+    assert f"Imported {name} 0" in titles and "Birds of <i>Lisbon</i>" in titles
+    shoot(page, f"{name}-export-done")
     finish(page)

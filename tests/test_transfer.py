@@ -253,3 +253,26 @@ def test_the_upload_page_says_what_is_wrong_and_keeps_nothing(client, user):
     assert "This is not a ChatGPT, chatweb or Open WebUI export" in response.content.decode()
     assert client.post("/import/", {}).status_code == 400
     assert not ImportRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_imports_in_the_background_and_v1_lists_none_of_it(live_server_url, user, chat_model):
+    import openai
+    from django.test import Client
+
+    from conversations.services.api_keys import api_key_create
+    from tests.conftest import eventually
+
+    browser = Client()
+    browser.force_login(user)
+    upload = SimpleUploadedFile("conversations.json", json.dumps([chatgpt_branched("x1"), chatgpt_branched("x2")]).encode())
+    response = browser.post("/import/", {"file": upload})
+    assert response.status_code == 302
+    run_id = int(response["Location"].rstrip("/").split("/")[-1])
+    done = eventually(lambda: ImportRun.objects.filter(pk=run_id, status="done").first(), timeout=30)
+    assert done.imported == 2
+    page = browser.get(f"/import/{run_id}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Done: 2 conversations imported." in page and "hx-trigger" not in page  # no more polling
+    sdk = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="t")[1], max_retries=0)
+    assert list(sdk.chat.completions.list()) == []
+    assert Message.objects.filter(conversation__user=user, imported=True).count() == 10
