@@ -171,3 +171,17 @@ def test_search_view_answers_htmx_with_escaped_results_and_lands_on_the_message_
     assert "<mark>script</mark>" in client.get("/search/", {"q": "script"}).content.decode()
     assert "pinned: takes yes or no." in client.get("/search/", {"q": "pinned:maybe"}).content.decode()
     assert client.get("/search/", {"q": "x", "cursor": "nonsense"}, HTTP_HX_REQUEST="true").status_code == 200
+
+
+def test_folders_are_listed_made_searched_and_deleted_from_the_sidebar(client, user):
+    (chat,) = many(user, 1)
+    client.force_login(user)
+    client.post("/folders/", {"name": "Recipes & <b>bits</b>"})
+    folder = Folder.objects.get(user=user)
+    client.post(f"/c/{chat.pk}/move", {"folder": str(folder.pk)})
+    html = client.get("/").content.decode()
+    assert "Recipes &amp; &lt;b&gt;bits&lt;/b&gt;" in html and "Folders (1)" in html
+    link = re.search(r'href="(/search/\?q=folder[^"]+)"', html).group(1).replace("&amp;", "&")
+    assert sidebar_links(client.get(link).content.decode()) == [] and "Chat 0" in client.get(link).content.decode()
+    client.post(f"/folders/{folder.pk}/delete")
+    assert not Folder.objects.exists() and Conversation.objects.get(pk=chat.pk).folder is None

@@ -48,6 +48,8 @@ def folder_create(*, user: AbstractBaseUser, name: str) -> Folder:
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("A folder needs a name.", param="name")
+    if '"' in name:  # search names a folder in quotes: folder:"two words"
+        raise InvalidInput('A folder name cannot contain a double quote (").', param="name")
     if len(name) > FOLDER_NAME_CHARS:
         raise InvalidInput(f"A folder name is at most {FOLDER_NAME_CHARS} characters.", param="name")
     if Folder.objects.filter(user=user, name__iexact=name).exists():
