@@ -20,6 +20,7 @@ from .models import Conversation
 from .selectors import (
     conversation_archived,
     conversation_get,
+    conversation_pinned,
     conversation_sidebar_page,
     folder_get,
     folder_list,
@@ -68,11 +69,12 @@ def sidebar_rows(conversations: list[Conversation], *, previous: str = "") -> li
 
 
 def sidebar_context(*, user, conversation: Conversation | None = None) -> dict:
-    """What the sidebar's first page needs; the chat page adds it to its own."""
+    """What the sidebar needs for its first page (pinned ones, the first page, folders); the chat page adds it."""
     page, next_cursor = conversation_sidebar_page(user=user, through=conversation)
     rows = sidebar_rows(page)
     listed = any(item.pk == getattr(conversation, "pk", None) for item, _ in rows)
     return {
+        "pinned_conversations": conversation_pinned(user=user),
         "sidebar_rows": rows,
         "sidebar_next": next_cursor,
         "sidebar_last_group": sidebar_group(at=page[-1].updated_at, today=timezone.localdate()) if page else "",

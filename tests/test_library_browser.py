@@ -161,7 +161,11 @@ def test_share_a_conversation_read_it_signed_out_then_revoke(
     page = open_page(browser, live, signed_in, width=size[0], height=size[1], scheme=scheme)
     page.goto(f"/c/{conversation_id}/")
     page.locator(".actions-menu summary").click()
-    page.get_by_role("button", name="Share a read-only link").click()
+    share = page.get_by_role("button", name="Share a read-only link")
+    share.scroll_into_view_if_needed()
+    assert in_viewport(page, share)
+    shoot(page, f"{name}-conversation-menu")
+    share.click()
     expect(page.get_by_role("heading", name="Shared links")).to_be_visible()
     address = page.get_by_role("textbox", name="Share link").input_value()
     assert overflow(page) == 0
