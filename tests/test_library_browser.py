@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.live import LiveApp
-from tests.test_browser import ADMIN, CHROMIUM, browser, fake_upstream, new_context, signed_in  # noqa: F401
+from tests.test_browser import ADMIN, CHROMIUM, browser, fake_upstream, live, new_context, signed_in  # noqa: F401
 from tests.test_ui import in_viewport, overflow, shoot
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -46,16 +46,6 @@ Conversation.objects.filter(pk=old.pk).update(current_leaf=leaf)
 Conversation.objects.filter(pk=old.pk).update(updated_at=now - timedelta(days=400))
 print(old.pk, target.pk)
 """
-
-
-@pytest.fixture(scope="module")
-def live(fake_upstream, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
-    app = LiveApp(upstream=fake_upstream, data_dir=tmp_path_factory.mktemp("chatweb-library"))
-    try:
-        app.start()
-        yield app
-    finally:
-        app.stop()
 
 
 @pytest.fixture(scope="module")
