@@ -5,6 +5,8 @@ import asyncio
 import pytest
 
 from conversations.models import Conversation, Message, SiteSettings, UsageRecord
+from conversations.services.generation import generation_running_ids
+from conversations.services import titles
 from conversations.services.titles import title_clean
 from tests.conftest import wait_for_status
 from tests.upstream import Error, Reply
@@ -72,3 +74,24 @@ async def test_a_failed_title_call_keeps_the_title_and_the_reply(user, chat_mode
 ])
 def test_titles_are_cleaned(answer, title):
     assert title_clean(answer) == title
+
+
+async def test_a_conversation_renamed_before_its_first_reply_ends_keeps_its_name(user, chat_model, upstream, open_tab):
+    await SiteSettings.objects.aupdate_or_create(pk=1, defaults={"generate_titles": True})
+    upstream.script(Reply(text="Paris is the capital of France.", delay=0.05), Reply(text="Generated"))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, _, tab = await open_tab(user, conversation.pk)
+    await tab.send(message="What is the capital of France?", model="fake-model")
+    await tab.receive_until('data-status="streaming"')
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(title="My own name")
+    await tab.receive_until('data-status="complete"')
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    await wait_for_status(reply.pk, "complete")
+    for _ in range(500):  # the generation ends after deciding about the title (any call is a task of its own)
+        if reply.pk not in generation_running_ids():
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the generation did not end")
+    await conversation.arefresh_from_db()
+    assert conversation.title == "My own name" and not titles._tasks and len(upstream.requests) == 1

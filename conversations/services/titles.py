@@ -88,6 +88,10 @@ def _job(*, message_id: int) -> _Job | None:
     if conversation.messages.filter(role=Message.Role.ASSISTANT).exclude(pk=reply.pk).exists():
         return None
     question = conversation.messages.filter(pk=reply.parent_id).values_list("content", flat=True).first() or ""
+    from .chat import _title_from  # chat imports generation, which imports this module
+
+    if conversation.title != _title_from(question):  # renamed already: the user's title stays
+        return None
     messages = [
         {"role": "system", "content": PROMPT},
         {"role": "user", "content": f"User: {question[:EXCERPT_CHARS]}\n\nAssistant: {reply.content[:EXCERPT_CHARS]}"},
