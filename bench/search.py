@@ -81,13 +81,13 @@ def load(dsn: str, *, messages: int, conversations: int, words: list[str], rng: 
         cur.execute("DROP INDEX IF EXISTS conversations_message_search")
         t0 = time.perf_counter()
         with cur.copy(
-            "COPY conversations_conversation (id, user_id, title, pinned, archived, imported_from, created_at,"
-            " updated_at) FROM STDIN"
+            "COPY conversations_conversation (id, user_id, title, pinned, archived, imported_from, import_key,"
+            " created_at, updated_at) FROM STDIN"
         ) as copy:
             for c in range(1, conversations + 1):
                 at = base + timedelta(minutes=c * per)
                 title = " ".join(rng.choices(words, cum_weights=cumulative, k=rng.randint(2, 6)))
-                copy.write(f"{c}\t{user_id}\t{title}\t{'t' if c % 50 == 0 else 'f'}\tf\t\t{at}\t{at}\n")
+                copy.write(f"{c}\t{user_id}\t{title}\t{'t' if c % 50 == 0 else 'f'}\tf\t\t\t{at}\t{at}\n")
         cur.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'conversations_message'"
             " AND is_nullable = 'NO' AND column_default IS NULL AND is_generated = 'NEVER'"
