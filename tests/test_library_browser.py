@@ -87,6 +87,12 @@ def test_search_as_you_type_lands_on_the_matching_message(
     expect(page.locator("#conversations")).to_be_hidden()
     assert overflow(page) == 0
     shoot(page, f"library-{'phone' if size[0] < 768 else 'desktop'}-{scheme}-search")
+    search_box = page.get_by_role("searchbox", name="Search chats")
+    search_box.fill("")  # an emptied search brings the list back
+    expect(page.locator("#conversations")).to_be_visible()
+    search_box.fill("zzzqqq")
+    expect(page.locator("#search-results")).to_contain_text("No conversations match “zzzqqq”.")
+    search_box.fill("pelic")
     hit.click()
     page.wait_for_url(f"**/c/{conversation_id}/#message-{message_id}")
     target = page.locator(f"#message-{message_id}")
