@@ -147,6 +147,7 @@ def test_an_open_webui_export_keeps_its_history_tree(user):
     [
         ('[{"title": "x", "mapping": {', "The file is not valid JSON, or it is cut short"),
         ("[{'single': 'quotes'}]", "The file is not valid JSON, or it is cut short"),
+        (b'[{"mapping": "\xff\xfe"}]', "The file is not valid JSON, or it is cut short (lexical error: invalid bytes"),
         ('{"conversations": []}', "This is not a ChatGPT, chatweb or Open WebUI export"),
         ('[{"name": "a spreadsheet row"}]', "This is not a ChatGPT, chatweb or Open WebUI export"),
         ("[]", "The file holds no conversations."),
@@ -158,6 +159,11 @@ def test_bad_files_are_refused_and_import_nothing(user, payload, message):
         run_import(user, payload)
     assert caught.value.message.startswith(message)
     assert not Conversation.objects.exists() and not ImportRun.objects.exists()
+
+
+def test_a_byte_order_mark_before_the_json_is_fine(user):
+    run = run_import(user, b"\xef\xbb\xbf" + json.dumps([chatgpt_branched()]).encode())
+    assert run.imported == 1
 
 
 def test_a_truncated_file_after_valid_conversations_imports_nothing(user):

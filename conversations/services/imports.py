@@ -85,9 +85,9 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
     digest = hashlib.sha256()
     for chunk in iter(lambda: upload.read(1 << 20), b""):
         digest.update(chunk)
-    upload.seek(0)
-    first = upload.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    upload.seek(0)
+    _rewind(upload)
+    first = upload.read(64).lstrip(b" \t\r\n")[:1]
+    _rewind(upload)
     if first != b"[":
         raise InvalidInput(
             "This is not a ChatGPT, chatweb or Open WebUI export: those are a JSON list of conversations "
@@ -108,15 +108,25 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
             param="file",
         ) from None
     finally:
-        upload.seek(0)
+        _rewind(upload)
     if count == 0:
         raise InvalidInput("The file holds no conversations.", param="file")
     return digest.hexdigest(), count
 
 
+def _rewind(upload: IO[bytes]) -> None:
+    """Back to the start of the JSON: past a UTF-8 byte order mark, which editors on Windows write."""
+    upload.seek(0)
+    if upload.read(3) != b"\xef\xbb\xbf":
+        upload.seek(0)
+
+
 def _json_error(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    detail = exc.args[0] if exc.args else ""
+    if isinstance(detail, bytes):
+        detail = detail.decode("utf-8", "replace")
+    text = str(detail).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def import_run_create(*, user: AbstractBaseUser, filename: str, sha256: str, total: int) -> tuple[ImportRun, ImportRun | None]:
@@ -134,6 +144,7 @@ def import_run_process(*, run: ImportRun, source: IO[bytes]) -> ImportRun:
     """
     user = run.user
     batch: list[ImportedConversation] = []
+    _rewind(source)
     try:
         for entry in ijson.items(source, "item", use_float=True):
             try:
