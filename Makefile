@@ -56,6 +56,7 @@ bench: install-dev install-local
 	$(PY) bench/gateway.py $(BENCH_FLAGS)
 	$(PY) bench/streams.py --n 100 500 --seconds 5 $(BENCH_FLAGS)
 	$(PY) bench/database.py $(BENCH_FLAGS)
+	$(PY) bench/search.py $(BENCH_FLAGS)
 	$(PY) bench/long_conversation.py $(BENCH_FLAGS)
 	$(PY) bench/local_model.py $(BENCH_FLAGS)
 

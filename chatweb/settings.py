@@ -352,3 +352,8 @@ LOGGING = {
         "axes": {"level": "WARNING"},  # a line per failed sign-in; lockouts are in the admin
     },
 }
+
+# Imports of conversation exports (ChatGPT, chatweb, Open WebUI): the largest file accepted, and
+# how many conversations are written per transaction (progress is saved after each batch).
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
+IMPORT_BATCH = env.int("IMPORT_BATCH", default=100)

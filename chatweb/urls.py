@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import sso, views
+from conversations import library_views, sharing_views, sso, transfer_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,6 +19,25 @@ urlpatterns = [
     path("files/", views.attachment_create, name="attachment_create"),
     path("files/<int:attachment_id>", views.attachment_file, name="attachment_file"),
     path("files/<int:attachment_id>/delete", views.attachment_delete, name="attachment_delete"),
+    path("c/<int:conversation_id>/pin", library_views.conversation_pin, name="conversation_pin"),
+    path("c/<int:conversation_id>/archive", library_views.conversation_archive, name="conversation_archive"),
+    path("c/<int:conversation_id>/move", library_views.conversation_move, name="conversation_move"),
+    path("c/<int:conversation_id>/at/<int:message_id>", library_views.conversation_open_at, name="conversation_open_at"),
+    path("c/bulk", library_views.conversations_bulk, name="conversations_bulk"),
+    path("chats", library_views.sidebar_page, name="sidebar_page"),
+    path("search/", library_views.search, name="search"),
+    path("archived/", library_views.archived, name="archived"),
+    path("folders/", library_views.folder_create, name="folder_create"),
+    path("folders/<int:folder_id>/delete", library_views.folder_delete, name="folder_delete"),
+    path("c/<int:conversation_id>/share", sharing_views.conversation_share, name="conversation_share"),
+    path("shared/", sharing_views.shared_links, name="shared_links"),
+    path("shared/<int:link_id>/revoke", sharing_views.shared_link_revoke, name="shared_link_revoke"),
+    path("s/<str:token>", sharing_views.shared_view, name="shared_view"),
+    path("c/<int:conversation_id>/export.<str:kind>", transfer_views.conversation_export, name="conversation_export"),
+    path("export/all.<str:kind>", transfer_views.export_all, name="export_all"),
+    path("transfer/", transfer_views.transfer, name="transfer"),
+    path("import/", transfer_views.import_upload, name="import_upload"),
+    path("import/<int:run_id>/", transfer_views.import_progress, name="import_progress"),
     path("account/theme", views.theme_set, name="theme_set"),
     path("account/keys/", views.api_keys, name="api_keys"),
     path("account/keys/<int:key_id>/revoke", views.api_key_revoke_view, name="api_key_revoke"),

@@ -11,7 +11,7 @@ class ConversationsConfig(AppConfig):
         from django.core.signals import setting_changed
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
-        from django.db.models.signals import m2m_changed, post_delete, post_save
+        from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
 
         from .models import (
             ApiKey, ChatModel, Deployment, GroupPolicy, ModelAlias, ModelGrant, ModelPrice, Provider, SiteSettings,
@@ -30,3 +30,15 @@ class ConversationsConfig(AppConfig):
         for through in (get_user_model().groups.through, GroupPolicy.allowed_models.through, ApiKey.allowed_models.through):
             m2m_changed.connect(rowcache_clear, sender=through, dispatch_uid=f"rowcache-m2m-{through}")
         setting_changed.connect(rowcache_clear, dispatch_uid="rowcache-settings")  # tests' site-wide limits
+        post_migrate.connect(_search_index_check, sender=self, dispatch_uid="searchindex-ensure")
+
+
+def _search_index_check(*, using: str, **kwargs) -> None:
+    """After every migrate: SQLite rebuilds a table for some schema changes and drops its triggers with it."""
+    from django.db import connections
+
+    from .searchindex import INDEXED, searchindex_ensure
+
+    connection = connections[using]
+    if connection.vendor == "sqlite" and INDEXED[0][0] in connection.introspection.table_names():
+        searchindex_ensure(connection=connection)

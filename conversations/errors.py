@@ -98,3 +98,7 @@ class DeploymentsExhausted(UpstreamFailed):
 
 class SsoFailed(ChatwebError):
     """Single sign-on could not be completed: the provider is unreachable, or what it sent was refused."""
+
+
+class SharingOff(ChatwebError):
+    """An admin turned sharing off for the site."""

@@ -1,5 +1,7 @@
 """Data of chatweb: providers and the models they serve, conversations and their messages."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.files.storage import Storage, storages
 from django.core.validators import MinValueValidator
@@ -22,6 +24,16 @@ class SiteSettings(models.Model):
         default=True,
         help_text="Users in no group may use every enabled model. "
         "Untick to give them only the models granted to them directly.",
+    )
+    sharing_enabled = models.BooleanField(
+        default=True,
+        help_text="Let users share a conversation by a public read-only link. "
+        "Turning it off makes every existing link answer 404 until it is on again.",
+    )
+    generate_titles = models.BooleanField(
+        default=False,
+        help_text="After a conversation's first reply, ask its model for a short title (counted as usage). "
+        "Otherwise a conversation is titled by its first message.",
     )
 
     class Meta:
@@ -169,6 +181,21 @@ class ChatSettings(models.Model):
         abstract = True
 
 
+class Folder(models.Model):
+    """A user's named folder of conversations."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="one_folder_name_per_user")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Conversation(ChatSettings):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
@@ -183,11 +210,28 @@ class Conversation(ChatSettings):
         related_name="+",
         help_text="The last message of the branch shown: the path from the root to it is what the model is sent.",
     )
+    pinned = models.BooleanField(default=False, help_text="Listed above the others in the sidebar.")
+    archived = models.BooleanField(default=False, help_text="Hidden from the sidebar; listed on the Archived page.")
+    folder = models.ForeignKey(
+        Folder, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    imported_from = models.CharField(
+        max_length=20, blank=True, help_text="The export it was imported from (chatgpt, chatweb, openwebui)."
+    )
+    import_key = models.CharField(
+        max_length=200, blank=True,
+        help_text="The export's own id for it: importing the same conversation again skips it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["user", "-updated_at"]),
+            # The sidebar's pages: a user's unarchived conversations, newest activity first.
+            models.Index(fields=["user", "archived", "pinned", "-updated_at", "-id"], name="conversation_sidebar"),
+            models.Index(fields=["user", "import_key"], condition=~Q(import_key=""), name="conversation_import_key"),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -228,6 +272,9 @@ class Message(models.Model):
     prompt_tokens = models.IntegerField(null=True, blank=True)
     completion_tokens = models.IntegerField(null=True, blank=True)
     usage_estimated = models.BooleanField(default=False)
+    imported = models.BooleanField(
+        default=False, help_text="Brought in from an export: never billed, never a stored completion."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -236,6 +283,8 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "created_at"]),
+            # Search's newest-first pages: for a common word, walking this finds a page in a few rows.
+            models.Index(fields=["created_at", "id"], name="message_created"),
             models.Index(fields=["status"], condition=Q(status="streaming"), name="message_streaming"),
         ]
 
@@ -315,6 +364,69 @@ EXTENSIONS = {
     "application/pdf": "pdf",
     "text/plain": "txt",
 }
+
+
+class SharedLink(models.Model):
+    """A public read-only link to a snapshot of a conversation's current path, taken when it was shared.
+
+    The snapshot holds only what the page shows (roles, text, model names): no usage, no user.
+    Revoked links, and every link while sharing is off (SiteSettings), answer 404.
+    """
+
+    token = models.CharField(max_length=43, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shared_links")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shared_links")
+    title = models.CharField(max_length=200)
+    messages = models.JSONField(default=list, help_text="[{role, content, model}] of the path, oldest first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ImportRun(models.Model):
+    """One import of an export file: its progress while it runs, its outcome after, and the file's
+    SHA-256 so that importing the same file again is noticed."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="import_runs")
+    filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    total = models.PositiveIntegerField(default=0, help_text="Entries in the file.")
+    imported = models.PositiveIntegerField(default=0, help_text="Conversations imported so far.")
+    duplicates = models.PositiveIntegerField(default=0, help_text="Conversations already imported before, skipped.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Entries that could not be read as conversations.")
+    notes = models.TextField(blank=True, help_text="Why entries were skipped (the first few).")
+    error = models.TextField(blank=True, help_text="Why the import stopped, when it failed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "sha256"], name="import_user_file")]
+
+    def __str__(self) -> str:
+        return f"{self.filename or 'import'} ({self.status})"
+
+    @property
+    def is_stale(self) -> bool:
+        """Still ``running`` but not heard of for two minutes: the process importing it stopped."""
+        return self.status == self.Status.RUNNING and self.updated_at < timezone.now() - timedelta(minutes=2)
 
 
 class ApiKey(models.Model):

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -21,6 +22,7 @@ from chatweb.metrics import metrics_exposition
 
 from .errors import InvalidInput, NotFound
 from .forms import ApiKeyForm, PasswordForm, SignupForm
+from .library_views import sidebar_context
 from .ids import row_id
 from .models import ApiKey, Attachment, Conversation, Message, Preset
 from .selectors import (
@@ -30,7 +32,6 @@ from .selectors import (
     chat_model_default,
     chat_model_list,
     conversation_get,
-    conversation_list,
     message_get,
     message_page,
     usage_list,
@@ -145,7 +146,8 @@ def _page(
         {
             "conversation": conversation,
             "conversation_usage": usage_report.conversation_totals(conversation=conversation) if conversation else None,
-            "conversations": conversation_list(user=request.user)[:200],
+            **sidebar_context(user=request.user, conversation=conversation),
+            "messages_flash": get_messages(request),
             "messages": messages,
             "has_earlier": has_earlier,
             "streaming_ids": [m.pk for m in messages if m.status == Message.Status.STREAMING],

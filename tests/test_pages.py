@@ -194,7 +194,7 @@ def test_a_long_conversation_opens_on_its_latest_messages_and_loads_earlier_ones
 
     pages = [page]
     while 'hx-trigger="intersect once"' in pages[-1]:
-        url = pages[-1].split('hx-get="')[1].split('"')[0].replace("&amp;", "&")
+        url = pages[-1].split('class="earlier')[1].split('hx-get="')[1].split('"')[0].replace("&amp;", "&")
         pages.append(client.get(url).content.decode())
     assert len(pages) == 3
     assert "message number 149" in pages[1] and "message number 50" in pages[1] and "message number 49" not in pages[1]

@@ -10,13 +10,24 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from ..errors import InvalidInput, UpstreamFailed
-from ..models import ChatModel, Conversation, Deployment, Message, ModelAlias, Preset, Provider, SiteSettings
+from ..models import (
+    ChatModel,
+    Conversation,
+    Deployment,
+    Message,
+    ModelAlias,
+    Preset,
+    Provider,
+    SharedLink,
+    SiteSettings,
+)
 from ..services.chat import conversation_delete
 from ..services.chat_settings import chat_settings_clean
 from ..services.completions import models_list
 from ..services.health import local_model_status
 from ..services.providers import base_url_is_local
 from ..services.routing import routes_test
+from ..services.sharing import share_revoke
 
 
 class ProviderForm(forms.ModelForm):
@@ -207,7 +218,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.register(SiteSettings)
 class SiteSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signups_open"]
+    list_display = ["__str__", "signups_open", "sharing_enabled", "generate_titles"]
 
     def has_add_permission(self, request) -> bool:
         return not SiteSettings.objects.exists()
@@ -245,3 +256,23 @@ class PresetAdmin(admin.ModelAdmin):
     @admin.display(description="Owner", ordering="user__username")
     def owner(self, preset: Preset) -> str:
         return preset.user.get_username() if preset.user else "Site-wide"
+
+
+@admin.register(SharedLink)
+class SharedLinkAdmin(admin.ModelAdmin):
+    """Every user's share links, to review what is public and revoke it."""
+
+    list_display = ["title", "user", "created_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["title", "user__username", "token"]
+    readonly_fields = ["token", "user", "conversation", "title", "messages", "created_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected links")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[SharedLink]) -> None:
+        for link in queryset:
+            share_revoke(link=link)
+        self.message_user(request, f"{queryset.count()} link(s) revoked.", messages.SUCCESS)

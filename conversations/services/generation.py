@@ -61,6 +61,7 @@ from .metering import (
 )
 from .providers import base_url_is_local
 from .stored import stored_completion_build_turn
+from .titles import title_start
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +203,8 @@ async def _generate(message_id: int, continuing: bool = False) -> None:
         logger.exception("Generation of message %s crashed", message_id)
         status, error = Message.Status.ERROR, "Something went wrong while writing this reply."
     await _finish(message, group, progress, status, error, layer)
+    if status == Message.Status.COMPLETE:
+        await title_start(message_id=message_id)
 
 
 def _reply_load(message_id: int) -> tuple[Message | None, Metered | None]:
