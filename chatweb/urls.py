@@ -33,6 +33,7 @@ urlpatterns = [
     path("shared/", sharing_views.shared_links, name="shared_links"),
     path("shared/<int:link_id>/revoke", sharing_views.shared_link_revoke, name="shared_link_revoke"),
     path("s/<str:token>", sharing_views.shared_view, name="shared_view"),
+    path("s/<str:token>/files/<int:attachment_id>", sharing_views.shared_file, name="shared_file"),
     path("c/<int:conversation_id>/export.<str:kind>", transfer_views.conversation_export, name="conversation_export"),
     path("export/all.<str:kind>", transfer_views.export_all, name="export_all"),
     path("transfer/", transfer_views.transfer, name="transfer"),

@@ -11,7 +11,8 @@ from django.views.decorators.http import require_POST
 
 from .errors import ChatwebError, NotFound
 from .selectors import conversation_get, shared_link_get, shared_link_list, shared_link_public
-from .services.sharing import share_create, share_revoke, shared_messages, sharing_enabled
+from .services.sharing import share_create, share_revoke, shared_attachment, shared_messages, sharing_enabled
+from .views import attachment_response
 
 TEMPLATE = "conversations/library.html"
 
@@ -54,4 +55,18 @@ def shared_view(request: HttpRequest, token: str) -> HttpResponse:
     response = render(request, "conversations/shared.html", {"link": link, "entries": shared_messages(link=link)})
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def shared_file(request: HttpRequest, token: str, attachment_id: int) -> HttpResponse:
+    """A file attached to a message of the snapshot, to anyone holding the link; 404 once it is revoked."""
+    link = shared_link_public(token=token)
+    if link is None:
+        raise Http404("No such shared conversation.")
+    try:
+        attachment = shared_attachment(link=link, attachment_id=attachment_id)
+    except NotFound:
+        raise Http404("No such file.") from None
+    response = attachment_response(attachment)
+    response["X-Robots-Tag"] = "noindex, nofollow"
     return response

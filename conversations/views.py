@@ -293,6 +293,11 @@ def attachment_file(request: HttpRequest, attachment_id: int) -> FileResponse:
         attachment = attachment_get(user=request.user, attachment_id=attachment_id)
     except Attachment.DoesNotExist:
         raise Http404("No such file.") from None
+    return attachment_response(attachment)
+
+
+def attachment_response(attachment: Attachment) -> FileResponse:
+    """A stored file as a response: images inline, anything else as a download, never sniffed, never run."""
     response = FileResponse(
         attachment.file.open("rb"),
         as_attachment=not attachment.is_image,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from PIL import Image
 from conversations.models import Attachment, Conversation, Message, StoredCompletion, UsageRecord
 from conversations.services.attachments import image_tokens_estimate
 from conversations.services.chat import message_send
+from conversations.services.sharing import share_create, share_revoke
 from tests.conftest import wait_for_status
 from tests.upstream import Reply
 
@@ -407,6 +410,54 @@ def test_the_admin_shows_images_as_thumbnails_and_documents_as_chips(user, chat_
     transcript = admin_client.get(f"/admin/conversations/conversation/{conversation.pk}/change/").content.decode()
     assert f'<img src="/files/{image.pk}" alt="chart.png"' in transcript
     assert f'<a href="/files/{notes.pk}">notes.md</a>' in transcript
+
+
+def _shared_conversation(user: Any, chat_model: Any) -> tuple[Conversation, Attachment, Attachment]:
+    """A conversation whose first message carries an image and a document."""
+    client = signed_in(user)
+    upload(client, "chart.png", png())
+    upload(client, "<i>notes<i>.md", b"# Notes")
+    image, notes = Attachment.objects.order_by("pk")
+    chat_model.accepts_images = True
+    chat_model.save()
+    conversation = Conversation.objects.create(user=user, model=chat_model, title="Files")
+    message_send(conversation=conversation, content="Look", attachment_ids=[image.pk, notes.pk])
+    return conversation, image, notes
+
+
+def test_a_shared_link_shows_the_files_and_serves_only_those_until_revoked(user, chat_model, client):
+    conversation, image, notes = _shared_conversation(user, chat_model)
+    owner = signed_in(user)
+    upload(owner, "unshared.png", png(color="blue"))
+    unshared = Attachment.objects.get(name="unshared.png")
+    link = share_create(user=user, conversation=conversation)
+
+    page = client.get(f"/s/{link.token}").content.decode()  # nobody signed in
+    assert f'<img src="/s/{link.token}/files/{image.pk}" alt="chart.png"' in page
+    assert "&lt;i&gt;notes&lt;i&gt;.md" in page and "<i>notes" not in page
+    served = client.get(f"/s/{link.token}/files/{image.pk}")
+    assert served.status_code == 200 and served["Content-Type"] == "image/png"
+    assert b"".join(served.streaming_content) == image.file.open("rb").read()
+    assert served["X-Content-Type-Options"] == "nosniff" and "noindex" in served["X-Robots-Tag"]
+    assert client.get(f"/s/{link.token}/files/{notes.pk}")["Content-Disposition"].startswith("attachment")
+    assert client.get(f"/s/{link.token}/files/{unshared.pk}").status_code == 404  # not in the snapshot
+    assert client.get(f"/files/{image.pk}").status_code in (302, 404)  # the owner's own URL stays private
+
+    share_revoke(link=link)
+    assert client.get(f"/s/{link.token}/files/{image.pk}").status_code == 404
+
+
+def test_the_export_zip_holds_each_conversations_files_where_its_json_says(user, chat_model):
+    conversation, image, notes = _shared_conversation(user, chat_model)
+
+    response = signed_in(user).get("/export/all.zip")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    [entry] = json.loads(archive.read("conversations.json"))
+    listed = {file["name"]: file for message in entry["messages"] for file in message["attachments"]}
+    assert set(listed) == {"chart.png", "<i>notes<i>.md"}
+    assert archive.read(listed["chart.png"]["file"]) == image.file.open("rb").read()
+    assert archive.read(listed["<i>notes<i>.md"]["file"]) == b"# Notes"
+    assert listed["chart.png"]["content_type"] == "image/png"
 
 
 def test_v1_stored_completions_keep_image_parts_and_list_them_as_content_parts(

@@ -19,16 +19,19 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet, Sum
 from django.db.models.functions import Length
 
-from ..models import Conversation, Message, UsageRecord
+from ..models import Attachment, Conversation, Message, UsageRecord
 from ..selectors import conversation_list
 
 CHUNK = 100
+FILE_CHUNK = 1 << 20
 # Bytes a message adds to an export besides its text (JSON keys and Markdown headings): for the estimate.
 MESSAGE_OVERHEAD = 420
 
 
 def _with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
-    messages = Message.objects.prefetch_related("usage_records", "stored_completions").order_by("created_at", "id")
+    messages = Message.objects.prefetch_related("usage_records", "stored_completions", "attachments").order_by(
+        "created_at", "id"
+    )
     return conversations.select_related("model", "folder").prefetch_related(Prefetch("messages", queryset=messages))
 
 
@@ -45,7 +48,8 @@ def export_estimate(*, user: AbstractBaseUser) -> tuple[int, int]:
     messages = Message.objects.filter(conversation__user=user)
     totals = messages.aggregate(chars=Sum(Length("content")))
     count = conversation_list(user=user).count()
-    return count, 2 * (totals["chars"] or 0) + MESSAGE_OVERHEAD * messages.count() + 400 * count
+    files = Attachment.objects.filter(message__conversation__user=user).aggregate(size=Sum("size"))["size"] or 0
+    return count, 2 * (totals["chars"] or 0) + MESSAGE_OVERHEAD * messages.count() + 400 * count + files
 
 
 def _current_path(conversation: Conversation) -> list[Message]:
@@ -101,7 +105,16 @@ def _message_entry(message: Message) -> dict[str, Any]:
         "imported": message.imported,
         "parameters": first_call.request if first_call is not None else None,
         "usage": _usage_entry(records) if records else None,
+        "attachments": [
+            {"name": a.name, "content_type": a.content_type, "kind": a.kind, "file": attachment_path(message, a)}
+            for a in message.attachments.all()
+        ],
     }
+
+
+def attachment_path(message: Message, attachment: Attachment) -> str:
+    """Where a zip of the conversations holds a message's file: by conversation, id and (safe) name."""
+    return f"files/{message.conversation_id}/{attachment.pk}-{attachment.name}"
 
 
 def _usage_entry(records: list[UsageRecord]) -> dict[str, Any]:
@@ -148,7 +161,8 @@ def _filename(conversation: Conversation) -> str:
 
 
 def conversations_zip(read: Callable[[], Iterable[Conversation]]) -> Iterator[bytes]:
-    """A zip holding conversations.json (chatweb JSON, every tree) and a Markdown file per conversation.
+    """A zip holding conversations.json (chatweb JSON, every tree), a Markdown file per conversation and
+    the files attached to its messages (where the JSON says).
 
     zipfile writes one member at a time, so the conversations are read twice (``read()``): once for
     the JSON, once for the Markdown files. Nothing is held beyond one chunk of conversations.
@@ -162,6 +176,13 @@ def conversations_zip(read: Callable[[], Iterable[Conversation]]) -> Iterator[by
                     yield sink.take()
         for conversation in read():
             archive.writestr(_filename(conversation), conversation_markdown(conversation))
+            for message in conversation.messages.all():
+                for attachment in message.attachments.all():
+                    with attachment.file.open("rb") as stored, archive.open(attachment_path(message, attachment), "w") as member:
+                        while chunk := stored.read(FILE_CHUNK):
+                            member.write(chunk)
+                            if sink.buffer:
+                                yield sink.take()
             if sink.buffer:
                 yield sink.take()
     yield sink.take()

@@ -1,19 +1,21 @@
 """Share links: a public, read-only snapshot of a conversation's current path.
 
 The snapshot is taken when the link is made, so later messages (or edits) are not shown, and
-it holds only what a reader needs: each message's role, text and, for a reply, the model's name.
+it holds only what a reader needs: each message's role, text, attached files (which the link
+then serves) and, for a reply, the model's name.
 No usage, costs, ids of other rows or anything about the user goes in.
 """
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from ..errors import NotFound, SharingOff
-from ..models import Conversation, Message, SharedLink, SiteSettings
+from ..models import Attachment, Conversation, Message, SharedLink, SiteSettings
 from ..rendering import markdown_render
 from ..selectors import message_list
 
@@ -37,11 +39,22 @@ def share_create(*, user: AbstractBaseUser, conversation: Conversation) -> Share
     )
 
 
-def _snapshot_message(message: Message) -> dict[str, str]:
-    entry = {"role": message.role, "content": message.content}
+def _snapshot_message(message: Message) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.role == Message.Role.ASSISTANT:
         entry["model"] = getattr(message, "model_label", "") or message.model_name
+    if files := [{"id": a.pk, "name": a.name, "image": a.is_image} for a in message.attachments.all()]:
+        entry["attachments"] = files
     return entry
+
+
+def shared_attachment(*, link: SharedLink, attachment_id: int) -> Attachment:
+    """A file of the link's snapshot, for anyone holding the link; any other id is NotFound."""
+    shared = {file["id"] for entry in link.messages for file in entry.get("attachments", ())}
+    attachment = Attachment.objects.filter(pk=attachment_id).first() if attachment_id in shared else None
+    if attachment is None:
+        raise NotFound("No such file.")
+    return attachment
 
 
 def shared_messages(*, link: SharedLink) -> list[dict]:
