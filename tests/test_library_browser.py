@@ -13,7 +13,7 @@ import pytest
 
 from tests.live import LiveApp
 from tests.test_browser import ADMIN, CHROMIUM, browser, fake_upstream, live, new_context, signed_in  # noqa: F401
-from tests.test_ui import in_viewport, overflow, shoot
+from tests.test_ui import close, in_viewport, overflow, shoot
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -63,12 +63,6 @@ def open_page(browser: Any, live: LiveApp, state: dict, *, width: int, height: i
     return page
 
 
-def finish(page: Any) -> None:
-    context = page.context
-    context.close()
-    assert not context.page_errors, f"script errors on the page: {context.page_errors}"
-
-
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", [(1280, 800), (375, 740)], ids=["desktop", "phone"])
 def test_search_as_you_type_lands_on_the_matching_message(
@@ -107,7 +101,7 @@ def test_search_as_you_type_lands_on_the_matching_message(
         current = page.locator("#conversations .conversation-link.current")
         expect(current).to_have_text("Birds of <i>Lisbon</i>")
         assert in_viewport(page, current)
-    finish(page)
+    close(page)
 
 
 def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
@@ -145,7 +139,7 @@ def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
     expect(page.locator(".archived-list li")).to_have_count(1)
     page.goto("/")
     expect(page.locator("#conversations").get_by_text("Filler chat 1", exact=True)).to_be_visible()
-    finish(page)
+    close(page)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -187,7 +181,7 @@ def test_share_a_conversation_read_it_signed_out_then_revoke(
     expect(page.get_by_role("row").filter(has_text="revoked").first).to_be_visible()
     assert public.goto(address).status == 404
     reader.close()
-    finish(page)
+    close(page)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -226,4 +220,4 @@ def test_import_a_chatgpt_export_and_download_everything(
     titles = [c["title"] for c in json.loads(archive.read("conversations.json"))]
     assert f"Imported {name} 0" in titles and "Birds of <i>Lisbon</i>" in titles
     shoot(page, f"{name}-export-done")
-    finish(page)
+    close(page)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.live import ROOT, LiveApp
+from tests.live import LiveApp
 from tests.test_browser import (  # noqa: F401 - browser, fake_upstream, live, signed_in and upstream are fixtures
     CHROMIUM,
     browser,
@@ -23,13 +23,12 @@ from tests.test_browser import (  # noqa: F401 - browser, fake_upstream, live, s
     type_and_enter,
     upstream,
 )
+from tests.test_ui import AXE, close, shoot
 from tests.upstream import FakeUpstream, Reply
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-SHOTS = ROOT / "test-artifacts" / "screenshots"
-AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 CODE_REPLY = "Here it is:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\nThat is all."
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
@@ -44,17 +43,6 @@ def open_page(browser: Any, live: LiveApp, state: dict, *, width: int = 1280, he
     page.set_viewport_size({"width": width, "height": height})
     page.emulate_media(color_scheme=scheme)
     return page
-
-
-def close(page: Any) -> None:
-    context = page.context
-    context.close()
-    assert not context.page_errors, f"script errors on the page: {context.page_errors}"
-
-
-def shoot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 def reply(page: Any, index: int = -1) -> Any:
