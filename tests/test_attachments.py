@@ -386,15 +386,25 @@ def test_image_tokens_follow_openais_published_tile_rule():
 # --- Where a message shows ----------------------------------------------------------------------
 
 
-def test_the_admin_shows_images_as_thumbnails_and_documents_as_chips(user, chat_model, admin_client):
+def _conversation_with_files(
+    user: Any, chat_model: Any, *, notes_name: str = "notes.md", notes_text: bytes = b"# Notes"
+) -> tuple[Conversation, Attachment, Attachment]:
+    """A conversation with a vision model whose first message carries an image and a document."""
     client = signed_in(user)
     upload(client, "chart.png", png())
-    upload(client, "notes.md", b"# Notes\n<script>alert(1)</script>")
+    upload(client, notes_name, notes_text)
     image, notes = Attachment.objects.order_by("pk")
     chat_model.accepts_images = True
     chat_model.save()
-    conversation = Conversation.objects.create(user=user, model=chat_model)
-    message, _ = message_send(conversation=conversation, content="Look", attachment_ids=[image.pk, notes.pk])
+    conversation = Conversation.objects.create(user=user, model=chat_model, title="Files")
+    message_send(conversation=conversation, content="Look", attachment_ids=[image.pk, notes.pk])
+    return conversation, image, notes
+
+
+def test_the_admin_shows_images_as_thumbnails_and_documents_as_chips(user, chat_model, admin_client):
+    conversation, image, notes = _conversation_with_files(
+        user, chat_model, notes_text=b"# Notes\n<script>alert(1)</script>"
+    )
     text = f'<document name="notes.md">\n{notes.text}\n</document>\n\nLook'
     StoredCompletion.objects.create(
         id="chatcmpl-attached", user=user, model=chat_model.name, source="chat",
@@ -412,21 +422,8 @@ def test_the_admin_shows_images_as_thumbnails_and_documents_as_chips(user, chat_
     assert f'<a href="/files/{notes.pk}">notes.md</a>' in transcript
 
 
-def _shared_conversation(user: Any, chat_model: Any) -> tuple[Conversation, Attachment, Attachment]:
-    """A conversation whose first message carries an image and a document."""
-    client = signed_in(user)
-    upload(client, "chart.png", png())
-    upload(client, "<i>notes<i>.md", b"# Notes")
-    image, notes = Attachment.objects.order_by("pk")
-    chat_model.accepts_images = True
-    chat_model.save()
-    conversation = Conversation.objects.create(user=user, model=chat_model, title="Files")
-    message_send(conversation=conversation, content="Look", attachment_ids=[image.pk, notes.pk])
-    return conversation, image, notes
-
-
 def test_a_shared_link_shows_the_files_and_serves_only_those_until_revoked(user, chat_model, client):
-    conversation, image, notes = _shared_conversation(user, chat_model)
+    conversation, image, notes = _conversation_with_files(user, chat_model, notes_name="<i>notes<i>.md")
     owner = signed_in(user)
     upload(owner, "unshared.png", png(color="blue"))
     unshared = Attachment.objects.get(name="unshared.png")
@@ -448,7 +445,7 @@ def test_a_shared_link_shows_the_files_and_serves_only_those_until_revoked(user,
 
 
 def test_the_export_zip_holds_each_conversations_files_where_its_json_says(user, chat_model):
-    conversation, image, notes = _shared_conversation(user, chat_model)
+    conversation, image, notes = _conversation_with_files(user, chat_model, notes_name="<i>notes<i>.md")
 
     response = signed_in(user).get("/export/all.zip")
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
