@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -120,10 +121,12 @@ def machine() -> dict[str, Any]:
 
 
 class Chatweb:
-    """chatweb served by one Daphne process, prepared like tests/live.py does.
+    """chatweb served by Daphne, prepared like tests/live.py does: one worker, or several behind nginx.
 
-    The server runs through bench/_serve.py, which counts the SQL statements the
-    process runs (writes and reads) into ``<data_dir>/sql_counts.json`` twice a second.
+    Each server runs through bench/_serve.py, which counts the SQL statements the process
+    runs (writes and reads) into ``<data_dir>/sql_counts-<worker>.json`` twice a second.
+    With ``workers`` > 1, nginx (Debian's package) serves deploy/nginx.conf in front of them,
+    its upstream pointed at the workers' loopback ports, and ``port`` is nginx's.
     """
 
     def __init__(
@@ -131,6 +134,8 @@ class Chatweb:
         *,
         upstream_base_url: str,
         database_url: str | None = None,
+        redis_url: str | None = None,
+        workers: int = 1,
         extra_env: dict[str, str] | None = None,
         data_dir: Path | None = None,
         wrap: list[str] | None = None,
@@ -140,13 +145,20 @@ class Chatweb:
         self.own_dir = data_dir is None
         self.upstream_base_url = upstream_base_url
         self.database_url = database_url
+        self.redis_url = redis_url
+        self.workers = workers
         self.extra_env = extra_env or {}
         self.port = 0
-        self.process: subprocess.Popen | None = None
+        self.processes: list[subprocess.Popen] = []
+        self.proxy: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.processes[0] if self.processes else None
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
@@ -168,6 +180,8 @@ class Chatweb:
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
         env.update(self.extra_env)
         return env
 
@@ -191,21 +205,42 @@ class Chatweb:
         return self
 
     def start(self) -> Chatweb:
-        self.port = free_port()
-        log = (self.data_dir / "daphne.log").open("ab")
-        self.process = subprocess.Popen(
-            [*self.wrap, PYTHON, str(BENCH / "_serve.py"), "-b", "127.0.0.1", "-p", str(self.port), "chatweb.asgi:application"],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_listening(self.port, self.process)
+        ports = [free_port() for _ in range(self.workers)]
+        for index, port in enumerate(ports):
+            log = (self.data_dir / f"daphne-{index}.log").open("ab")
+            env = {**self.env(), "BENCH_SQL_COUNTS": str(self.data_dir / f"sql_counts-{index}.json")}
+            self.processes.append(subprocess.Popen(
+                [*self.wrap, PYTHON, str(BENCH / "_serve.py"), "-b", "127.0.0.1", "-p", str(port),
+                 "chatweb.asgi:application"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ))
+            log.close()
+        for port, process in zip(ports, self.processes):
+            wait_listening(port, process)
+        self.port = ports[0] if self.workers == 1 else self._proxy_start(ports)
         return self
 
+    def _proxy_start(self, ports: list[int]) -> int:
+        """nginx with deploy/nginx.conf's server block, its upstream the workers, on a free port."""
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        port = free_port()
+        conf = (ROOT / "deploy" / "nginx.conf").read_text()
+        servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
+        conf = re.sub(r"(upstream chatweb \{\n)(?:    server [^\n]*\n)+", lambda m: m.group(1) + servers, conf)
+        conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port} backlog=4096;")
+        prefix = self.data_dir / "nginx"
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        (prefix / "nginx.conf").write_text(
+            "daemon off;\nworker_processes 1;\nerror_log logs/error.log warn;\npid logs/nginx.pid;\n"
+            "events { worker_connections 16384; }\n"
+            f"http {{\naccess_log off;\nclient_body_temp_path {prefix}/tmp;\n{conf}\n}}\n"
+        )
+        self.proxy = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], cwd=prefix)
+        wait_listening(port, self.proxy)
+        return port
+
     def stats(self) -> ProcStats:
-        """The server process (the profiler's child when wrapped)."""
+        """The (first) server process: the profiler's child when wrapped."""
         assert self.process is not None
         pid = self.process.pid
         if self.wrap:
@@ -219,18 +254,27 @@ class Chatweb:
                 time.sleep(0.05)
         return ProcStats(pid)
 
+    def all_stats(self) -> list[ProcStats]:
+        """Every worker, and nginx when it runs."""
+        procs = [ProcStats(p.pid) for p in self.processes]
+        return procs + ([ProcStats(self.proxy.pid)] if self.proxy is not None else [])
+
     def sql_counts(self) -> dict[str, int]:
-        """Statements run by the server so far, by kind; waits for a fresh dump."""
-        path = self.data_dir / "sql_counts.json"
+        """Statements run by the servers so far, by kind, summed over workers; waits for a fresh dump."""
         time.sleep(0.6)
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
+        total: dict[str, int] = {}
+        for path in self.data_dir.glob("sql_counts-*.json"):
+            try:
+                counts = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for kind, count in counts.items():
+                total[kind] = total.get(kind, 0) + count
+        return total
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
-            return (self.data_dir / "daphne.log").read_text(errors="replace")[-chars:]
+            return (self.data_dir / "daphne-0.log").read_text(errors="replace")[-chars:]
         except OSError:
             return ""
 
@@ -254,21 +298,23 @@ print(json.dumps({{"user_id": user.pk, "key": raw, "session": client.cookies["se
         return self.shell(code)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            if self.wrap:  # let the profiler write its output
-                self.process.send_signal(signal.SIGINT)
+        if self.proxy is not None:
+            self.proxy.terminate()
+            self.proxy.wait()
+            self.proxy = None
+        for process in self.processes:
+            if self.wrap and process.poll() is None:  # let the profiler write its output
+                process.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(60)
+            if process.poll() is None:
+                process.terminate()
                 try:
-                    self.process.wait(60)
+                    process.wait(10)
                 except subprocess.TimeoutExpired:
-                    pass
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+                    process.kill()
+                    process.wait()
+        self.processes = []
 
     def cleanup(self) -> None:
         self.stop()
@@ -286,7 +332,12 @@ def py_spy(profile: str | None) -> list[str] | None:
 
 @contextlib.contextmanager
 def bench_setup(
-    *, upstream_args: tuple[str, ...] = (), database_url: str | None = None, profile: str | None = None
+    *,
+    upstream_args: tuple[str, ...] = (),
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    workers: int = 1,
+    profile: str | None = None,
 ) -> Iterator[tuple[Chatweb, int]]:
     """Start the fake provider and a (not yet prepared) chatweb; yields them with the provider's port.
 
@@ -294,7 +345,10 @@ def bench_setup(
     """
     up_port = free_port()
     upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), *upstream_args])
-    app = Chatweb(upstream_base_url=f"http://127.0.0.1:{up_port}/v1", database_url=database_url, wrap=py_spy(profile))
+    app = Chatweb(
+        upstream_base_url=f"http://127.0.0.1:{up_port}/v1", database_url=database_url, redis_url=redis_url,
+        workers=workers, wrap=py_spy(profile),
+    )
     try:
         wait_listening(up_port, upstream)
         yield app, up_port
