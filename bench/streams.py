@@ -37,6 +37,7 @@ import json
 import multiprocessing as mp
 import re
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -126,6 +127,16 @@ def client_process(port: int, session: str, conversation_ids: list[int], start_a
     out.put((latencies, stats))
 
 
+def record(pid: int, profile: str, n: int, start_at: float, seconds: float) -> None:
+    """py-spy on the server from ``start_at`` for ``seconds``: the replies streaming, not their start and end."""
+    time.sleep(max(0.0, start_at - time.time()))
+    stem, _, kind = profile.rpartition(".")
+    raw = ["--format", "raw"] if kind == "txt" else []
+    subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "--gil", *raw, "--pid", str(pid),
+                    "--duration", str(round(seconds)), "-o", f"{stem}-{n}.{kind}"], check=False,
+                   capture_output=True)
+
+
 def create_conversations(app: Chatweb, n: int) -> list[int]:
     code = f"""
 import json
@@ -140,7 +151,7 @@ print(json.dumps(ids))
     return app.shell(code)
 
 
-def run_n(app: Chatweb, session: str, n: int, seconds: float) -> dict:
+def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | None = None) -> dict:
     ids = create_conversations(app, n)
     app.start()
     servers = app.all_stats()[: app.workers]
@@ -180,6 +191,8 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    if profile:
+        threading.Thread(target=record, args=(servers[0].pid, profile, n, start_at + spread, seconds), daemon=True).start()
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
@@ -269,7 +282,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each reply")
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--profile", help="run the server under py-spy; raw stacks (.txt) or flame graph (.svg)")
+    parser.add_argument("--profile", help="record the (first) worker with py-spy while the replies stream, into"
+                        " <PROFILE>-<N>.txt (raw stacks) or .svg (flame graph)")
     parser.add_argument("--workers", type=int, default=1, help="Daphne workers; more than one: behind nginx")
     parser.add_argument("--database-url", help="PostgreSQL instead of SQLite (a database the bench may fill)")
     parser.add_argument("--redis-url", help="the Redis channel layer instead of the in-memory one")
@@ -282,7 +296,7 @@ def main() -> None:
     upstream_args = ("--tokens", str(tokens), "--rate", str(RATE), "--paragraph", str(PARAGRAPH))
     if args.workers > 1 and not args.redis_url:
         parser.error("several workers share their streams' events through Redis: give --redis-url")
-    with bench_setup(upstream_args=upstream_args, profile=args.profile, database_url=args.database_url,
+    with bench_setup(upstream_args=upstream_args, database_url=args.database_url,
                      redis_url=args.redis_url, workers=args.workers) as (app, _):
         app.prepare()
         creds = app.user_with_key()
@@ -290,7 +304,7 @@ def main() -> None:
             ", PostgreSQL" if args.database_url else ", SQLite") + (", Redis" if args.redis_url else ", in-memory layer")
         print(f"replies of {tokens} pieces at {RATE:.0f}/s ({args.seconds:.0f} s); {serving}", flush=True)
         for n in args.n:
-            rows.append(run_n(app, creds["session"], n, args.seconds))
+            rows.append(run_n(app, creds["session"], n, args.seconds, args.profile))
         thousand = [r for r in rows if r["n"] == 1000]
         if thousand:
             r = thousand[0]
