@@ -1,7 +1,8 @@
 """The one place that calls chat completions over HTTP.
 
 Every provider, the bundled local model included, is an OpenAI-compatible endpoint
-reached through one shared ``httpx.AsyncClient`` per event loop. Failures come out as
+reached through one shared ``httpx.AsyncClient`` per event loop, on aiohttp's connections
+(``transport``). Failures come out as
 ``CompletionError`` subclasses carrying the upstream status, type, code and message.
 Retries (exponential backoff with jitter, honouring ``retry-after-ms`` and
 ``Retry-After``) happen only before the first byte of a reply has been received.
@@ -16,7 +17,6 @@ import json
 import logging
 import random
 import time
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from django.conf import settings
 from httpx_sse import EventSource, SSEError
 
 from ..errors import UpstreamFailed
+from .transport import AiohttpTransport
 
 if TYPE_CHECKING:
     from ..models import ChatModel
@@ -81,22 +82,29 @@ class UpstreamTimeout(CompletionError):
     default_type = "upstream_timeout"
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
+_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Task]] = {}
 
 
 def _client() -> httpx.AsyncClient:
     """The shared client of the running event loop (connections are pooled per loop)."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-            follow_redirects=False,
-        )
-        _clients[loop] = client
-    return client
+    entry = _clients.get(loop)
+    if entry is None:
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+        client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), follow_redirects=False)
+        keeper = loop.create_task(_client_keep(loop, client), name="completions-client")
+        entry = _clients[loop] = (client, keeper)
+    return entry[0]
+
+
+async def _client_keep(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
+    """Close a loop's client when the loop shuts down: ``asyncio.run`` (a command, ``async_to_sync`` with no
+    server loop) and test runners cancel every task then, so no connection outlives its loop."""
+    try:
+        await loop.create_future()
+    finally:
+        _clients.pop(loop, None)
+        await client.aclose()
 
 
 def _timeout() -> httpx.Timeout:
