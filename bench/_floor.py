@@ -2,11 +2,11 @@
 
 It answers every POST with a fixed chat completion (JSON, or the same as one server-sent
 event when the body asks to stream) without reading it, so a request to it costs only
-Daphne's HTTP handling. bench/gateway.py serves it as chatweb is served and reports
+Daphne's HTTP handling. bench/gateway.py serves it as chatweb is served (chatweb/serve.py) and reports
 what it adds over the provider alone: the part of chatweb's added latency that is the
 server's, not chatweb's.
 
-    python -m daphne -b 127.0.0.1 -p 9000 _floor:application   (from bench/)
+    PYTHONPATH=.. python -m chatweb.serve -b 127.0.0.1 -p 9000 _floor:application   (from bench/)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Daphne, as ``python -m daphne``, plus a counter of the SQL statements the process runs.
+"""Daphne as chatweb serves it (``python -m chatweb.serve``: on uvloop), plus a counter of the SQL statements the process runs.
 
 Every database connection the process opens gets an execute wrapper that counts
 statements by their first word (INSERT, UPDATE, DELETE, SELECT, ...) and, for
@@ -60,6 +60,9 @@ def _dump(path: str) -> None:
 
 
 if __name__ == "__main__":
+    from chatweb.serve import loop_install
+
+    loop_install()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatweb.settings")
     import django
 

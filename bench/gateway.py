@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -250,8 +251,11 @@ def main() -> None:
         stats = app.stats()
         rss0 = stats.rss_bytes()
         floor_port = free_port()
-        floor = subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(floor_port), "_floor:application"],
-                                 cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        floor = subprocess.Popen(  # served as chatweb is (chatweb/serve.py)
+            [PYTHON, "-m", "chatweb.serve", "-b", "127.0.0.1", "-p", str(floor_port), "_floor:application"],
+            cwd=BENCH, env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
         try:
             wait_listening(floor_port, floor)
             results = asyncio.run(run(args, up_port, floor_port, app, creds["key"], model))

@@ -34,8 +34,8 @@ esac
 proxy=()
 case "${BEHIND_PROXY:-${HTTPS:-0}}" in 1|true|yes|on) proxy=(--proxy-headers) ;; esac
 echo "chatweb on http://$HOST:$PORT (Ctrl+C stops it)"
-# No Daphne access log: it prints query strings (a key put in ?api_key= with them); chatweb.requests
+# Daphne on uvloop (chatweb/serve.py). No Daphne access log: it prints query strings (a key put in ?api_key= with them); chatweb.requests
 # logs every request's path without its query.
-"$PY" -m daphne -b "$HOST" -p "$PORT" "${proxy[@]}" --access-log /dev/null chatweb.asgi:application &
+"$PY" -m chatweb.serve -b "$HOST" -p "$PORT" "${proxy[@]}" --access-log /dev/null chatweb.asgi:application &
 pids+=($!)
 wait "$!"

@@ -86,7 +86,7 @@ def workers(tmp_path):
         port = free_port()
         with open(tmp_path / f"{name}.log", "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
+                [sys.executable, "-m", "chatweb.serve", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
                 cwd=ROOT, env={**env, **environment}, stdout=log, stderr=subprocess.STDOUT,
             )
         started[name] = (process, port)
