@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import re
 import resource
@@ -128,12 +129,12 @@ def client_process(port: int, session: str, conversation_ids: list[int], start_a
 
 
 def record(pid: int, profile: str, n: int, start_at: float, seconds: float) -> None:
-    """py-spy on the server from ``start_at`` for ``seconds``: the replies streaming, not their start and end."""
+    """py-spy on the server from ``start_at`` for ``seconds``: the messages sent and their replies streaming."""
     time.sleep(max(0.0, start_at - time.time()))
     stem, _, kind = profile.rpartition(".")
     raw = ["--format", "raw"] if kind == "txt" else []
     subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "--gil", *raw, "--pid", str(pid),
-                    "--duration", str(round(seconds)), "-o", f"{stem}-{n}.{kind}"], check=False,
+                    "--duration", str(math.ceil(seconds)), "-o", f"{stem}-{n}.{kind}"], check=False,
                    capture_output=True)
 
 
@@ -192,7 +193,7 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     if profile:
-        threading.Thread(target=record, args=(servers[0].pid, profile, n, start_at + spread, seconds), daemon=True).start()
+        threading.Thread(target=record, args=(servers[0].pid, profile, n, start_at, spread + seconds), daemon=True).start()
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
@@ -282,7 +283,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each reply")
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--profile", help="record the (first) worker with py-spy while the replies stream, into"
+    parser.add_argument("--profile", help="record the (first) worker with py-spy while messages go and replies stream, into"
                         " <PROFILE>-<N>.txt (raw stacks) or .svg (flame graph)")
     parser.add_argument("--workers", type=int, default=1, help="Daphne workers; more than one: behind nginx")
     parser.add_argument("--database-url", help="PostgreSQL instead of SQLite (a database the bench may fill)")

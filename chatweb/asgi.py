@@ -3,6 +3,7 @@
 import os
 
 from django.core.asgi import get_asgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatweb.settings")
 django_asgi_app = get_asgi_application()
@@ -17,6 +18,8 @@ from conversations.routing import websocket_urlpatterns  # noqa: E402
 from conversations.services.watchdog import WatchdogMiddleware  # noqa: E402
 
 api_asgi_app = ApiHandler()
+# The URLconf is imported now, not by the first request or chat message that links somewhere.
+get_resolver().url_patterns
 
 
 async def http_app(scope, receive, send):

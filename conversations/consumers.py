@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.template.backends.django import Template
 from django.template.loader import get_template
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from chatweb.metrics import sockets_open
@@ -35,6 +36,7 @@ TEMPLATE = "conversations/chat.html"
 # of TEXT_PART_CHARS, which escaped and UTF-8 encoded (at most 6 bytes a character) stay under it.
 FRAME_MAX_BYTES = 512 * 1024
 TEXT_PART_CHARS = 64 * 1024
+DELTA_TEXT = mark_safe("\x00")  # marks where a delta's text goes in its partial, which has no NUL of its own
 
 
 @functools.cache
@@ -58,6 +60,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = conversation_group(self.conversation.pk)
         self.shown: dict[int, int] = {}  # reply id -> how much of its text this tab has
+        self.delta_frames: dict[int, tuple[str, str]] = {}  # reply id -> its delta partial around the text
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         sockets_open.inc()
@@ -230,6 +233,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Show the finished reply whole, and the conversation's new totals."""
         self.awaiting_snapshot.discard(event["message_id"])
         self.shown.pop(event["message_id"], None)
+        self.delta_frames.pop(event["message_id"], None)
         self.off_path.discard(event["message_id"])
         messages, totals = await database_sync_to_async(self._finished_rows)(event["message_id"])
         for message in messages:
@@ -288,8 +292,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if replace:
             await self._send_partial("snapshot", message_id=message_id, blocks=blocks, text=text[:first])
             text = text[first:]
+        if not text:
+            return
+        before, after = self.delta_frames.get(message_id) or self._delta_frame(message_id)
         for at in range(0, len(text), TEXT_PART_CHARS):
-            await self._send_partial("delta", message_id=message_id, text=text[at : at + TEXT_PART_CHARS])
+            await self.send(text_data=before + escape(text[at : at + TEXT_PART_CHARS]) + after)
+
+    def _delta_frame(self, message_id: int) -> tuple[str, str]:
+        """The delta partial before and after its text, rendered once per reply: each delta is then its text,
+        escaped as the template would, between the two, instead of a render of its own."""
+        html = _partial("delta").render({"message_id": message_id, "text": DELTA_TEXT})
+        before, _, after = html.partition(DELTA_TEXT)
+        self.delta_frames[message_id] = before, after
+        return before, after
 
     async def _send_message(self, message: Message) -> None:
         """A finished message whole, or when that is more than a frame carries, a placeholder that fetches it."""
