@@ -120,6 +120,35 @@ async def test_crlf_line_endings_even_when_split_between_cr_and_lf(upstream, tar
     assert len(chunks) == 3
 
 
+async def test_lone_cr_line_endings_and_data_over_several_lines(upstream, target):
+    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]}
+    lines = json.dumps(chunk, indent=1).encode().split(b"\n")  # one event, its JSON over several data lines
+    upstream.script(Raw([b"\r".join(b"data: " + line for line in lines) + b"\r\r", b"data: [DONE]\r\r"]))
+
+    chunks = await collect(target)
+
+    assert text_of(chunks) == "x"
+
+
+async def test_escapes_orjson_refuses_are_read_as_python_reads_them(upstream, target):
+    lone_surrogate = b'data: {"choices": [{"index": 0, "delta": {"content": "\\ud83d"}, "finish_reason": null}]}\n\n'
+    upstream.script(Raw([event("emoji: "), lone_surrogate, event(None, "stop"), b"data: [DONE]\n\n"]))
+
+    chunks = await collect(target)
+
+    assert text_of(chunks) == "emoji: \ud83d"
+
+
+async def test_a_stream_answered_with_json_is_a_502_saying_so(upstream, target):
+    upstream.script(Raw([b'{"id": "not-a-stream"}'], content_type="application/json"))
+
+    with pytest.raises(CompletionError) as info:
+        await collect(target)
+
+    assert info.value.status == 502
+    assert info.value.message == "The provider did not send an event stream (its content type: application/json)."
+
+
 async def test_keep_alive_comments_between_events_are_ignored(upstream, target):
     upstream.script(
         Raw([b": keep-alive\n\n", event("a"), b": keep-alive\n\n", 0.01, b": OPENROUTER PROCESSING\n\n", event("b", "stop"), b"data: [DONE]\n\n"])

@@ -50,6 +50,7 @@ class Raw:
     """A 200 event stream written verbatim: bytes pieces, floats are pauses between them."""
 
     parts: list[bytes | float]
+    content_type: str = "text/event-stream"
 
 
 @dataclass
@@ -151,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"message": response.message, "type": response.type, "param": response.param, "code": response.code}
             self._json(response.status, {"error": error}, response.headers)
         elif isinstance(response, Raw):
-            self._stream_start({})
+            self._stream_start({}, content_type=response.content_type)
             for part in response.parts:
                 if isinstance(part, float):
                     time.sleep(part)
@@ -191,9 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
 
-    def _stream_start(self, headers: dict[str, str]) -> None:
+    def _stream_start(self, headers: dict[str, str], content_type: str = "text/event-stream") -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         for name, value in headers.items():
             self.send_header(name, value)

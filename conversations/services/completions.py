@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import orjson
 from django.conf import settings
-from httpx_sse import EventSource, SSEError
 
 from ..errors import UpstreamFailed
+from .sse import CONTENT_TYPE as EVENT_STREAM
+from .sse import EventParser
 from .transport import AiohttpTransport
 
 if TYPE_CHECKING:
@@ -129,10 +131,10 @@ async def completion_create(
         raise UpstreamConnectionError("The provider dropped the connection mid-reply.") from exc
     finally:
         await response.aclose()
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise CompletionError("The provider sent a reply that is not JSON.", status=502) from exc
+    body = _json_or_text(raw)
+    if isinstance(body, str):
+        raise CompletionError("The provider sent a reply that is not JSON.", status=502)
+    return body
 
 
 async def completion_stream(
@@ -146,26 +148,30 @@ async def completion_stream(
     body = {**payload, "model": upstream.model, "stream": True}
     response = await _send_with_retries(upstream=upstream, body=body, retries=retries)
     finished = False
-    events = EventSource(response).aiter_sse()
+    pieces = response.aiter_bytes()
+    parser = EventParser()
     try:
-        async for event in events:
-            if event.data == "[DONE]":
-                await _drain(events)
-                return
-            if not event.data:
-                continue
-            chunk = _json_or_text(event.data.encode())
-            if event.event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
-                raise _error_from_body(chunk, status=None)
-            if not isinstance(chunk, dict):
-                raise CompletionError(
-                    f"The provider sent an unreadable event: {event.data[:200]!r}", status=502
-                )
-            if any(c.get("finish_reason") for c in chunk.get("choices") or []):
-                finished = True
-            yield chunk
-    except SSEError as exc:
-        raise CompletionError(f"The provider did not send an event stream: {exc}", status=502) from exc
+        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind != EVENT_STREAM:
+            raise CompletionError(
+                f"The provider did not send an event stream (its content type: {kind or 'none'}).", status=502
+            )
+        async for piece in pieces:
+            for name, data in parser.feed(piece):
+                if data == b"[DONE]":
+                    await _drain(pieces)
+                    return
+                if not data:
+                    continue
+                chunk = _json_or_text(data)
+                if name == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+                    raise _error_from_body(chunk, status=None)
+                if not isinstance(chunk, dict):
+                    unreadable = data[:200].decode("utf-8", "replace")
+                    raise CompletionError(f"The provider sent an unreadable event: {unreadable!r}", status=502)
+                if any(c.get("finish_reason") for c in chunk.get("choices") or []):
+                    finished = True
+                yield chunk
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout("The provider stopped sending the reply (read timeout).") from exc
     except httpx.TransportError as exc:
@@ -176,11 +182,11 @@ async def completion_stream(
         raise UpstreamConnectionError("The provider closed the stream before the reply finished.")
 
 
-async def _drain(events: AsyncIterator[Any]) -> None:
+async def _drain(pieces: AsyncIterator[bytes]) -> None:
     """Read and ignore what follows ``[DONE]``: normally just the end of the body."""
-    with contextlib.suppress(httpx.HTTPError, SSEError, TimeoutError):
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
         async with asyncio.timeout(DRAIN_TIMEOUT):
-            async for _ in events:
+            async for _ in pieces:
                 pass
 
 
@@ -263,6 +269,12 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 
 def _json_or_text(raw: bytes) -> Any:
+    """The JSON in ``raw``, else its text. orjson reads it; what orjson refuses and Python's parser takes
+    (a lone surrogate escape, an infinite number) is read as before."""
+    try:
+        return orjson.loads(raw)
+    except ValueError:
+        pass
     try:
         return json.loads(raw)
     except ValueError:

@@ -23,6 +23,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
@@ -205,7 +206,11 @@ async def _relay(
 
 
 def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    """One server-sent event; Python's encoder takes what orjson refuses (a lone surrogate, as escaped)."""
+    try:
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+    except TypeError:
+        return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
 class _StreamNormaliser:
