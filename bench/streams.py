@@ -9,7 +9,10 @@ finished blocks as it does for Markdown replies). For each N it prints:
 
 - deltas per second delivered to the clients, and replies completed;
 - added per-delta latency p50/p99: the client's receive time minus the provider's
-  emit time (same clock: everything runs on this machine);
+  emit time (same clock: everything runs on this machine); over the whole run (the messages
+  sent within a second of each other, so the replies' starts compete with the streams), and
+  over the steady state: from the moment the last reply began streaming to the moment the
+  first one ended, when all N stream and none starts or ends, with the CPU per piece then;
 - the server's CPU (% of one core over the streaming window), its CPU per piece delivered
   (the workers' CPU seconds over the window / pieces the clients received in it), and memory
   per stream ((peak RSS while streaming - RSS before the clients connected) / N);
@@ -59,9 +62,9 @@ def client_process(port: int, session: str, conversation_ids: list[int], start_a
                    timeout: float, out: mp.Queue) -> None:
     import websockets
 
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []  # (emitted, latency) of each piece
     stats = {"deltas": 0, "done": 0, "failed": 0, "statuses": {}, "connect_errors": 0, "last_done": 0.0,
-             "reply_seconds": 0.0}
+             "first_done": float("inf"), "first_pieces": [], "reply_seconds": 0.0}
 
     async def one(index: int, conversation_id: int) -> None:
         uri = f"ws://127.0.0.1:{port}/ws/c/{conversation_id}/"
@@ -98,12 +101,15 @@ def client_process(port: int, session: str, conversation_ids: list[int], start_a
                     stats["statuses"][status] = stats["statuses"].get(status, 0) + 1
                     stats["done"] += 1
                     stats["last_done"] = max(stats["last_done"], now)
+                    stats["first_done"] = min(stats["first_done"], now)
                     stats["reply_seconds"] += now - sent
                     return
                 for stamp in STAMP.findall(msg):  # a piece counts when it first shows (formatted blocks repeat it)
                     if stamp not in seen:
+                        if not seen:
+                            stats["first_pieces"].append(float(stamp))
                         seen.add(stamp)
-                        latencies.append(now - float(stamp))
+                        latencies.append((float(stamp), now - float(stamp)))
                         stats["deltas"] += 1
             stats["failed"] += 1
         except Exception as exc:  # noqa: BLE001
@@ -202,11 +208,13 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
     sql1 = app.sql_counts()
     app.stop()
 
-    latencies: list[float] = []
+    timed: list[tuple[float, float]] = []
     stats = {"deltas": 0, "done": 0, "failed": 0, "connect_errors": 0, "statuses": {}, "client_cpu_s": 0.0}
-    last_done = 0.0
+    last_done, first_done, first_pieces = 0.0, float("inf"), []
     for lat, st in results:
-        latencies += lat
+        timed += lat
+        first_done = min(first_done, st["first_done"])
+        first_pieces += st["first_pieces"]
         for k in ("deltas", "done", "failed", "connect_errors"):
             stats[k] += st[k]
         stats["client_cpu_s"] += st["cpu_s"]
@@ -225,6 +233,18 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
         cpu_per_piece_us = cpu_s / max(1.0, pieces) * 1e6
     else:
         cpu_pct = proxy_pct = cpu_per_piece_us = float("nan")
+    latencies = [latency for _, latency in timed]
+    # The steady state: from when the last reply began streaming to when the first one ended, all N stream.
+    all_streaming = max(first_pieces, default=float("inf"))
+    steady = [latency for emitted, latency in timed if all_streaming <= emitted <= first_done]
+    steady_samples = [s for s in samples if all_streaming <= s[0] <= first_done]
+    if len(steady_samples) >= 2 and steady:
+        steady_secs = steady_samples[-1][0] - steady_samples[0][0]
+        steady_pieces = sum(1 for emitted, _ in timed if steady_samples[0][0] <= emitted <= steady_samples[-1][0])
+        steady_cpu_us = (steady_samples[-1][1] - steady_samples[0][1]) / max(1, steady_pieces) * 1e6
+        steady_cpu_pct = (steady_samples[-1][1] - steady_samples[0][1]) / steady_secs * 100
+    else:
+        steady_secs = steady_cpu_us = steady_cpu_pct = float("nan")
     peak = max((s[2] for s in samples), default=rss_before)
     stream_secs = (last_done - start_at) if last_done else float("nan")
     writes = sum(sql1.get(f"{k} rows", 0) - sql0.get(f"{k} rows", 0) for k in ("INSERT", "UPDATE", "DELETE"))
@@ -247,6 +267,13 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
             "p99": pct(latencies, 99) * 1000,
             "max": max(latencies, default=float("nan")) * 1000,
         },
+        "steady": {
+            "seconds": steady_secs,
+            "p50_ms": pct(steady, 50) * 1000,
+            "p99_ms": pct(steady, 99) * 1000,
+            "cpu_pct": steady_cpu_pct,
+            "cpu_per_piece_us": steady_cpu_us,
+        },
         "server_cpu_pct": cpu_pct,
         "server_cpu_per_piece_us": cpu_per_piece_us,
         "proxy_cpu_pct": proxy_pct,
@@ -267,6 +294,8 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
         f" {row['deltas_per_s']:.0f}/s over {stream_secs:.1f}s | added latency p50 {lat['p50']:.1f} ms"
         f" p99 {lat['p99']:.1f} ms max {lat['max']:.0f} ms | server CPU {cpu_pct:.0f}%, {cpu_per_piece_us:.0f} µs/piece"
         f"{f' (nginx {proxy_pct:.0f}%)' if proxy else ''}"
+        f" | all {n} streaming ({steady_secs:.1f} s): p50 {pct(steady, 50) * 1000:.1f} ms p99 {pct(steady, 99) * 1000:.1f} ms,"
+        f" server CPU {steady_cpu_pct:.0f}%, {steady_cpu_us:.0f} µs/piece"
         f" | RSS {rss_before / 2**20:.0f}->{peak / 2**20:.0f} MiB, {row['memory_per_stream_kib']:.0f} KiB/stream"
         f" | rows written/reply {row['writes_per_reply']:.1f} {row['writes_by_kind_per_reply']}"
         f" in {row['write_statements_per_reply']:.1f} statements"
