@@ -510,6 +510,17 @@ async def test_models_list_errors(upstream):
     assert info.value.type == "invalid_request_error"
 
 
+async def test_the_proxy_the_environment_names_is_used(upstream, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{upstream.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    behind_proxy = Upstream(base_url="http://provider.invalid/v1", api_key="", model="m")  # reachable only through it
+    upstream.script(Reply(text="Through the proxy"))
+
+    assert text_of(await collect(behind_proxy)) == "Through the proxy"
+    assert {name.lower(): value for name, value in upstream.headers[-1].items()}["host"] == "provider.invalid"
+
+
 async def test_sequential_completions_reuse_one_connection(upstream, target, monkeypatch):
     accepted: list[Any] = []
     accept = upstream.server.process_request

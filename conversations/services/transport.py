@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import aiohttp
 import httpx
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 # Most specific first: the first match names the error.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -68,6 +70,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, limits: httpx.Limits) -> None:
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
 
     def _session_get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -76,8 +79,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 keepalive_timeout=self._limits.keepalive_expiry,
                 ssl=httpx.create_ssl_context(),
             )
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=True)
+            # Not trust_env: with it aiohttp reads ~/.netrc and the proxy variables in a thread on every request.
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
+
+    def _proxy(self, url: httpx.URL) -> str | None:
+        """The proxy the environment names for this scheme and host (HTTPS_PROXY, NO_PROXY...), looked up once."""
+        key = (url.scheme, url.host)
+        if key not in self._proxies:
+            try:
+                proxy, _ = get_env_proxy_for_url(URL(str(url)))
+            except LookupError:
+                proxy = None
+            self._proxies[key] = str(proxy) if proxy is not None else None
+        return self._proxies[key]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
@@ -90,6 +105,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body or None,
                 allow_redirects=False,
                 compress=False,
+                proxy=self._proxy(request.url),
                 timeout=aiohttp.ClientTimeout(
                     connect=timeout.get("pool"), sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
                 ),
