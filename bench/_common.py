@@ -178,8 +178,9 @@ class Chatweb:
             no_proxy="127.0.0.1,localhost",
             BENCH_SQL_COUNTS=str(self.data_dir / "sql_counts.json"),
         )
-        if self.database_url:
+        if self.database_url:  # the database outlives this data directory: so must the key of its encrypted rows
             env["DATABASE_URL"] = self.database_url
+            env["SECRET_KEY"] = "chatweb-bench-" + "k" * 40
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         env.update(self.extra_env)
@@ -206,9 +207,12 @@ class Chatweb:
 
     def start(self) -> Chatweb:
         ports = [free_port() for _ in range(self.workers)]
+        proxy_port = free_port() if self.workers > 1 else None
+        # Behind nginx the site's origin is nginx's, as CHATWEB_ORIGIN says in compose.yaml.
+        origin = {"CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{proxy_port}"} if proxy_port else {}
         for index, port in enumerate(ports):
             log = (self.data_dir / f"daphne-{index}.log").open("ab")
-            env = {**self.env(), "BENCH_SQL_COUNTS": str(self.data_dir / f"sql_counts-{index}.json")}
+            env = {**self.env(), **origin, "BENCH_SQL_COUNTS": str(self.data_dir / f"sql_counts-{index}.json")}
             self.processes.append(subprocess.Popen(
                 [*self.wrap, PYTHON, str(BENCH / "_serve.py"), "-b", "127.0.0.1", "-p", str(port),
                  "chatweb.asgi:application"],
@@ -217,13 +221,12 @@ class Chatweb:
             log.close()
         for port, process in zip(ports, self.processes):
             wait_listening(port, process)
-        self.port = ports[0] if self.workers == 1 else self._proxy_start(ports)
+        self.port = self._proxy_start(ports, proxy_port) if proxy_port else ports[0]
         return self
 
-    def _proxy_start(self, ports: list[int]) -> int:
-        """nginx with deploy/nginx.conf's server block, its upstream the workers, on a free port."""
+    def _proxy_start(self, ports: list[int], port: int) -> int:
+        """nginx with deploy/nginx.conf's server block, its upstream the workers, on ``port``."""
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        port = free_port()
         conf = (ROOT / "deploy" / "nginx.conf").read_text()
         servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
         conf = re.sub(r"(upstream chatweb \{\n)(?:    server [^\n]*\n)+", lambda m: m.group(1) + servers, conf)
