@@ -289,8 +289,10 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
         "client_cpu_pct": stats["client_cpu_s"] / (stream_secs + connect_time) * 100 if stream_secs == stream_secs else 0,
     }
     lat = row["added_latency_ms"]
+    unconnected = f" ({stats['connect_errors']} could not connect)" if stats["connect_errors"] else ""
     print(
-        f"N={n:<5} done {stats['done']}/{n} {stats['statuses']} | {stats['deltas']}/{n * expected_tokens} deltas,"
+        f"N={n:<5} done {stats['done']}/{n} {stats['statuses']}{unconnected}"
+        f" | {stats['deltas']}/{n * expected_tokens} deltas,"
         f" {row['deltas_per_s']:.0f}/s over {stream_secs:.1f}s | added latency p50 {lat['p50']:.1f} ms"
         f" p99 {lat['p99']:.1f} ms max {lat['max']:.0f} ms | server CPU {cpu_pct:.0f}%, {cpu_per_piece_us:.0f} µs/piece"
         f"{f' (nginx {proxy_pct:.0f}%)' if proxy else ''}"
