@@ -383,7 +383,7 @@ def _texts_save(texts: dict[int, str]) -> None:
     with connection.cursor() as cursor:
         cursor.executemany(
             f'UPDATE "{table}" SET "{content}" = %s, "{updated_at}" = %s WHERE "{pk}" = %s AND "{status}" = %s',
-            [(text, updated, message_id, Message.Status.STREAMING) for message_id, text in texts.items()],
+            [(text, updated, message_id, Message.Status.STREAMING.value) for message_id, text in texts.items()],
         )
 
 
