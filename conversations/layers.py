@@ -119,6 +119,11 @@ class _PubSubLoopLayer(pubsub.RedisPubSubLoopLayer):
         super().__init__(*args, **kwargs)
         self._shards = [_Shard(shard.host, self) for shard in self._shards]
 
+    async def group_add(self, group, channel):
+        if channel not in self.channels:  # a receiver that outlived a lost connection joins again
+            await self._subscribe_to_channel(channel)
+        await super().group_add(group, channel)
+
 
 class _Shard(pubsub.RedisSingleShardConnection):
     async def _do_receiving(self):

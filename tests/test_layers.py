@@ -32,6 +32,7 @@ UPSTREAM_PUBSUB = {
     (pubsub.RedisSingleShardConnection, "_do_receiving"): "a822736dcb875e43",
     (pubsub.RedisSingleShardConnection, "_receive_message"): "2f5f46af28e8ed76",
     (pubsub.RedisPubSubLoopLayer, "receive"): "2d3fa7938ba6e0a6",
+    (pubsub.RedisPubSubLoopLayer, "group_add"): "09e5aeb8954a88f2",
 }
 
 
