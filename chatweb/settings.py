@@ -134,14 +134,15 @@ if REDIS_URL:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
-    # Redis pub/sub (conversations.layers): a group send is one PUBLISH, and each worker reads
-    # its subscriptions on one connection, polled every 0.1 s, so reads need no timeout of
-    # their own: TCP keepalive (redis-py's 30 s idle and 3 probes 5 s apart) finds a peer that
-    # vanished, health checks and retried reconnects replace connections a Redis restart
-    # dropped, and connecting is bounded.
+    # Every socket waits for its messages in a blocking pop of 5 s (channels-redis's
+    # brpop_timeout). redis-py 8's default read timeout of 5 s failed idle sockets; any read
+    # timeout around that pop also loses a few of the cancellations a closing socket sends it
+    # (the reader then never ends), so reads have none: TCP keepalive (redis-py's 30 s idle and
+    # 3 probes 5 s apart) finds a peer that vanished, health checks and retried reconnects
+    # replace connections a Redis restart dropped, and connecting is bounded.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "conversations.layers.RedisPubSubChannelLayer",
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
@@ -153,6 +154,8 @@ if REDIS_URL:
                         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
                     }
                 ],
+                "capacity": 1500,
+                "expiry": 60,
                 # Lets several chatweb installations share one Redis.
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="chatweb"),
             },

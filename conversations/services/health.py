@@ -1,9 +1,7 @@
 """Readiness of this process's dependencies, for load balancers and orchestrators."""
 
 import asyncio
-import weakref
 from dataclasses import dataclass
-from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -13,7 +11,6 @@ from django.db import connection
 from ..localmodel import SupervisorState, port_open
 
 CHECK_TIMEOUT = 3.0
-_ping_channels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def _database_ping() -> None:
@@ -22,11 +19,8 @@ def _database_ping() -> None:
 
 
 async def _channel_layer_ping() -> None:
-    """A message through the layer to this process and back, on one channel per layer kept for every probe:
-    a new channel per probe would leave one (a Redis subscription, on pub/sub) behind each time."""
     layer = get_channel_layer()
-    channel = _ping_channels.get(layer) or await layer.new_channel()
-    _ping_channels[layer] = channel
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "health.ping"})
     await layer.receive(channel)
 
