@@ -26,6 +26,8 @@ BENCH = ROOT / "bench"
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+sys.path.insert(0, str(ROOT))
+from tests.live import die_with_parent  # noqa: E402 - a server outlives no benchmark
 
 
 def free_port() -> int:
@@ -216,7 +218,7 @@ class Chatweb:
             self.processes.append(subprocess.Popen(
                 [*self.wrap, PYTHON, str(BENCH / "_serve.py"), "-b", "127.0.0.1", "-p", str(port),
                  "chatweb.asgi:application"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             ))
             log.close()
         for port, process in zip(ports, self.processes):
@@ -238,7 +240,8 @@ class Chatweb:
             "events { worker_connections 16384; }\n"
             f"http {{\naccess_log off;\nclient_body_temp_path {prefix}/tmp;\n{conf}\n}}\n"
         )
-        self.proxy = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], cwd=prefix)
+        self.proxy = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], cwd=prefix,
+                                      preexec_fn=die_with_parent)
         wait_listening(port, self.proxy)
         return port
 
@@ -347,7 +350,8 @@ def bench_setup(
     If the bench fails, the server's log tail is printed; both are always stopped.
     """
     up_port = free_port()
-    upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), *upstream_args])
+    upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), *upstream_args],
+                                preexec_fn=die_with_parent)
     app = Chatweb(
         upstream_base_url=f"http://127.0.0.1:{up_port}/v1", database_url=database_url, redis_url=redis_url,
         workers=workers, wrap=py_spy(profile),

@@ -8,7 +8,9 @@ test process, so tests script the model's replies while a browser drives the pag
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,15 @@ from pathlib import Path
 from tests.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def die_with_parent() -> None:
+    """A ``preexec_fn``: the child is sent SIGTERM when the process that started it dies.
+
+    A killed test run or benchmark then leaves no server behind holding a port and
+    database connections for the next run to trip over.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 is PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -89,6 +100,7 @@ class LiveApp:
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
             log.close()
             if self._wait_listening(timeout):

@@ -24,7 +24,7 @@ from django.utils import timezone
 from conversations.models import Conversation, Message
 from conversations.services.watchdog import watchdog_tick
 from tests.conftest import path_append
-from tests.live import free_port
+from tests.live import die_with_parent, free_port
 from tests.upstream import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +88,7 @@ def workers(tmp_path):
             process = subprocess.Popen(
                 [sys.executable, "-m", "chatweb.serve", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
                 cwd=ROOT, env={**env, **environment}, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         started[name] = (process, port)
         deadline = time.monotonic() + 30
@@ -104,10 +105,13 @@ def workers(tmp_path):
         started[name][0].wait(timeout=10)
 
     yield start, kill
-    for process, _ in started.values():
+    for name, (process, _) in started.items():
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=10)
+        # Shown by pytest when the test failed: what the worker saw.
+        log = (tmp_path / f"{name}.log").read_text(errors="replace")
+        print(f"--- the end of worker {name}'s log:", log[-4000:], sep="\n")
 
 
 def _session_cookie(user) -> str:
