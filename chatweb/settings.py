@@ -5,6 +5,7 @@ configuration: SQLite in ``data/``, the in-memory channel layer and the bundled
 local model. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis.
 """
 
+import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,12 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+# django-environ reads a value that starts with "$" as the name of another variable, and a
+# SECRET_KEY from Django's own generator starts with "$" once in 50: it was silently replaced
+# by a key of this machine's, so sessions and provider keys did not survive between workers.
+# Every value is taken as written: each "$" is escaped, and django-environ unescapes it.
+env.ENVIRON = {name: value.replace("$", r"\$") for name, value in os.environ.items()}
+env.escape_proxy = True
 
 DATA_DIR = Path(env.str("CHATWEB_DATA_DIR", default=str(BASE_DIR / "data")))
 

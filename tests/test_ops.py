@@ -64,6 +64,26 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     assert "no issues" in result.stdout
 
 
+def test_settings_starting_with_a_dollar_are_taken_as_written(tmp_path):
+    """A SECRET_KEY from Django's generator starts with "$" once in 50: every worker must use it as set.
+
+    django-environ would read it as another variable's name, find none, and the worker would make a
+    key of its own: sessions signed by one worker were then refused by the next.
+    """
+    key = "$" + secrets.token_urlsafe(50)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "chatweb.settings",
+        "SECRET_KEY": key,
+        "OIDC_CLIENT_SECRET": r"$HOME and \$HOME",
+        "CHATWEB_DATA_DIR": str(tmp_path),
+    }
+    read = "from django.conf import settings; print(settings.SECRET_KEY); print(settings.OIDC_RP_CLIENT_SECRET)"
+    result = subprocess.run([sys.executable, "-c", read], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines() == [key, r"$HOME and \$HOME"], result.stderr
+    assert not (tmp_path / "secret_key").exists()
+
+
 def test_container_entrypoint_migrates_and_serves(tmp_path):
     """The image's entrypoint, run directly: a fresh data dir gets migrated and served, and stops cleanly."""
     import signal
