@@ -108,7 +108,7 @@ async def test_stopped_and_failed_replies_count_what_was_generated(user, priced,
     words = [f" w{i}" for i in range(300)]
     upstream.script(Reply(text="".join(words), pieces=words, delay=0.01))
     await tab.send(message="go")
-    await tab.receive_until("w9<")
+    await tab.receive_until(" w9")
     await tab.send(action="stop")
     await tab.receive_until('data-status="stopped"')
     stopped = await UsageRecord.objects.aget(message__status="stopped")
