@@ -210,6 +210,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.shown[message_id] = start + len(text)
             await self._send_text(message_id, text[shown - start :], replace=False)
 
+    async def chat_listening(self, event: dict[str, Any]) -> None:
+        """A reply's generation listens now: ask it again for the text this tab still waits for."""
+        if event["message_id"] in self.awaiting_snapshot:
+            await generation_sync(message_ids=[event["message_id"]], reply_to=self.channel_name)
+
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         """Show the reply so far: its finished blocks formatted, the rest as text."""
         if event["message_id"] in self.off_path:
@@ -324,6 +329,7 @@ def _listed(value: Any) -> list[Any]:
 CHAT_EVENTS = {
     "chat.delta": ChatConsumer.chat_delta,
     "chat.snapshot": ChatConsumer.chat_snapshot,
+    "chat.listening": ChatConsumer.chat_listening,
     "chat.blocks": ChatConsumer.chat_blocks,
     "chat.turn": ChatConsumer.chat_turn,
     "chat.done": ChatConsumer.chat_done,

@@ -5,7 +5,8 @@ from asgiref.sync import sync_to_async
 
 from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
 from conversations.selectors import message_page
-from tests.conftest import wait_for_status
+from conversations.services.generation import generation_start
+from tests.conftest import path_append, wait_for_status
 from tests.upstream import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,6 +114,26 @@ async def test_a_models_length_limit_bounds_the_reply_its_reservation_and_says_s
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     assert reply.finish_reason == "length"
     assert (await StoredCompletion.objects.aget(message=reply)).request["max_tokens"] == 5
+
+
+async def test_a_tab_that_asked_before_the_generation_listened_still_follows_it_live(
+    user, chat_model, upstream, open_tab
+):
+    """A tab opened (or switched to the branch) between a reply's creation and the start of its
+    generation asks for its text when nobody listens yet: it is asked again, and streams live."""
+    words = [f" w{i}" for i in range(20)]
+    upstream.script(Reply(text="".join(words), pieces=words, delay=0.03))
+    conversation = await Conversation.objects.acreate(user=user, model=chat_model)
+    _, reply = await sync_to_async(path_append)(
+        conversation, {"role": "user", "content": "Count"}, {"role": "assistant", "status": "streaming"}
+    )
+    _, _, tab = await open_tab(user, conversation.pk)
+    assert await tab.communicator.receive_nothing(timeout=0.3)  # it has asked, and nobody answered
+    generation_start(message_id=reply.pk)
+    html = await tab.receive_until(" w10")
+
+    assert 'data-status="complete"' not in html  # shown while it streams, not only once it ended
+    await tab.receive_until('data-status="complete"')
 
 
 async def test_stop_keeps_the_partial_text(user, chat_model, upstream, open_tab):

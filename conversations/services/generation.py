@@ -14,7 +14,8 @@ Each running generation listens on a channel of its own (joined to the group
 Events published to ``conversation_group(conversation_id)``: ``chat.turn`` (new
 messages), ``chat.delta`` (text and where it starts in the reply), ``chat.blocks`` (the
 reply so far as its finished Markdown blocks, rendered, and the open tail as text),
-``chat.snapshot`` (the text so far), ``chat.done`` (final state), ``chat.branch`` (the current path
+``chat.snapshot`` (the text so far), ``chat.listening`` (its generation answers sync requests now:
+a socket that asked before asks again), ``chat.done`` (final state), ``chat.branch`` (the current path
 changed: a version chosen, an edit, a branch deleted), ``chat.continue`` (a reply streams again).
 
 A channel-layer outage (Redis restarting) never changes how a reply ends: deltas are
@@ -217,12 +218,15 @@ def _reply_load(message_id: int) -> tuple[Message | None, Metered | None]:
 async def _controls(layer: Any, message_id: int, group: str, progress: _Progress) -> AsyncIterator[None]:
     """Listen for stop and sync requests on a channel of this generation's own while it runs.
 
-    The channel joins its group before the reply starts, so no socket's request is missed;
-    if the layer is down then, the listener joins as soon as it is back.
+    The channel joins its group before the reply starts; then the conversation's sockets are
+    told it listens, since one may have asked for the text before it did (a tab opened or
+    switched to the branch while the reply was being set up) and waits for an answer.
+    If the layer is down then, the listener joins as soon as it is back.
     """
     channel = await layer.new_channel()
     try:
         await layer.group_add(generation_group(message_id), channel)
+        await layer.group_send(group, {"type": "chat.listening", "message_id": message_id})
         joined = True
     except LAYER_ERRORS as exc:
         _publishing.failed(exc)
