@@ -55,8 +55,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         https://github.com/django/channels/blob/4.3.2/channels/consumer.py), with its loop replaced.
 
         Channels waits on the page and on the channel layer with a new task and an
-        ``asyncio.wait`` for every message, which took a sixth of a streamed delta's time
-        (bench/streams.py). Here one task reads each, for the socket's life, and a lock
+        ``asyncio.wait`` for every message, so a delta reached its handler after three wake-ups
+        of the event loop, each queued behind every other socket's once the worker is busy
+        (bench/RESULTS.md). Here one task reads each source for the socket's life, and a lock
         keeps their messages handled one at a time, in the order they came, as Channels does.
         tests/test_chat_socket.py fails when the upstream method changes.
         """
