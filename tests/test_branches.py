@@ -16,6 +16,8 @@ from tests.test_tree import _message
 from tests.upstream import Reply
 
 COMPLETE = 'class="message assistant" data-status="complete"'
+# Sent once a reply has ended, after it: a turn rendered after a quick reply ended already shows it COMPLETE.
+FINISHED = 'id="conversation-usage"'
 
 
 def _conversation(user, chat_model):
@@ -190,10 +192,10 @@ async def test_a_tab_reloaded_on_another_branch_than_the_current_is_sent_the_cur
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
     _, _, tab = await open_tab(user, conversation.pk)
     await tab.send(message="Hello")
-    await tab.receive_until(COMPLETE)
+    await tab.receive_until(FINISHED)
     old_reply = await Message.objects.aget(conversation=conversation, role="assistant")
     await tab.send(action="regenerate")
-    await tab.receive_until(COMPLETE)
+    await tab.receive_until(FINISHED)
 
     _, _, stale = await open_tab(user, conversation.pk, query=f"streaming=&leaf={old_reply.pk}")
     page = await stale.receive_until('id="messages" hx-swap-oob="innerHTML"')
@@ -212,13 +214,13 @@ async def test_continue_appends_to_a_cut_reply_and_each_call_is_accounted_and_st
     _, _, tab = await open_tab(user, conversation.pk)
     upstream.script(Reply(text="The first half", finish_reason="length"))
     await tab.send(message="Tell me")
-    html = await tab.receive_until(COMPLETE)
+    html = await tab.receive_until(FINISHED)
     assert "Continue" in html
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
 
     upstream.script(Reply(text=" and the second half."))
     await tab.send(action="continue", message_id=str(reply.pk))
-    html = await tab.receive_until(COMPLETE)
+    html = await tab.receive_until(FINISHED)
 
     assert "The first half and the second half." in html
     assert upstream.requests[-1]["messages"] == [
