@@ -19,8 +19,8 @@ a socket that asked before asks again), ``chat.done`` (final state), ``chat.bran
 changed: a version chosen, an edit, a branch deleted), ``chat.continue`` (a reply streams again).
 
 A channel-layer outage (Redis restarting) never changes how a reply ends: deltas are
-retried until they go out, the control listener rejoins its group and sends the
-text so far to the sockets that came back, and the end is saved whether or not it
+retried until they go out, the control listener rejoins its group and the sockets
+that came back ask it again for the text so far, and the end is saved whether or not it
 could be announced. A database outage holds the unsaved text until it can be saved.
 """
 
@@ -218,15 +218,12 @@ def _reply_load(message_id: int) -> tuple[Message | None, Metered | None]:
 async def _controls(layer: Any, message_id: int, group: str, progress: _Progress) -> AsyncIterator[None]:
     """Listen for stop and sync requests on a channel of this generation's own while it runs.
 
-    The channel joins its group before the reply starts; then the conversation's sockets are
-    told it listens, since one may have asked for the text before it did (a tab opened or
-    switched to the branch while the reply was being set up) and waits for an answer.
-    If the layer is down then, the listener joins as soon as it is back.
+    The channel joins its group before the reply starts; if the layer is down then, the
+    listener joins as soon as it is back.
     """
     channel = await layer.new_channel()
     try:
-        await layer.group_add(generation_group(message_id), channel)
-        await layer.group_send(group, {"type": "chat.listening", "message_id": message_id})
+        await _join(layer, channel, message_id, group)
         joined = True
     except LAYER_ERRORS as exc:
         _publishing.failed(exc)
@@ -403,17 +400,15 @@ async def _listen(
 ) -> None:
     """Answer stop and sync requests for one generation until it ends.
 
-    When the channel layer fails (a Redis restart forgets every group), it waits for it,
-    joins its group again and sends every socket on the conversation the text so far:
-    sockets that reconnected meanwhile may have asked while nobody listened.
+    When the channel layer fails (a Redis restart forgets every group), it waits for it
+    and joins its group again.
     """
     attempt = 0
     while True:
         try:
             if not joined:
-                await layer.group_add(generation_group(message_id), channel)
+                await _join(layer, channel, message_id, group)
                 joined = True
-                await layer.group_send(group, _snapshot(message_id, progress))
             request = await layer.receive(channel)
         except LAYER_ERRORS as exc:
             _publishing.failed(exc)
@@ -429,6 +424,17 @@ async def _listen(
         if request["type"] == "generation.sync":
             with contextlib.suppress(*LAYER_ERRORS):  # the socket asks again when it reconnects
                 await layer.send(request["reply_to"], _snapshot(message_id, progress))
+
+
+async def _join(layer: Any, channel: str, message_id: int, group: str) -> None:
+    """Join the generation's group, then tell the conversation's sockets that it listens.
+
+    A socket may have asked for the text while nobody listened: a tab opened or switched to
+    the branch while the reply was being set up, or one that reconnected during a channel-layer
+    outage. Such a socket still waits for an answer, and asks again.
+    """
+    await layer.group_add(generation_group(message_id), channel)
+    await layer.group_send(group, {"type": "chat.listening", "message_id": message_id})
 
 
 def _snapshot(message_id: int, progress: _Progress) -> dict[str, Any]:
