@@ -8,9 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 from django.template.backends.django import Template
 from django.template.loader import get_template
@@ -49,42 +47,6 @@ def _partial(name: str) -> Template:
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One browser tab on one conversation."""
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Channels' ``AsyncConsumer.__call__`` (channels 4.3.2,
-        https://github.com/django/channels/blob/4.3.2/channels/consumer.py), with its loop replaced.
-
-        Channels waits on the page and on the channel layer with a new task and an
-        ``asyncio.wait`` for every message, so a delta reached its handler after three wake-ups
-        of the event loop, each queued behind every other socket's once the worker is busy
-        (bench/RESULTS.md). Here one task reads each source for the socket's life, and a lock
-        keeps their messages handled one at a time, in the order they came, as Channels does.
-        tests/test_chat_socket.py fails when the upstream method changes.
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = send
-        turn = asyncio.Lock()
-        readers = [asyncio.ensure_future(self._read(source, turn)) for source in (receive, self.channel_receive)]
-        try:
-            done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
-            for reader in done:
-                reader.result()  # a reader ends only by raising: StopConsumer once the socket closed
-        except StopConsumer:
-            pass
-        finally:
-            for reader in readers:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-
-    async def _read(self, receive: Any, turn: asyncio.Lock) -> None:
-        """Hand each message from ``receive`` to ``dispatch``, when no other is being handled."""
-        while True:
-            message = await receive()
-            async with turn:
-                await self.dispatch(message)
 
     async def connect(self) -> None:
         user = self.scope["user"]
