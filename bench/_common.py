@@ -290,7 +290,7 @@ class Chatweb:
 import json
 from django.contrib.auth import get_user_model
 from django.test import Client
-from conversations.services.api_keys import api_key_create
+from conversations.accounts.api_keys import api_key_create
 User = get_user_model()
 user, _ = User.objects.get_or_create(username={username!r})
 user.is_staff = user.is_superuser = {superuser!r}

@@ -26,7 +26,7 @@ django.setup()
 from PIL import Image  # noqa: E402
 from reportlab.pdfgen import canvas  # noqa: E402
 
-from conversations.services.attachments import _processed  # noqa: E402
+from conversations.chat.attachments.upload import _processed  # noqa: E402
 
 
 def photo(width: int, height: int) -> bytes:

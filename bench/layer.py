@@ -20,7 +20,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatweb.settings")
 
 from channels.layers import InMemoryChannelLayer as ChannelsLayer  # noqa: E402
 
-from conversations.layers import InMemoryChannelLayer as ChatwebLayer  # noqa: E402
+from conversations.core.layers import InMemoryChannelLayer as ChatwebLayer  # noqa: E402
 
 EVENT = {"type": "chat.delta", "message_id": 12345, "text": "tok @1700000000.123456 ", "start": 100}
 

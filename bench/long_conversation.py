@@ -146,7 +146,7 @@ import json, random
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from conversations.models import ChatModel, Conversation, Message
-from conversations.rendering import markdown_render
+from conversations.core.rendering import markdown_render
 random.seed(14)
 user = get_user_model().objects.get(username="bench")
 model = ChatModel.objects.filter(enabled=True).order_by("position").first()
@@ -187,7 +187,7 @@ print(json.dumps(c.pk))
 FORKS = """
 import json
 from conversations.models import Conversation, Message
-from conversations.selectors import message_path_ids
+from conversations.chat.selectors import message_path_ids
 c = Conversation.objects.get(pk={conversation_id})
 pairs = []
 for pk in message_path_ids(conversation=c):

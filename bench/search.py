@@ -171,7 +171,7 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
 
-    from conversations.services import search
+    from conversations.library import search
 
     user = get_user_model().objects.get(username="bench")
     prefix = next(w[:3] for w in words[100:] if 10 <= sum(v.startswith(w[:3]) for v in words) <= 60)

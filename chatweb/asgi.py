@@ -12,10 +12,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chatweb.origins import SameOriginValidator  # noqa: E402
-from conversations.api.handler import ApiHandler  # noqa: E402
-from conversations.outages import SocketOutageMiddleware  # noqa: E402
-from conversations.routing import websocket_urlpatterns  # noqa: E402
-from conversations.services.watchdog import WatchdogMiddleware  # noqa: E402
+from conversations.chat.sockets import websocket_urlpatterns  # noqa: E402
+from conversations.chat.watchdog import WatchdogMiddleware  # noqa: E402
+from conversations.core.outages import SocketOutageMiddleware  # noqa: E402
+from conversations.gateway.handler import ApiHandler  # noqa: E402
 
 api_asgi_app = ApiHandler()
 # The URLconf is imported now, not by the first request or chat message that links somewhere.

@@ -70,8 +70,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "chatweb.logs.request_log_middleware",
-    "chatweb.queries.nul_query_middleware",
+    "conversations.core.logs.request_log_middleware",
+    "conversations.core.queries.nul_query_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -95,7 +95,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "conversations.context_processors.theme",
+                "conversations.web.context.theme",
             ],
         },
     },
@@ -171,7 +171,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "conversations.layers.InMemoryChannelLayer",
+            "BACKEND": "conversations.core.layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": 1500, "expiry": 60},
         }
     }
@@ -187,17 +187,17 @@ AUTH_PASSWORD_VALIDATORS = [
 # LOGIN_FAILURE_LIMIT failures for one username, or from one client address, that username or
 # address is locked out for LOGIN_LOCKOUT_MINUTES (429 with a page saying so). Admins see and
 # clear lockouts under Axes → Access attempts. A success resets that username's count.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "conversations.auth.PasswordBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "conversations.accounts.auth.PasswordBackend"]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "conversations.services.accounts.login_client_address"
+AXES_CLIENT_IP_CALLABLE = "conversations.accounts.users.login_client_address"
 AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a log of every successful sign-in is not needed
 AXES_VERBOSE = False
 
-# Single sign-on through an OpenID Connect provider (conversations.sso.OidcBackend, built on
+# Single sign-on through an OpenID Connect provider (conversations.accounts.oidc.OidcBackend, built on
 # mozilla-django-oidc): on when OIDC_ISSUER is set. The provider's endpoints come from its discovery
 # document; the code flow always uses PKCE (S256), a state and a nonce; users are linked by `sub`.
 OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
@@ -211,7 +211,7 @@ OIDC_USE_PKCE = True
 OIDC_USE_NONCE = True
 OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
 if OIDC_ISSUER:
-    AUTHENTICATION_BACKENDS.append("conversations.sso.OidcBackend")
+    AUTHENTICATION_BACKENDS.append("conversations.accounts.oidc.OidcBackend")
 # PASSWORD_LOGIN=0 turns password sign-in off for everyone but BREAK_GLASS_USERNAME (a local admin kept
 # for when the identity provider is down); sign-ups close with it.
 PASSWORD_LOGIN = env.bool("PASSWORD_LOGIN", default=True)
@@ -286,7 +286,7 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1"
 LOCAL_MODEL = env.bool("LOCAL_MODEL", default=True)
 LOCAL_MODEL_HOST = env.str("LOCAL_MODEL_HOST", default="127.0.0.1")
 LOCAL_MODEL_PORT = env.int("LOCAL_MODEL_PORT", default=8001)
-# Written by the local model's supervisor (python -m conversations.localmodel), read by /readyz and the admin.
+# Written by the local model's supervisor (python -m conversations.providers.localmodel), read by /readyz and the admin.
 LOCAL_MODEL_STATE_FILE = DATA_DIR / "local-model.json"
 
 COMPLETIONS = {
@@ -342,8 +342,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"()": "chatweb.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "chatweb.logs.JsonFormatter"},
+        "text": {"()": "conversations.core.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "conversations.core.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": env.str("LOG_FORMAT", default="text")},

@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import library_views, sharing_views, sso, transfer_views, views
+from conversations.accounts import oidc as sso
+from conversations.web import library as library_views
+from conversations.web import sharing as sharing_views
+from conversations.web import transfer as transfer_views
+from conversations.web import views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -55,5 +59,5 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("v1/", include("conversations.api.urls")),
+    path("v1/", include("conversations.gateway.urls")),
 ]

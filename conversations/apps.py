@@ -8,16 +8,29 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.conf import settings
-        from django.core.signals import setting_changed
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
-        from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
+        from django.core.signals import setting_changed
+        from django.db.models.signals import (
+            m2m_changed,
+            post_delete,
+            post_migrate,
+            post_save,
+        )
 
-        from .models import (
-            ApiKey, ChatModel, Deployment, GroupPolicy, ModelAlias, ModelGrant, ModelPrice, Provider, SiteSettings,
+        from conversations.core.rowcache import rowcache_clear
+        from conversations.models import (
+            ApiKey,
+            ChatModel,
+            Deployment,
+            GroupPolicy,
+            ModelAlias,
+            ModelGrant,
+            ModelPrice,
+            Provider,
+            SiteSettings,
             UserLimits,
         )
-        from .services.rowcache import rowcache_clear
 
         cached = (
             ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits, GroupPolicy, ModelGrant,
@@ -37,7 +50,7 @@ def _search_index_check(*, using: str, **kwargs) -> None:
     """After every migrate: SQLite rebuilds a table for some schema changes and drops its triggers with it."""
     from django.db import connections
 
-    from .searchindex import INDEXED, searchindex_ensure
+    from conversations.library.searchindex import INDEXED, searchindex_ensure
 
     connection = connections[using]
     if connection.vendor == "sqlite" and INDEXED[0][0] in connection.introspection.table_names():

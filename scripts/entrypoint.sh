@@ -7,6 +7,6 @@ set -eu
 cd "$(dirname "$0")/.."
 case "${1:-serve}" in
   serve) HOST=0.0.0.0 PY=python exec scripts/serve.sh ;;
-  local-model) exec python -m conversations.localmodel --host 0.0.0.0 --port "${LOCAL_MODEL_PORT:-8001}" ;;
+  local-model) exec python -m conversations.providers.localmodel --host 0.0.0.0 --port "${LOCAL_MODEL_PORT:-8001}" ;;
   *) exec "$@" ;;
 esac

@@ -27,7 +27,7 @@ trap cleanup EXIT INT TERM
 # serves on without it meanwhile, so only Daphne's end ends this script.
 case "${LOCAL_MODEL:-1}:$LOCAL_MODEL_HOST" in 0:*|false:*|no:*|off:*) ;; *:127.0.0.1|*:localhost)
   echo "Starting the local model (SmolLM2 135M) on $LOCAL_MODEL_HOST:$LOCAL_MODEL_PORT (its output: $DATA_DIR/local-model.log)"
-  "$PY" -m conversations.localmodel --port "$LOCAL_MODEL_PORT" --log-file "$DATA_DIR/local-model.log" &
+  "$PY" -m conversations.providers.localmodel --port "$LOCAL_MODEL_PORT" --log-file "$DATA_DIR/local-model.log" &
   pids+=($!)
 esac
 

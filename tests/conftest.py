@@ -143,7 +143,7 @@ def live_server_url(_live_server: tuple[str, _HttpInFlight]) -> Iterator[str]:
 
 
 def socket_app() -> Any:
-    from conversations.routing import websocket_urlpatterns
+    from conversations.chat.sockets import websocket_urlpatterns
 
     return URLRouter(websocket_urlpatterns)
 
@@ -206,7 +206,7 @@ async def open_tab() -> AsyncIterator[Any]:
 def signed_in_session(user: Any) -> Any:
     """A session signing ``user`` in, as the login page leaves it (what a page's socket carries)."""
     client = Client()
-    client.force_login(user, backend="conversations.auth.PasswordBackend")
+    client.force_login(user, backend="conversations.accounts.auth.PasswordBackend")
     return import_module(django_settings.SESSION_ENGINE).SessionStore(client.session.session_key)
 
 

@@ -19,7 +19,7 @@ from conversations.models import (
     ApiKey, ChatModel, Conversation, GroupPolicy, Message, ModelGrant, ModelPrice, SiteSettings, UsageRecord,
     UserLimits,
 )
-from conversations.services.api_keys import api_key_create
+from conversations.accounts.api_keys import api_key_create
 from tests.conftest import eventually
 from tests.upstream import Reply
 

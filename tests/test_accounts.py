@@ -18,7 +18,7 @@ from conversations.models import Conversation, Message
 from tests.conftest import signed_in_session
 from tests.upstream import Reply
 
-MODEL_BACKEND = "conversations.auth.PasswordBackend"
+MODEL_BACKEND = "conversations.accounts.auth.PasswordBackend"
 PASSWORD = "alice-password-1"
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.models import ApiKey, ChatModel, UserLimits
-from conversations.services.api_keys import api_key_create, api_key_revoke
+from conversations.accounts.api_keys import api_key_create, api_key_revoke
 from tests.upstream import Error, Hang, Raw, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conversations.api.validation import ApiError, chat_request_validate, metadata_validate
+from conversations.gateway.validation import ApiError, chat_request_validate, metadata_validate
 
 USER = {"role": "user", "content": "Hi"}
 MINIMAL = {"model": "fake-model", "messages": [USER]}

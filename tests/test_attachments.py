@@ -16,9 +16,9 @@ from django.test import AsyncClient, Client
 from PIL import Image
 
 from conversations.models import Attachment, Conversation, Message, StoredCompletion, UsageRecord
-from conversations.services.attachments import image_tokens_estimate
-from conversations.services.chat import message_send
-from conversations.services.sharing import share_create, share_revoke
+from conversations.providers.tokens import image_tokens_estimate
+from conversations.chat.turns import message_send
+from conversations.library.sharing import share_create, share_revoke
 from tests.conftest import wait_for_status
 from tests.upstream import Reply
 
@@ -63,7 +63,7 @@ def pdf(text: str | None, password: str | None = None) -> bytes:
 
 def signed_in(user: Any, *, csrf: bool = False) -> Client:
     client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user, backend="conversations.auth.PasswordBackend")
+    client.force_login(user, backend="conversations.accounts.auth.PasswordBackend")
     return client
 
 
@@ -346,7 +346,7 @@ async def test_a_document_over_the_models_context_is_refused_with_the_numbers(us
 
 async def test_a_new_chat_with_only_a_file_starts_and_a_refused_one_keeps_text_and_files(user, chat_model, upstream):
     client = AsyncClient()
-    await sync_to_async(client.force_login)(user, backend="conversations.auth.PasswordBackend")
+    await sync_to_async(client.force_login)(user, backend="conversations.accounts.auth.PasswordBackend")
     image = await _upload(user, "cat.png", png())
 
     refused = await client.post("/c/new", {"message": "What is it?", "attachments": [image.pk]})
@@ -462,7 +462,7 @@ def test_v1_stored_completions_keep_image_parts_and_list_them_as_content_parts(
 ):
     import openai
 
-    from conversations.services.api_keys import api_key_create
+    from conversations.accounts.api_keys import api_key_create
 
     client = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="t")[1], max_retries=0)
     url = "data:image/png;base64," + base64.b64encode(png(1024, 1024)).decode()

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from conversations.models import ApiKey, Conversation, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
-from conversations.services.api_keys import api_key_create
+from conversations.accounts.api_keys import api_key_create
 from tests.conftest import eventually, path_append
 from tests.upstream import Reply
 

@@ -6,11 +6,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 
-from conversations.errors import NotFound
+from conversations.core.errors import NotFound
 from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
-from conversations.selectors import message_page, message_path_ids
-from conversations.services.branches import branch_delete, message_edit, message_select
-from conversations.services.chat import MAX_MESSAGE_CHARS, message_regenerate
+from conversations.chat.selectors import message_page, message_path_ids
+from conversations.chat.branches import branch_delete, message_edit, message_select
+from conversations.chat.turns import MAX_MESSAGE_CHARS, message_regenerate
 from tests.conftest import wait_for_status
 from tests.test_tree import _message
 from tests.upstream import Reply

@@ -6,9 +6,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from conversations.errors import InvalidInput
+from conversations.core.errors import InvalidInput
 from conversations.models import ChatModel, Conversation, Message, Preset, StoredCompletion
-from conversations.services.chat_settings import (
+from conversations.chat.settings import (
     chat_request_parameters,
     chat_settings_clean,
     conversation_settings_set,

@@ -4,8 +4,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
-from conversations.selectors import message_page
-from conversations.services.generation import generation_start
+from conversations.chat.selectors import message_page
+from conversations.chat.generation.run import generation_start
 from tests.conftest import path_append, wait_for_status
 from tests.upstream import Reply
 

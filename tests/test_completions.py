@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conversations.services.completions import (
+from conversations.providers.completions import (
     CompletionError,
     Upstream,
     UpstreamConnectionError,

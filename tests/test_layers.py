@@ -7,7 +7,7 @@ import inspect
 import pytest
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 
-from conversations.layers import InMemoryChannelLayer
+from conversations.core.layers import InMemoryChannelLayer
 
 # Channels 4.3.2's methods that conversations/layers.py replaces: when one changes upstream,
 # this fails, so that the copy is compared with the new version and this list updated.

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations.localmodel import MODEL_ALIAS, SupervisorState
+from conversations.providers.localmodel import MODEL_ALIAS, SupervisorState
 from conversations.models import ChatModel, Conversation, Message, Provider
 from tests.live import free_port
 
@@ -54,7 +54,7 @@ def supervised_model(tmp_path_factory):
     state_file = folder / "state.json"
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "conversations.localmodel", "--port", str(port), "--context", "2048",
+            sys.executable, "-m", "conversations.providers.localmodel", "--port", str(port), "--context", "2048",
             "--state-file", str(state_file), "--log-file", str(folder / "server.log"),
         ],
         cwd=ROOT,
@@ -168,7 +168,7 @@ def test_the_start_script_keeps_serving_while_the_local_model_restarts(tmp_path)
         CHATWEB_DATA_DIR=str(tmp_path / "data"), STATIC_ROOT=str(tmp_path / "static"),
     )
     make_key = (
-        "from django.contrib.auth.models import User; from conversations.services.api_keys import api_key_create;"
+        "from django.contrib.auth.models import User; from conversations.accounts.api_keys import api_key_create;"
         "print(api_key_create(user=User.objects.create_user('carol', password='carol-password-1'), name='t')[1])"
     )
     log = open(tmp_path / "serve.log", "w+b")

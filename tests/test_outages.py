@@ -21,13 +21,13 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from conversations.consumers import FRAME_MAX_BYTES
+from conversations.chat.consumer import FRAME_MAX_BYTES
 from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
-from conversations.selectors import message_page
-from conversations.services.chat import message_regenerate, message_send
-from conversations.services.usage_report import conversation_totals
-from conversations.services.tokens import tokens_count
-from conversations.services.watchdog import watchdog_tick
+from conversations.chat.selectors import message_page
+from conversations.chat.turns import message_regenerate, message_send
+from conversations.ledger.reports import conversation_totals
+from conversations.providers.tokens import tokens_count
+from conversations.chat.watchdog import watchdog_tick
 from tests.outage import RedisServer, TcpProxy
 from tests.test_workers import Page, _session_cookie, _slow_reply, needs_services, workers  # noqa: F401
 from tests.upstream import Reply

@@ -3,8 +3,8 @@
 import pytest
 
 from conversations.models import ChatModel, Provider
-from conversations.services.completions import UpstreamConnectionError
-from conversations.services.providers import (
+from conversations.providers.completions import UpstreamConnectionError
+from conversations.providers.catalog import (
     LOCAL_MODEL_LABEL,
     LOCAL_MODEL_NAME,
     LOCAL_PROVIDER,

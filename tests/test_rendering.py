@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conversations.rendering import finished_blocks_end, markdown_render, streaming_blocks_extend
+from conversations.core.rendering import finished_blocks_end, markdown_render, streaming_blocks_extend
 
 ATTACKS = [
     "<script>alert(1)</script>",

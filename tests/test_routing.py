@@ -17,9 +17,9 @@ from asgiref.sync import sync_to_async
 from conversations.models import (
     ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, StoredCompletion, UsageRecord,
 )
-from conversations.services.api_keys import api_key_create
-from conversations.services.completions import Upstream
-from conversations.services.routing import Route, routes_ordered, routing_state_reset
+from conversations.accounts.api_keys import api_key_create
+from conversations.providers.completions import Upstream
+from conversations.providers.routes import Route, routes_ordered, routing_state_reset
 from tests.conftest import eventually, wait_for_status
 from tests.live import free_port
 from tests.test_workers import needs_services, workers  # noqa: F401 - the workers fixture

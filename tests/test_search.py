@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conversations.errors import InvalidInput
+from conversations.core.errors import InvalidInput
 from conversations.models import Conversation, Folder, Message
-from conversations.services.search import conversation_search, search_query_parse
+from conversations.library.search import conversation_search, search_query_parse
 from tests.conftest import path_append
 
 pytestmark = pytest.mark.django_db

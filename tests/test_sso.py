@@ -28,7 +28,7 @@ from tests.oidc_provider.__main__ import CLIENT_SECRET, USERS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-OIDC_BACKEND = "conversations.sso.OidcBackend"
+OIDC_BACKEND = "conversations.accounts.oidc.OidcBackend"
 FAILED = "did not work"  # the sign-in page's words for a failed single sign-on
 
 
@@ -329,8 +329,8 @@ def test_turning_password_login_off_ends_password_sessions_but_the_break_glass_a
     alice = User.objects.create_user(username="alice", password="alice-password-1")
     root = User.objects.create_superuser(username="root", password="break-glass-passphrase-1")
     alice_browser, root_browser = client, type(client)()
-    alice_browser.force_login(alice, backend="conversations.auth.PasswordBackend")
-    root_browser.force_login(root, backend="conversations.auth.PasswordBackend")
+    alice_browser.force_login(alice, backend="conversations.accounts.auth.PasswordBackend")
+    root_browser.force_login(root, backend="conversations.accounts.auth.PasswordBackend")
     settings.PASSWORD_LOGIN, settings.BREAK_GLASS_USERNAME = False, "root"
     assert alice_browser.get("/").status_code == 302
     assert root_browser.get("/").status_code == 200

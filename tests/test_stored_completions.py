@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from conversations.models import ChatModel, StoredCompletion
-from conversations.services.api_keys import api_key_create
+from conversations.accounts.api_keys import api_key_create
 from tests.test_api import _tool_call_stream
 from tests.upstream import Reply
 

@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from conversations.models import Conversation, Message, SiteSettings, UsageRecord
-from conversations.services.generation import generation_running_ids
-from conversations.services import titles
-from conversations.services.titles import title_clean
+from conversations.chat.generation.run import generation_running_ids
+from conversations.chat import titles
+from conversations.chat.titles import title_clean
 from tests.conftest import wait_for_status
 from tests.upstream import Error, Reply
 

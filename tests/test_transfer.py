@@ -10,10 +10,10 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from conversations.errors import InvalidInput
+from conversations.core.errors import InvalidInput
 from conversations.models import Conversation, ImportRun, Message, StoredCompletion, UsageRecord
-from conversations.selectors import message_path_ids
-from conversations.services.imports import import_file_check, import_run_create, import_run_process
+from conversations.chat.selectors import message_path_ids
+from conversations.library.imports import import_file_check, import_run_create, import_run_process
 from tests.conftest import path_append
 
 pytestmark = pytest.mark.django_db
@@ -266,7 +266,7 @@ def test_an_upload_imports_in_the_background_and_v1_lists_none_of_it(live_server
     import openai
     from django.test import Client
 
-    from conversations.services.api_keys import api_key_create
+    from conversations.accounts.api_keys import api_key_create
     from tests.conftest import eventually
 
     browser = Client()

@@ -15,8 +15,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from conversations.models import ChatModel, Conversation, GroupPolicy, Message, ModelPrice, UsageRecord, UserLimits
-from conversations.services.api_keys import api_key_create
-from conversations.services.usage import Price, cost_of, price_at
+from conversations.accounts.api_keys import api_key_create
+from conversations.ledger.usage import Price, cost_of, price_at
 from tests.conftest import eventually
 from tests.upstream import Hang, Reply
 

@@ -22,7 +22,7 @@ from django.test import Client
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
-from conversations.services.watchdog import watchdog_tick
+from conversations.chat.watchdog import watchdog_tick
 from tests.conftest import path_append
 from tests.live import die_with_parent, free_port
 from tests.upstream import Reply

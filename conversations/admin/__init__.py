@@ -2,4 +2,4 @@
 usage (prices, per-user limits, the ledger and a usage report), and access (group policies, models
 granted to users, API keys). Importing registers them all."""
 
-from . import access, chat, stored, usage  # noqa: F401
+from conversations.admin import access, chat, stored, usage  # noqa: F401

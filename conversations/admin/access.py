@@ -12,8 +12,8 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from ..models import ApiKey, ChatModel, GroupPolicy, ModelGrant
-from ..services.usage import group_spent, month_start
+from conversations.ledger.usage import group_spent, month_start
+from conversations.models import ApiKey, ChatModel, GroupPolicy, ModelGrant
 
 NOT_NEGATIVE = ("monthly_budget", "member_monthly_budget")
 

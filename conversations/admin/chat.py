@@ -9,8 +9,11 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from ..errors import InvalidInput, UpstreamFailed
-from ..models import (
+from conversations.chat.settings import chat_settings_clean
+from conversations.chat.turns import conversation_delete
+from conversations.core.errors import InvalidInput, UpstreamFailed
+from conversations.library.sharing import share_revoke
+from conversations.models import (
     ChatModel,
     Conversation,
     Deployment,
@@ -21,13 +24,10 @@ from ..models import (
     SharedLink,
     SiteSettings,
 )
-from ..services.chat import conversation_delete
-from ..services.chat_settings import chat_settings_clean
-from ..services.completions import models_list
-from ..services.health import local_model_status
-from ..services.providers import base_url_is_local
-from ..services.routing import routes_test
-from ..services.sharing import share_revoke
+from conversations.providers.catalog import base_url_is_local
+from conversations.providers.completions import models_list
+from conversations.providers.health import local_model_status
+from conversations.providers.routes import routes_test
 
 
 class ProviderForm(forms.ModelForm):

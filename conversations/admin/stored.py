@@ -22,13 +22,13 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from ..errors import InvalidInput
-from ..metadata import metadata_check
-from ..ids import row_id
-from ..models import ChatModel, StoredCompletion
-from ..services.attachments import document_blocks_split
-from ..services.export import afine_tuning_jsonl, fine_tuning_jsonl
-from ..services.stored import stored_completions_with_metadata
+from conversations.chat.attachments.parts import document_blocks_split
+from conversations.core.errors import InvalidInput
+from conversations.core.ids import row_id
+from conversations.core.metadata import metadata_check
+from conversations.ledger.finetune import afine_tuning_jsonl, fine_tuning_jsonl
+from conversations.ledger.stored import stored_completions_with_metadata
+from conversations.models import ChatModel, StoredCompletion
 
 # The list never counts the whole table: its paginator counts at most COUNT_CAP rows (and on
 # PostgreSQL reads the planner's estimate for the unfiltered table), facets are off, and the

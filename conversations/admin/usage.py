@@ -8,7 +8,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin  # importing it registers Django's User admin, replaced below
+from django.contrib.auth.admin import (
+    UserAdmin,  # importing it registers Django's User admin, replaced below
+)
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -17,13 +19,23 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from ..models import ChatModel, ModelPrice, SsoIdentity, UsageRecord, UserLimits
-from ..services.accounts import account_sockets_check
-from ..services.usage import month_start
-from ..services.usage_report import admin_report
-from .access import ModelGrantInline
-from .stored import CappedCountPaginator, CreatedRangeFilter, StoredModelFilter, UserFilter
-
+from conversations.accounts.users import account_sockets_check
+from conversations.admin.access import ModelGrantInline
+from conversations.admin.stored import (
+    CappedCountPaginator,
+    CreatedRangeFilter,
+    StoredModelFilter,
+    UserFilter,
+)
+from conversations.ledger.reports import admin_report
+from conversations.ledger.usage import month_start
+from conversations.models import (
+    ChatModel,
+    ModelPrice,
+    SsoIdentity,
+    UsageRecord,
+    UserLimits,
+)
 
 PRICE_FIELDS = ["input_per_million", "cached_input_per_million", "output_per_million"]
 

@@ -3,7 +3,6 @@
 from django.conf import settings
 from django.db import migrations, models
 
-
 METADATA_GIN = "stored_metadata_gin"
 
 

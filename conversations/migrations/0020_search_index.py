@@ -1,17 +1,17 @@
-"""Full-text search indexes (conversations.searchindex): PostgreSQL tsvector columns with GIN
+"""Full-text search indexes (conversations.library.searchindex): PostgreSQL tsvector columns with GIN
 indexes, or SQLite FTS5 tables with triggers."""
 
 from django.db import migrations
 
 
 def forwards(apps, schema_editor) -> None:
-    from conversations.searchindex import searchindex_ensure
+    from conversations.library.searchindex import searchindex_ensure
 
     searchindex_ensure(connection=schema_editor.connection)
 
 
 def backwards(apps, schema_editor) -> None:
-    from conversations.searchindex import INDEXED, fts_table
+    from conversations.library.searchindex import INDEXED, fts_table
 
     with schema_editor.connection.cursor() as cursor:
         for table, _column in INDEXED:

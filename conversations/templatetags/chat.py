@@ -9,8 +9,8 @@ from django.urls import get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from ..models import Message
-from ..rendering import markdown_render, streaming_render
+from conversations.core.rendering import markdown_render, streaming_render
+from conversations.models import Message
 
 register = template.Library()
 

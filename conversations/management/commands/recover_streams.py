@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from conversations.services.chat import messages_interrupt_orphans
+from conversations.chat.turns import messages_interrupt_orphans
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from conversations.services.completions import CompletionError
-from conversations.services.providers import providers_sync
+from conversations.providers.catalog import providers_sync
+from conversations.providers.completions import CompletionError
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""Files attached to messages: uploaded and checked, kept, and given to the model."""

@@ -1,0 +1,14 @@
+"""Reads of the usage ledger, scoped to the user asking."""
+
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from conversations.models import (
+    UsageRecord,
+)
+
+
+def usage_list(*, user: AbstractBaseUser) -> QuerySet[UsageRecord]:
+    """The user's usage ledger: chat replies and /v1 calls."""
+    return UsageRecord.objects.filter(user=user)

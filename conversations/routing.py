@@ -1,7 +1,0 @@
-from django.urls import path
-
-from .consumers import ChatConsumer
-
-websocket_urlpatterns = [
-    path("ws/c/<int:conversation_id>/", ChatConsumer.as_asgi(), name="conversation_socket"),
-]
