@@ -8,7 +8,7 @@ LOCAL_MODEL ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz install install-dev install-local browser bench clean
+.PHONY: run test lint fuzz install install-dev install-local browser bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ run: install $(if $(filter 0,$(LOCAL_MODEL)),,install-local)
 
 test: install-dev install-local browser
 	$(PY) -m pytest
+
+# Lint, format, types, the rooms' dependency contract (pyproject.toml), and no model change without its migration.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) manage.py makemigrations --check --dry-run
 
 # Property-based fuzzing of /v1 and the chat socket at length: FUZZ_EXAMPLES cases for each of its
 # three tests (make test runs 30 each); prints the count. On one core: about 60 cases a second.

@@ -54,16 +54,16 @@ import django  # noqa: E402
 django.setup()
 
 import httpx  # noqa: E402
+from _common import free_port  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import AbstractBaseUser  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from _common import free_port  # noqa: E402
-from conversations.providers.localmodel import MODEL_ALIAS, server_command, server_environment  # noqa: E402
-from conversations.models import ChatModel, Conversation, Message, Provider  # noqa: E402
 from conversations.chat.sockets import websocket_urlpatterns  # noqa: E402
+from conversations.models import ChatModel, Conversation, Message, Provider  # noqa: E402
+from conversations.providers.localmodel import MODEL_ALIAS, server_command, server_environment  # noqa: E402
 from conversations.providers.tokens import tokens_count  # noqa: E402
 
 PROMPTS = [

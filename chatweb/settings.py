@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "conversations.web.errors.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "chatweb.urls"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from importlib import import_module
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from importlib import import_module
 from typing import Any
 
 import pytest
@@ -19,8 +19,8 @@ from django.db import connections
 from django.test import Client
 
 from conversations.models import ChatModel, Conversation, Message, Provider
-from tests.upstream import FakeUpstream
 from tests.live import free_port
+from tests.upstream import FakeUpstream
 
 FAKE_MODEL = "fake-model"
 

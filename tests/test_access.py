@@ -15,11 +15,19 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from conversations.accounts.api_keys import api_key_create
 from conversations.models import (
-    ApiKey, ChatModel, Conversation, GroupPolicy, Message, ModelGrant, ModelPrice, SiteSettings, UsageRecord,
+    ApiKey,
+    ChatModel,
+    Conversation,
+    GroupPolicy,
+    Message,
+    ModelGrant,
+    ModelPrice,
+    SiteSettings,
+    UsageRecord,
     UserLimits,
 )
-from conversations.accounts.api_keys import api_key_create
 from tests.conftest import eventually
 from tests.upstream import Reply
 

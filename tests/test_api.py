@@ -9,11 +9,10 @@ import httpx
 import openai
 import pydantic
 import pytest
-
 from django.utils import timezone
 
-from conversations.models import ApiKey, ChatModel, UserLimits
 from conversations.accounts.api_keys import api_key_create, api_key_revoke
+from conversations.models import ApiKey, ChatModel, UserLimits
 from tests.upstream import Error, Hang, Raw, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,10 +15,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient, Client
 from PIL import Image
 
-from conversations.models import Attachment, Conversation, Message, StoredCompletion, UsageRecord
-from conversations.providers.tokens import image_tokens_estimate
 from conversations.chat.turns import message_send
 from conversations.library.sharing import share_create, share_revoke
+from conversations.models import Attachment, Conversation, Message, StoredCompletion, UsageRecord
+from conversations.providers.tokens import image_tokens_estimate
 from tests.conftest import wait_for_status
 from tests.upstream import Reply
 

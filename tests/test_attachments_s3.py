@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from conversations.models import Attachment, Conversation
 from conversations.chat.turns import message_send
+from conversations.models import Attachment, Conversation
 from tests.live import free_port
 from tests.test_attachments import png, signed_in, upload
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations.models import ApiKey, Conversation, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
 from conversations.accounts.api_keys import api_key_create
+from conversations.models import ApiKey, Conversation, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
 from tests.conftest import eventually, path_append
 from tests.upstream import Reply
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ValidationError
 
-from conversations.core.errors import NotFound
-from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
-from conversations.chat.selectors import message_page, message_path_ids
 from conversations.chat.branches import branch_delete, message_edit, message_select
+from conversations.chat.selectors import message_page, message_path_ids
 from conversations.chat.turns import MAX_MESSAGE_CHARS, message_regenerate
+from conversations.core.errors import InvalidInput, NotFound
+from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
 from tests.conftest import wait_for_status
 from tests.test_tree import _message
 from tests.upstream import Reply
@@ -74,9 +73,9 @@ def test_bad_edits_change_nothing_and_say_why(user, other_user, chat_model):
     theirs, (their_q, *_) = _conversation(other_user, chat_model)
     count = Message.objects.count()
 
-    with pytest.raises(ValidationError, match="Type a message first"):
+    with pytest.raises(InvalidInput, match="Type a message first"):
         message_edit(conversation=conversation, message_id=q2.pk, content="   ")
-    with pytest.raises(ValidationError, match="the limit is 100,000"):
+    with pytest.raises(InvalidInput, match="the limit is 100,000"):
         message_edit(conversation=conversation, message_id=q2.pk, content="x" * (MAX_MESSAGE_CHARS + 1))
     for stranger in (their_q.pk, "abc", 10**30, None):
         with pytest.raises(NotFound):

@@ -6,8 +6,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from conversations.core.errors import InvalidInput
-from conversations.models import ChatModel, Conversation, Message, Preset, StoredCompletion
 from conversations.chat.settings import (
     chat_request_parameters,
     chat_settings_clean,
@@ -16,6 +14,8 @@ from conversations.chat.settings import (
     preferences_chat_set,
     preset_save,
 )
+from conversations.core.errors import InvalidInput
+from conversations.models import ChatModel, Conversation, Message, Preset, StoredCompletion
 from tests.conftest import wait_for_status
 
 

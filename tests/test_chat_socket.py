@@ -3,9 +3,9 @@
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
-from conversations.chat.selectors import message_page
 from conversations.chat.generation.run import generation_start
+from conversations.chat.selectors import message_page
+from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
 from tests.conftest import path_append, wait_for_status
 from tests.upstream import Reply
 

@@ -19,8 +19,8 @@ from conversations.providers.completions import (
     completion_stream,
     models_list,
 )
-from tests.upstream import Drop, Error, FakeUpstream, Hang, Raw, Reply
 from tests.live import free_port
+from tests.upstream import Drop, Error, FakeUpstream, Hang, Raw, Reply
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 

@@ -26,8 +26,8 @@ from channels.testing import WebsocketCommunicator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversations.models import Conversation, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
 from conversations.accounts.api_keys import api_key_create
+from conversations.models import Conversation, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
 from tests.conftest import eventually, signed_in_session, socket_app
 
 pytestmark = pytest.mark.django_db(transaction=True)

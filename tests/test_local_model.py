@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations.providers.localmodel import MODEL_ALIAS, SupervisorState
 from conversations.models import ChatModel, Conversation, Message, Provider
+from conversations.providers.localmodel import MODEL_ALIAS, SupervisorState
 from tests.live import free_port
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="the local model is installed by `make install-local`")

@@ -6,9 +6,9 @@ import logging
 import openai
 import pytest
 
+from conversations.accounts.api_keys import api_key_create
 from conversations.core.logs import JsonFormatter
 from conversations.models import Conversation
-from conversations.accounts.api_keys import api_key_create
 from tests.conftest import eventually
 from tests.upstream import Reply
 

@@ -8,8 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from prometheus_client.parser import text_string_to_metric_families
 
-from conversations.models import Conversation
 from conversations.accounts.api_keys import api_key_create
+from conversations.models import Conversation
 from tests.conftest import eventually
 from tests.upstream import Error, Reply
 

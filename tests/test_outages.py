@@ -21,13 +21,13 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from conversations.chat.consumer import FRAME_MAX_BYTES
-from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
+from conversations.chat.frames import FRAME_MAX_BYTES
 from conversations.chat.selectors import message_page
 from conversations.chat.turns import message_regenerate, message_send
-from conversations.ledger.reports import conversation_totals
-from conversations.providers.tokens import tokens_count
 from conversations.chat.watchdog import watchdog_tick
+from conversations.ledger.reports import conversation_totals
+from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
+from conversations.providers.tokens import tokens_count
 from tests.outage import RedisServer, TcpProxy
 from tests.test_workers import Page, _session_cookie, _slow_reply, needs_services, workers  # noqa: F401
 from tests.upstream import Reply

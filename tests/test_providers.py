@@ -3,7 +3,6 @@
 import pytest
 
 from conversations.models import ChatModel, Provider
-from conversations.providers.completions import UpstreamConnectionError
 from conversations.providers.catalog import (
     LOCAL_MODEL_LABEL,
     LOCAL_MODEL_NAME,
@@ -11,6 +10,7 @@ from conversations.providers.catalog import (
     OPENAI_PROVIDER,
     providers_sync,
 )
+from conversations.providers.completions import UpstreamConnectionError
 from tests.live import free_port
 
 

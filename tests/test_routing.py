@@ -14,10 +14,17 @@ import openai
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations.models import (
-    ChatModel, Conversation, Deployment, Message, ModelAlias, Provider, StoredCompletion, UsageRecord,
-)
 from conversations.accounts.api_keys import api_key_create
+from conversations.models import (
+    ChatModel,
+    Conversation,
+    Deployment,
+    Message,
+    ModelAlias,
+    Provider,
+    StoredCompletion,
+    UsageRecord,
+)
 from conversations.providers.completions import Upstream
 from conversations.providers.routes import Route, routes_ordered, routing_state_reset
 from tests.conftest import eventually, wait_for_status

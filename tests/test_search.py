@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from conversations.core.errors import InvalidInput
-from conversations.models import Conversation, Folder, Message
 from conversations.library.search import conversation_search, search_query_parse
+from conversations.models import Conversation, Folder, Message
 from tests.conftest import path_append
 
 pytestmark = pytest.mark.django_db

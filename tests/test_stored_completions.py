@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
-from conversations.models import ChatModel, StoredCompletion
 from conversations.accounts.api_keys import api_key_create
+from conversations.models import ChatModel, StoredCompletion
 from tests.test_api import _tool_call_stream
 from tests.upstream import Reply
 

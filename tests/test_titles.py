@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from conversations.models import Conversation, Message, SiteSettings, UsageRecord
-from conversations.chat.generation.run import generation_running_ids
 from conversations.chat import titles
+from conversations.chat.generation.run import generation_running_ids
 from conversations.chat.titles import title_clean
+from conversations.models import Conversation, Message, SiteSettings, UsageRecord
 from tests.conftest import wait_for_status
 from tests.upstream import Error, Reply
 

@@ -5,10 +5,10 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from conversations.core.errors import NotFound
-from conversations.models import Conversation, Message
 from conversations.chat.selectors import message_page, message_path_ids
 from conversations.chat.turns import conversation_branch_select
+from conversations.core.errors import NotFound
+from conversations.models import Conversation, Message
 from tests.upstream import Reply
 
 COMPLETE = 'class="message assistant" data-status="complete"'

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations.models import ApiKey, ChatModel, Conversation, Message, ModelPrice, UsageRecord, UserLimits
+from conversations.models import ApiKey, ChatModel, Conversation, ModelPrice, UsageRecord, UserLimits
 from tests.conftest import path_append
 
 UTC = datetime.timezone.utc

@@ -14,15 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
 import websockets
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from conversations.models import Conversation, Message
 from conversations.chat.watchdog import watchdog_tick
+from conversations.models import Conversation, Message
 from tests.conftest import path_append
 from tests.live import die_with_parent, free_port
 from tests.upstream import Reply

@@ -14,13 +14,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from conversations.accounts.access import access_allows
-from conversations.core.errors import KeyExpired, ScopeMissing
+from conversations.core.errors import InvalidInput, KeyExpired, NotFound, ScopeMissing
 from conversations.core.ids import row_id_valid
 from conversations.core.rowcache import rowcache_get, rowcache_set
 from conversations.models import ApiKey, ChatModel
@@ -48,17 +47,17 @@ def api_key_create(
     """Create a key with its scopes; returns it with the secret, which is never available again."""
     name = " ".join(name.split())[:100]
     if not name:
-        raise ValidationError("Give the key a name, such as the app that will use it.")
+        raise InvalidInput("Give the key a name, such as the app that will use it.")
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError("The expiry is in the past: pick a later date, or none.")
+        raise InvalidInput("The expiry is in the past: pick a later date, or none.")
     if monthly_budget is not None and monthly_budget < 0:
-        raise ValidationError("A budget cannot be negative.")
+        raise InvalidInput("A budget cannot be negative.")
     if requests_per_minute is not None and requests_per_minute < 1:
-        raise ValidationError("Requests per minute must be at least 1.")
+        raise InvalidInput("Requests per minute must be at least 1.")
     models = list(models)
     for model in models:
         if not access_allows(user=user, model=model):
-            raise ValidationError(f"The model “{model.label}” is not available to you.")
+            raise InvalidInput(f"The model “{model.label}” is not available to you.")
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
         user=user, name=name, prefix=raw[:12], hashed=_hash(raw), expires_at=expires_at,
@@ -78,10 +77,10 @@ def api_key_require_write(*, key: ApiKey, method: str) -> None:
 
 
 def api_key_revoke(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
-    """Revoke the user's key; ApiKey.DoesNotExist when they have no such key."""
-    if not row_id_valid(key_id):
-        raise ApiKey.DoesNotExist
-    key = ApiKey.objects.get(pk=key_id, user=user)
+    """Revoke the user's key; ``NotFound`` when they have no such key."""
+    key = ApiKey.objects.filter(pk=key_id, user=user).first() if row_id_valid(key_id) else None
+    if key is None:
+        raise NotFound("No such key.")
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])

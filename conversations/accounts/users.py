@@ -11,12 +11,12 @@ from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.models import Session
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from conversations.accounts.forms import SignupForm
+from conversations.core.errors import InvalidInput
 from conversations.core.events import account_check, account_group, event_publish
 from conversations.models import SiteSettings, UserPreferences
 
@@ -81,6 +81,6 @@ def session_expiry(*, session_key: str | None, user_id: int) -> datetime | None:
 def preferences_theme_set(*, user: AbstractBaseUser, theme: str) -> UserPreferences:
     """Keep the user's theme (system, light or dark) for every page on every device."""
     if theme not in UserPreferences.Theme.values:
-        raise ValidationError(f"Unknown theme {theme!r}.")
+        raise InvalidInput(f"Unknown theme {theme!r}.")
     preferences, _ = UserPreferences.objects.update_or_create(user=user, defaults={"theme": theme})
     return preferences

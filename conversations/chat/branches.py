@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,7 +31,7 @@ from conversations.chat.turns import (
     message_content_clean,
 )
 from conversations.core import events
-from conversations.core.errors import QuotaExceeded
+from conversations.core.errors import InvalidInput
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
 from conversations.core.rendering import markdown_render
@@ -85,22 +84,19 @@ def message_continue(*, conversation: Conversation, message_id: Any) -> Message:
     if message.role != Message.Role.ASSISTANT or not (
         message.finish_reason == "length" or message.status == Message.Status.STOPPED
     ):
-        raise ValidationError("Only a reply cut at its length limit, or stopped, can be continued.")
+        raise InvalidInput("Only a reply cut at its length limit, or stopped, can be continued.")
     if message.pk != conversation.current_leaf_id:
-        raise ValidationError("Only the last reply can be continued.")
+        raise InvalidInput("Only the last reply can be continued.")
     if conversation.model is None:
         conversation.model = chat_model_resolve(user=conversation.user, model_name=None)
         conversation.save(update_fields=["model", "updated_at"])
     _model_check(conversation)
     model = conversation.model
     prompt = prompt_build(reply=message, prefix=message.content)
-    try:
-        metering_reserve_turn(
-            user=conversation.user, model=model, reply=message, history=prompt.messages,
-            max_output_tokens=prompt.max_tokens,
-        )
-    except QuotaExceeded as exc:
-        raise ValidationError(exc.message) from exc
+    metering_reserve_turn(
+        user=conversation.user, model=model, reply=message, history=prompt.messages,
+        max_output_tokens=prompt.max_tokens,
+    )
     Message.objects.filter(pk=message.pk).update(
         status=Message.Status.STREAMING, error="", finish_reason="", finished_at=None, updated_at=timezone.now()
     )

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.core.exceptions import ValidationError
-from django.template.backends.django import Template
-from django.template.loader import get_template
 from django.utils import timezone
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from conversations.accounts.users import session_expiry
@@ -23,6 +18,7 @@ from conversations.chat.branches import (
     chat_edit,
     chat_select,
 )
+from conversations.chat.frames import FRAME_MAX_BYTES, message_frame, partial, text_frames
 from conversations.chat.generation.control import generation_sync
 from conversations.chat.selectors import (
     branch_page,
@@ -31,28 +27,28 @@ from conversations.chat.selectors import (
     message_list_of,
 )
 from conversations.chat.turns import chat_regenerate, chat_resume, chat_send, chat_stop
-from conversations.core.errors import NotFound
-from conversations.core.events import account_group, conversation_group
+from conversations.core import events
+from conversations.core.errors import ChatwebError, NotFound
+from conversations.core.events import (
+    CHAT_EVENTS,
+    AccountCheck,
+    ChatBlocks,
+    ChatBranch,
+    ChatContinue,
+    ChatDelta,
+    ChatDone,
+    ChatListening,
+    ChatSnapshot,
+    ChatTurn,
+    account_group,
+    conversation_group,
+)
 from conversations.core.ids import row_id
 from conversations.core.jsoninput import JsonInputError, json_input_parse
 from conversations.core.metrics import sockets_open
 from conversations.core.rendering import streaming_render
 from conversations.ledger.reports import Totals, conversation_totals
 from conversations.models import Conversation, Message
-
-TEMPLATE = "conversations/chat.html"
-# What one frame may carry: websocket clients commonly refuse messages over 1 MiB (Daphne does too).
-# A finished message rendered larger is fetched over HTTP instead; streamed text goes in parts
-# of TEXT_PART_CHARS, which escaped and UTF-8 encoded (at most 6 bytes a character) stay under it.
-FRAME_MAX_BYTES = 512 * 1024
-TEXT_PART_CHARS = 64 * 1024
-DELTA_TEXT = mark_safe("\x00")  # marks where a delta's text goes in its partial, which has no NUL of its own
-
-
-@functools.cache
-def _partial(name: str) -> Template:
-    """A partial of the chat page, looked up once: finding it again took 40 % of each delta's render."""
-    return get_template(f"{TEMPLATE}#{name}")
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -91,7 +87,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if shown_leaf and shown_leaf[0] != await database_sync_to_async(conversation_leaf_id)(
             conversation=self.conversation
         ):
-            await self.chat_branch({"anchor": None})
+            await self.chat_branch(events.chat_branch())
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "counted", False):
@@ -107,9 +103,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         Channels first closes stale database connections for every event, a hop to the
         sync thread; deltas and snapshots touch no database, and with hundreds of
         streams that hop per delta took most of a worker's time (bench/streams.py).
-        The handlers that read rows do that check in their one hop for them.
+        The handlers that read rows do that check in their one hop for them. Other messages go to
+        Channels' ``AsyncConsumer.dispatch`` (channels 4.3.2, pinned by tests/test_pins.py):
+        https://github.com/django/channels/blob/4.3.2/channels/consumer.py
         """
-        handler = CHAT_EVENTS.get(message["type"])
+        handler = HANDLERS.get(message["type"])
         if handler is None:
             await super().dispatch(message)
         else:
@@ -128,51 +126,56 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Actions from the page's ws-send forms: send (default), stop, regenerate, and on a message
-        (``message_id``): edit, switch (to that version), continue, delete; refused once the session ended."""
+        """An action from the page's ws-send forms (``ACTIONS``; ``send`` by default), refused once the session
+        ended. A refusal is said above the composer (an edit's beside the edit), and what was typed stays."""
         if await self._session_expiry() is None:
             await self.close(code=4401)
             return
         data = content if isinstance(content, dict) else {}
-        action = data.get("action", "send")
-        message_id = data.get("message_id") or None
+        action = ACTIONS.get(str(data.get("action", "send")), ChatConsumer.action_send)
         try:
-            if action == "stop":
-                await chat_stop(conversation=self.conversation)
-            elif action == "regenerate":
-                await chat_regenerate(conversation=self.conversation, message_id=message_id)
-            elif action == "edit":
-                content = str(data.get("message", ""))
-                try:
-                    await chat_edit(conversation=self.conversation, message_id=message_id, content=content)
-                except ValidationError as exc:  # said beside the edit, which keeps what was typed
-                    await self._send_partial("edit-notice", notice=" ".join(exc.messages))
-            elif action == "switch":
-                await chat_select(conversation=self.conversation, message_id=message_id)
-            elif action == "continue":
-                await chat_continue(conversation=self.conversation, message_id=message_id)
-            elif action == "delete":
-                await chat_branch_delete(conversation=self.conversation, message_id=message_id)
-            else:
-                await chat_send(
-                    conversation=self.conversation,
-                    content=str(data.get("message", "")),
-                    model_name=str(data.get("model") or "") or None,
-                    attachment_ids=_listed(data.get("attachments")),
-                )
-                await self._send_partial("composer-reset")
-        except ValidationError as exc:
-            await self._send_partial("composer-notice", notice=" ".join(exc.messages), oob=True)
-            return
-        except NotFound as exc:
-            await self._send_partial("composer-notice", notice=exc.message, oob=True)
-            return
+            await action(self, data)
+        except ChatwebError as exc:
+            if action is not ChatConsumer.action_edit or isinstance(exc, NotFound):
+                await self._send_partial("composer-notice", notice=exc.message, oob=True)
+                return
+            await self._send_partial("edit-notice", notice=exc.message)  # beside the edit, which keeps what was typed
         except Conversation.DoesNotExist:  # deleted while this socket was open: 4404, which the page explains
             await self.close(code=4404)
             return
         await self._send_partial("composer-notice", notice="", oob=True)
 
-    async def account_check(self, event: dict[str, Any]) -> None:
+    async def action_send(self, data: dict[str, Any]) -> None:
+        await chat_send(
+            conversation=self.conversation,
+            content=str(data.get("message", "")),
+            model_name=str(data.get("model") or "") or None,
+            attachment_ids=_listed(data.get("attachments")),
+        )
+        await self._send_partial("composer-reset")
+
+    async def action_stop(self, data: dict[str, Any]) -> None:
+        await chat_stop(conversation=self.conversation)
+
+    async def action_regenerate(self, data: dict[str, Any]) -> None:
+        await chat_regenerate(conversation=self.conversation, message_id=data.get("message_id") or None)
+
+    async def action_edit(self, data: dict[str, Any]) -> None:
+        await chat_edit(
+            conversation=self.conversation, message_id=data.get("message_id") or None,
+            content=str(data.get("message", "")),
+        )
+
+    async def action_switch(self, data: dict[str, Any]) -> None:
+        await chat_select(conversation=self.conversation, message_id=data.get("message_id") or None)
+
+    async def action_continue(self, data: dict[str, Any]) -> None:
+        await chat_continue(conversation=self.conversation, message_id=data.get("message_id") or None)
+
+    async def action_delete(self, data: dict[str, Any]) -> None:
+        await chat_branch_delete(conversation=self.conversation, message_id=data.get("message_id") or None)
+
+    async def account_check(self, event: AccountCheck) -> None:
         """The user signed out, changed their password or was deactivated somewhere: close unless still signed in."""
         if await self._session_expiry() is None:
             await self.close(code=4401)
@@ -190,7 +193,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             session_key=session.session_key if session is not None else None, user_id=self.scope["user"].pk
         )
 
-    async def chat_turn(self, event: dict[str, Any]) -> None:
+    async def chat_turn(self, event: ChatTurn) -> None:
         self.off_path.difference_update(event["message_ids"])
         messages = await database_sync_to_async(message_list_of)(
             conversation=self.conversation, message_ids=event["message_ids"]
@@ -203,7 +206,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             title=event["title"],
         )
 
-    async def chat_delta(self, event: dict[str, Any]) -> None:
+    async def chat_delta(self, event: ChatDelta) -> None:
         """Show the part of the new text this tab does not have yet.
 
         A delta that starts past what the tab has means one never arrived (the channel
@@ -220,12 +223,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.shown[message_id] = start + len(text)
             await self._send_text(message_id, text[shown - start :], replace=False)
 
-    async def chat_listening(self, event: dict[str, Any]) -> None:
+    async def chat_listening(self, event: ChatListening) -> None:
         """A reply's generation listens now: ask it again for the text this tab still waits for."""
         if event["message_id"] in self.awaiting_snapshot:
             await generation_sync(message_ids=[event["message_id"]], reply_to=self.channel_name)
 
-    async def chat_snapshot(self, event: dict[str, Any]) -> None:
+    async def chat_snapshot(self, event: ChatSnapshot) -> None:
         """Show the reply so far: its finished blocks formatted, the rest as text."""
         if event["message_id"] in self.off_path:
             return
@@ -234,7 +237,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         blocks, tail = streaming_render(event["text"])
         await self._send_text(event["message_id"], tail, replace=True, blocks=blocks)
 
-    async def chat_blocks(self, event: dict[str, Any]) -> None:
+    async def chat_blocks(self, event: ChatBlocks) -> None:
         """Show the reply so far as the generation formatted it: its finished blocks rendered, the open tail."""
         message_id = event["message_id"]
         if message_id in self.off_path:
@@ -244,7 +247,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         blocks = mark_safe(event["html"])  # noqa: S308 - rendered and sanitised by the generation (markdown_render)
         await self._send_text(message_id, event["text"], replace=True, blocks=blocks)
 
-    async def chat_done(self, event: dict[str, Any]) -> None:
+    async def chat_done(self, event: ChatDone) -> None:
         """Show the finished reply whole, and the conversation's new totals."""
         self.awaiting_snapshot.discard(event["message_id"])
         self.shown.pop(event["message_id"], None)
@@ -255,7 +258,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._send_message(message)
         await self._send_partial("conversation-usage", conversation_usage=totals, oob=True)
 
-    async def chat_branch(self, event: dict[str, Any]) -> None:
+    async def chat_branch(self, event: ChatBranch) -> None:
         """The current path changed (a version chosen, an edit, a deletion, here or in another tab): show its
         latest page whole, then the text so far of the replies streaming on it, which go on live."""
         messages, has_earlier, streaming, self.off_path = await database_sync_to_async(branch_page)(
@@ -263,14 +266,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         context = {"messages": messages, "has_earlier": has_earlier, "conversation": self.conversation,
                    "anchor": event.get("anchor")}
-        html = _partial("messages-page").render(context)
+        html = partial("messages-page").render(context)
         if len(html.encode()) > FRAME_MAX_BYTES:  # the tab fetches the page over HTTP instead
-            html = _partial("messages-page").render({**context, "fetch": True})
+            html = partial("messages-page").render({**context, "fetch": True})
         await self.send(text_data=html)
         self.awaiting_snapshot.update(streaming)
         await generation_sync(message_ids=streaming, reply_to=self.channel_name)
 
-    async def chat_continued(self, event: dict[str, Any]) -> None:
+    async def chat_continue(self, event: ChatContinue) -> None:
         """A reply streams again (Continue): show it streaming, its new text to follow what it had."""
         messages = await database_sync_to_async(message_list_of)(
             conversation=self.conversation, message_ids=[event["message_id"]]
@@ -296,37 +299,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return [message_id for message_id in ids if message_id is not None]
         return []
 
-    async def _send_partial(self, name: str, **context: Any) -> None:
-        """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
-        await self.send(text_data=_partial(name).render(context))
-
     async def _send_text(self, message_id: int, text: str, *, replace: bool, blocks: str = "") -> None:
-        """Append streamed text to a reply (with ``replace``, make it its whole text after the formatted
-        ``blocks``), in parts a frame carries: the first, beside the blocks, half a part."""
-        first = TEXT_PART_CHARS // 2 if blocks else TEXT_PART_CHARS
-        if replace:
-            await self._send_partial("snapshot", message_id=message_id, blocks=blocks, text=text[:first])
-            text = text[first:]
-        if not text:
-            return
-        before, after = self.delta_frames.get(message_id) or self._delta_frame(message_id)
-        for at in range(0, len(text), TEXT_PART_CHARS):
-            await self.send(text_data=before + escape(text[at : at + TEXT_PART_CHARS]) + after)
-
-    def _delta_frame(self, message_id: int) -> tuple[str, str]:
-        """The delta partial before and after its text, rendered once per reply: each delta is then its text,
-        escaped as the template would, between the two, instead of a render of its own."""
-        html = _partial("delta").render({"message_id": message_id, "text": DELTA_TEXT})
-        before, _, after = html.partition(DELTA_TEXT)
-        self.delta_frames[message_id] = before, after
-        return before, after
+        for frame in text_frames(message_id, text, replace=replace, blocks=blocks, delta_frames=self.delta_frames):
+            await self.send(text_data=frame)
 
     async def _send_message(self, message: Message) -> None:
-        """A finished message whole, or when that is more than a frame carries, a placeholder that fetches it."""
-        html = _partial("message-oob").render({"message": message})
-        if len(html.encode()) > FRAME_MAX_BYTES:
-            html = _partial("message-fetch").render({"message": message, "conversation_id": self.conversation.pk})
-        await self.send(text_data=html)
+        await self.send(text_data=message_frame(message, conversation_id=self.conversation.pk))
+
+    async def _send_partial(self, name: str, **context: Any) -> None:
+        """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
+        await self.send(text_data=partial(name).render(context))
+
 
 
 def _listed(value: Any) -> list[Any]:
@@ -336,13 +319,15 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-CHAT_EVENTS = {
-    "chat.delta": ChatConsumer.chat_delta,
-    "chat.snapshot": ChatConsumer.chat_snapshot,
-    "chat.listening": ChatConsumer.chat_listening,
-    "chat.blocks": ChatConsumer.chat_blocks,
-    "chat.turn": ChatConsumer.chat_turn,
-    "chat.done": ChatConsumer.chat_done,
-    "chat.branch": ChatConsumer.chat_branch,
-    "chat.continue": ChatConsumer.chat_continued,
+# What the page asks for, by the ``action`` of its ws-send forms.
+ACTIONS = {
+    "send": ChatConsumer.action_send,
+    "stop": ChatConsumer.action_stop,
+    "regenerate": ChatConsumer.action_regenerate,
+    "edit": ChatConsumer.action_edit,
+    "switch": ChatConsumer.action_switch,
+    "continue": ChatConsumer.action_continue,
+    "delete": ChatConsumer.action_delete,
 }
+# The conversation's events (``core.events``), each handled by the method of its name.
+HANDLERS = {name: getattr(ChatConsumer, name.replace(".", "_")) for name in CHAT_EVENTS}

@@ -7,9 +7,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
-from django.http import Http404
-from django.shortcuts import get_object_or_404
 
+from conversations.core.errors import NotFound
 from conversations.core.ids import row_id, row_id_valid
 from conversations.models import (
     Attachment,
@@ -25,10 +24,13 @@ def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
 
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
-    """The user's conversation, or Http404."""
-    if not row_id_valid(conversation_id):
-        raise Http404("No such conversation.")
-    return get_object_or_404(conversation_list(user=user).select_related("model"), pk=conversation_id)
+    """The user's conversation, or ``NotFound``."""
+    found = conversation_list(user=user).select_related("model").filter(pk=conversation_id).first() if row_id_valid(
+        conversation_id
+    ) else None
+    if found is None:
+        raise NotFound("No such conversation.")
+    return found
 
 
 async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) -> Conversation | None:
@@ -128,8 +130,11 @@ def message_page(
 
 
 def message_get(*, conversation: Conversation, message_id: int) -> Message:
-    """A message of the conversation, or Http404."""
-    return messages_for_display([get_object_or_404(message_list(conversation=conversation), pk=message_id)])[0]
+    """A message of the conversation, or ``NotFound``."""
+    found = message_list(conversation=conversation).filter(pk=message_id).first() if row_id_valid(message_id) else None
+    if found is None:
+        raise NotFound("No such message.")
+    return messages_for_display([found])[0]
 
 
 def message_list_of(*, conversation: Conversation, message_ids: list[int]) -> list[Message]:
@@ -205,11 +210,14 @@ def messages_siblings_attach(messages: list[Message]) -> list[Message]:
 
 
 def attachment_get(*, user: AbstractBaseUser, attachment_id: int) -> Attachment:
-    """The file if ``user`` may read it (its owner, or an admin), else ``Attachment.DoesNotExist``."""
+    """The file if ``user`` may read it (its owner, or an admin), else ``NotFound``."""
     rows = Attachment.objects.all()
     if not (user.is_superuser or user.has_perm("conversations.view_attachment")):
         rows = rows.filter(user=user)
-    return rows.get(pk=attachment_id)
+    found = rows.filter(pk=attachment_id).first() if row_id_valid(attachment_id) else None
+    if found is None:
+        raise NotFound("No such file.")
+    return found
 
 
 def attachments_draft(*, user: AbstractBaseUser, ids: list[str]) -> list[Attachment]:

@@ -8,7 +8,6 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,7 +34,7 @@ from conversations.chat.settings import (
 )
 from conversations.chat.titles import title_from_message
 from conversations.core import events
-from conversations.core.errors import NotFound, QuotaExceeded
+from conversations.core.errors import InvalidInput, NotFound
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
 from conversations.ledger.metering import metering_reserve_turn
@@ -66,7 +65,7 @@ def conversation_start(
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     title = " ".join(title.split())[:200]
     if not title:
-        raise ValidationError("A title cannot be empty.")
+        raise InvalidInput("A title cannot be empty.")
     conversation.title = title
     conversation.save(update_fields=["title", "updated_at"])
     return conversation
@@ -88,13 +87,13 @@ def chat_model_resolve(*, user: AbstractBaseUser, model_name: str | None) -> Cha
     if model_name:
         model = chat_model_list(user=user).filter(name=model_name).first()
         if model is None:
-            raise ValidationError(f"The model “{model_name}” is not available to you. Pick another one.")
+            raise InvalidInput(f"The model “{model_name}” is not available to you. Pick another one.")
         return model
     model = chat_model_default(user=user)
     if model is None:
         if ChatModel.objects.filter(enabled=True, provider__enabled=True).exists():
-            raise ValidationError("No model is available to you yet. An admin can give you access to one.")
-        raise ValidationError("No model is set up yet. An admin can add a provider in the admin.")
+            raise InvalidInput("No model is available to you yet. An admin can give you access to one.")
+        raise InvalidInput("No model is set up yet. An admin can add a provider in the admin.")
     return model
 
 
@@ -102,7 +101,7 @@ def _model_check(conversation: Conversation) -> None:
     """Refuse a reply from a model the conversation's user may no longer use (taken out of their groups since)."""
     model = conversation.model
     if model is not None and not access_allows(user=conversation.user, model=model):
-        raise ValidationError(f"The model “{model.label}” is no longer available to you. Pick another one.")
+        raise InvalidInput(f"The model “{model.label}” is no longer available to you. Pick another one.")
 
 
 @transaction.atomic
@@ -110,7 +109,7 @@ def message_send(
     *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list | None = None
 ) -> tuple[Message, Message]:
     """Save the user's message (with the files uploaded for it) and an empty assistant reply in state
-    ``streaming``. A refusal (``ValidationError``) saves nothing.
+    ``streaming``. A refusal (``InvalidInput``) saves nothing.
 
     The caller starts the generation for the returned assistant message.
     """
@@ -133,12 +132,12 @@ def message_send(
 
 def message_content_clean(content: str, *, required: bool = True) -> str:
     """A message's text as kept: trimmed, not over the limit, and not empty unless not ``required`` (a
-    message of files alone); else a ValidationError saying so."""
+    message of files alone); else a InvalidInput saying so."""
     content = content.strip()
     if required and not content:
-        raise ValidationError("Type a message first.")
+        raise InvalidInput("Type a message first.")
     if len(content) > MAX_MESSAGE_CHARS:
-        raise ValidationError(
+        raise InvalidInput(
             f"That message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}."
         )
     return content
@@ -156,7 +155,7 @@ def message_regenerate(*, conversation: Conversation, message_id: Any = None) ->
     _ensure_idle(conversation)
     last = conversation.current_leaf if message_id is None else _message_of(conversation, message_id)
     if last is None or last.role != Message.Role.ASSISTANT:
-        raise ValidationError("There is no reply to regenerate.")
+        raise InvalidInput("There is no reply to regenerate.")
     if conversation.model is None:
         conversation.model = chat_model_resolve(user=conversation.user, model_name=None)
     _model_check(conversation)
@@ -239,19 +238,16 @@ def _assistant_reply_create(
     conversation.save(update_fields=["model", "title", "current_leaf", "updated_at"])
     prompt = prompt_build(reply=reply)
     context_check(model=model, history=prompt.messages, attachments=attachments or [])
-    try:
-        metering_reserve_turn(
-            user=conversation.user, model=model, reply=reply, history=prompt.messages,
-            max_output_tokens=prompt.max_tokens,
-        )
-    except QuotaExceeded as exc:
-        raise ValidationError(exc.message) from exc
+    metering_reserve_turn(
+        user=conversation.user, model=model, reply=reply, history=prompt.messages,
+        max_output_tokens=prompt.max_tokens,
+    )
     return reply
 
 
 def _ensure_idle(conversation: Conversation) -> None:
     if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-        raise ValidationError("Wait for the current reply to finish, or stop it.")
+        raise InvalidInput("Wait for the current reply to finish, or stop it.")
 
 
 async def chat_send(

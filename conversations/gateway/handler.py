@@ -69,7 +69,10 @@ class ApiHandler(ASGIHandler):
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Django's ``ASGIHandler.handle`` less the ``request_started`` signal: read the body,
-        answer while listening for the client leaving (which cancels the view), then close."""
+        answer while listening for the client leaving (which cancels the view), then close.
+
+        Copied from Django 5.2.19 (pinned by tests/test_pins.py):
+        https://github.com/django/django/blob/5.2.19/django/core/handlers/asgi.py"""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:

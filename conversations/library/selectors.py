@@ -4,11 +4,10 @@ from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
-from django.http import Http404
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from conversations.chat.selectors import conversation_list
+from conversations.core.errors import NotFound
 from conversations.core.ids import older_than, page_cursor, row_id_valid
 from conversations.models import (
     Conversation,
@@ -63,9 +62,10 @@ def folder_list(*, user: AbstractBaseUser) -> QuerySet[Folder]:
 
 
 def folder_get(*, user: AbstractBaseUser, folder_id: int) -> Folder:
-    if not row_id_valid(folder_id):
-        raise Http404("No such folder.")
-    return get_object_or_404(folder_list(user=user), pk=folder_id)
+    found = folder_list(user=user).filter(pk=folder_id).first() if row_id_valid(folder_id) else None
+    if found is None:
+        raise NotFound("No such folder.")
+    return found
 
 
 def sidebar_group(*, at: datetime, today: date) -> str:
@@ -87,9 +87,10 @@ def shared_link_list(*, user: AbstractBaseUser) -> QuerySet[SharedLink]:
 
 
 def shared_link_get(*, user: AbstractBaseUser, link_id: int) -> SharedLink:
-    if not row_id_valid(link_id):
-        raise Http404("No such link.")
-    return get_object_or_404(shared_link_list(user=user), pk=link_id)
+    found = shared_link_list(user=user).filter(pk=link_id).first() if row_id_valid(link_id) else None
+    if found is None:
+        raise NotFound("No such link.")
+    return found
 
 
 def shared_link_public(*, token: str) -> SharedLink | None:

@@ -34,7 +34,7 @@ async def readiness_check() -> dict[str, str]:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 await check
             results[name] = "ok"
-        except Exception as exc:  # any failure means not ready; say which
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which
             results[name] = f"{type(exc).__name__}: {exc}"[:200]
     return results
 

@@ -1,17 +1,14 @@
 """Pages and actions for finding and keeping conversations: search, the sidebar's pages, pin,
-archive, folders and bulk actions. Domain errors map to HTTP in ``_failed`` only."""
+archive, folders and bulk actions. Domain errors map to HTTP in ``web/errors.py``."""
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from conversations.chat.selectors import conversation_get
@@ -29,32 +26,10 @@ from conversations.library.selectors import (
     sidebar_group,
 )
 from conversations.models import Conversation
+from conversations.web.errors import page_back
 
 TEMPLATE = "conversations/library.html"
 CHAT = "conversations/chat.html"
-
-
-def _back(request: HttpRequest, default: str) -> HttpResponse:
-    """Back to the page the form came from (``next``), if it is this site's."""
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
-    return redirect(target if safe else default)
-
-
-def _failed(view):
-    """The one place library actions' domain errors become HTTP: NotFound is 404, others a notice."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from None
-        except ChatwebError as exc:
-            messages.error(request, exc.message)
-            return _back(request, "home")
-
-    return wrapper
 
 
 def sidebar_rows(conversations: list[Conversation], *, previous: str = "") -> list[tuple[Conversation, str]]:
@@ -127,31 +102,28 @@ def _conversation(request: HttpRequest, conversation_id: int) -> Conversation:
 
 @login_required
 @require_POST
-@_failed
 def conversation_pin(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation(request, conversation_id)
     library.conversation_pin(conversation=conversation, pinned=request.POST.get("pinned") == "1")
-    return _back(request, "home")
+    return page_back(request)
 
 
 @login_required
 @require_POST
-@_failed
 def conversation_archive(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation(request, conversation_id)
     archive = request.POST.get("archived") == "1"
     library.conversation_archive(conversation=conversation, archived=archive)
-    return redirect("home") if archive else _back(request, "home")
+    return redirect("home") if archive else page_back(request)
 
 
 @login_required
 @require_POST
-@_failed
 def conversation_move(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """File the conversation in a folder: an existing one (``folder``), a new one (``new_folder``), or none."""
     conversation = _conversation(request, conversation_id)
     library.conversation_move(conversation=conversation, folder=_folder_chosen(request))
-    return _back(request, "home")
+    return page_back(request)
 
 
 def _folder_chosen(request: HttpRequest):
@@ -169,23 +141,20 @@ def _folder_chosen(request: HttpRequest):
 
 @login_required
 @require_POST
-@_failed
 def folder_create(request: HttpRequest) -> HttpResponse:
     library.folder_create(user=request.user, name=request.POST.get("name", ""))
-    return _back(request, "home")
+    return page_back(request)
 
 
 @login_required
 @require_POST
-@_failed
 def folder_delete(request: HttpRequest, folder_id: int) -> HttpResponse:
     library.folder_delete(folder=folder_get(user=request.user, folder_id=folder_id))
-    return _back(request, "home")
+    return page_back(request)
 
 
 @login_required
 @require_POST
-@_failed
 def conversations_bulk(request: HttpRequest) -> HttpResponse:
     """Archive, restore, move, pin or delete the selected conversations at once."""
     ids = [row_id(raw) for raw in request.POST.getlist("ids")]
@@ -197,7 +166,7 @@ def conversations_bulk(request: HttpRequest) -> HttpResponse:
     done = {"archive": "archived", "restore": "restored", "move": "moved", "delete": "deleted",
             "pin": "pinned", "unpin": "unpinned"}[action]
     messages.success(request, f"{count} conversation{'s' if count != 1 else ''} {done}.")
-    return _back(request, "home")
+    return page_back(request)
 
 
 @login_required
@@ -206,6 +175,6 @@ def conversation_open_at(request: HttpRequest, conversation_id: int, message_id:
     conversation = _conversation(request, conversation_id)
     message = conversation.messages.filter(pk=message_id).first() if row_id_valid(message_id) else None
     if message is None:
-        raise Http404("No such message.")
+        raise NotFound("No such message.")
     conversation_branch_select(conversation=conversation, message=message)
     return redirect(reverse("conversation_detail", args=[conversation.pk]) + f"#message-{message_id}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -23,7 +23,7 @@ from conversations.library.sharing import (
     shared_messages,
     sharing_enabled,
 )
-from conversations.web.views import attachment_response
+from conversations.web.attachments import attachment_response
 
 TEMPLATE = "conversations/library.html"
 
@@ -34,8 +34,8 @@ def conversation_share(request: HttpRequest, conversation_id: int) -> HttpRespon
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     try:
         link = share_create(user=request.user, conversation=conversation)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+    except NotFound:
+        raise  # the 404 page (web/errors.py): nothing to share
     except ChatwebError as exc:
         messages.error(request, exc.message)
         return redirect("conversation_detail", conversation_id=conversation.pk)
@@ -62,7 +62,7 @@ def shared_view(request: HttpRequest, token: str) -> HttpResponse:
     """The public, read-only snapshot; unknown, revoked or switched off is 404. Never indexed."""
     link = shared_link_public(token=token)
     if link is None:
-        raise Http404("No such shared conversation.")
+        raise NotFound("No such shared conversation.")
     response = render(request, "conversations/shared.html", {"link": link, "entries": shared_messages(link=link)})
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Referrer-Policy"] = "no-referrer"
@@ -73,11 +73,8 @@ def shared_file(request: HttpRequest, token: str, attachment_id: int) -> HttpRes
     """A file attached to a message of the snapshot, to anyone holding the link; 404 once it is revoked."""
     link = shared_link_public(token=token)
     if link is None:
-        raise Http404("No such shared conversation.")
-    try:
-        attachment = shared_attachment(link=link, attachment_id=attachment_id)
-    except NotFound:
-        raise Http404("No such file.") from None
+        raise NotFound("No such shared conversation.")
+    attachment = shared_attachment(link=link, attachment_id=attachment_id)
     response = attachment_response(attachment)
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response

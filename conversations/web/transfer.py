@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from conversations.chat.selectors import conversation_get
-from conversations.core.errors import InvalidInput
+from conversations.core.errors import InvalidInput, NotFound
 from conversations.core.ids import row_id
 from conversations.library.export import (
     conversation_markdown,
@@ -35,7 +35,7 @@ def _attachment(response: HttpResponse, name: str) -> HttpResponse:
 def conversation_export(request: HttpRequest, conversation_id: int, kind: str) -> HttpResponse:
     """One conversation: ``md`` its current path, ``json`` its whole tree."""
     if kind not in ("md", "json"):
-        raise Http404("Exports are .md or .json.")
+        raise NotFound("Exports are .md or .json.")
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     (full,) = export_conversations(user=request.user, conversation_ids=[conversation.pk])
     if kind == "md":
@@ -49,7 +49,7 @@ def conversation_export(request: HttpRequest, conversation_id: int, kind: str) -
 def export_all(request: HttpRequest, kind: str) -> StreamingHttpResponse:
     """Every conversation of the user, streamed: chatweb JSON, or a zip of it with a Markdown file each."""
     if kind not in ("json", "zip"):
-        raise Http404("Exports of everything are .json or .zip.")
+        raise NotFound("Exports of everything are .json or .zip.")
     stamp = timezone.now().strftime("%Y%m%d")
     user = request.user
     if kind == "json":
@@ -102,7 +102,9 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 @login_required
 def import_progress(request: HttpRequest, run_id: int) -> HttpResponse:
     """An import's progress; htmx asks again every second while it runs."""
-    run = get_object_or_404(ImportRun.objects.filter(user=request.user), pk=run_id)
+    run = ImportRun.objects.filter(user=request.user, pk=run_id).first()
+    if run is None:
+        raise NotFound("No such import.")
     before_id = row_id(request.GET.get("before", ""))
     before = ImportRun.objects.filter(user=request.user, pk=before_id).first() if before_id else None
     context = {"page": "import", "run": run, "before": before}

@@ -8,10 +8,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from conversations.core.errors import InvalidInput, NotFound
 from conversations.core.ids import row_id
 from conversations.models import Attachment, ChatModel, Message
 
@@ -51,7 +51,7 @@ def attachment_discard(*, user: AbstractBaseUser, attachment_id: int) -> None:
     with transaction.atomic():
         found = Attachment.objects.filter(user=user, pk=attachment_id, message__isnull=True)
         if not found.exists():
-            raise Attachment.DoesNotExist
+            raise NotFound("No such file.")
         attachments_delete(attachments=found)
 
 
@@ -61,12 +61,12 @@ def attachments_unsent(*, user: AbstractBaseUser, ids: Iterable[Any]) -> list[At
     for raw in ids:
         attachment_id = row_id(str(raw))
         if attachment_id is None:
-            raise ValidationError("An attached file was not found. Remove it and attach it again.")
+            raise InvalidInput("An attached file was not found. Remove it and attach it again.")
         if attachment_id not in wanted:
             wanted.append(attachment_id)
     limit = settings.ATTACHMENTS["MAX_FILES"]
     if len(wanted) > limit:
-        raise ValidationError(f"A message may have at most {limit} files; this one has {len(wanted)}.")
+        raise InvalidInput(f"A message may have at most {limit} files; this one has {len(wanted)}.")
     if not wanted:
         return []
     found = {
@@ -74,7 +74,7 @@ def attachments_unsent(*, user: AbstractBaseUser, ids: Iterable[Any]) -> list[At
         for a in Attachment.objects.select_for_update().filter(user=user, message__isnull=True, pk__in=wanted)
     }
     if len(found) != len(wanted):
-        raise ValidationError(
+        raise InvalidInput(
             "An attached file was not found: it was removed, or sent already. Remove it and attach it again."
         )
     return [found[pk] for pk in wanted]
@@ -84,7 +84,7 @@ def attachments_check_model(*, attachments: list[Attachment], model: ChatModel) 
     """Refuse images for a model that does not read them, before anything is sent."""
     images = [a.name for a in attachments if a.is_image]
     if images and not model.accepts_images:
-        raise ValidationError(
+        raise InvalidInput(
             f"{model.label} does not accept images ({', '.join(images)}). "
             "Pick a model that does, or remove the image."
         )

@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from conversations.core.errors import InvalidInput
 from conversations.models import Attachment, ChatModel, Message
 from conversations.providers.tokens import file_reference_id, messages_tokens_guess
 
@@ -27,7 +27,7 @@ def context_check(*, model: ChatModel, history: list[dict[str, Any]], attachment
     total = messages_tokens_guess(history) + reply
     if total > model.context_tokens:
         names = ", ".join(f"{a.name} (about {a.tokens:,} tokens)" for a in attachments if not a.is_image)
-        raise ValidationError(
+        raise InvalidInput(
             f"This message does not fit {model.label}'s context: {names}; with the conversation and room "
             f"for the reply ({reply:,}) that is about {total:,} tokens, and the model reads at most "
             f"{model.context_tokens:,}. Remove a document or attach a shorter one."

@@ -22,7 +22,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -31,6 +30,7 @@ from django.template.defaultfilters import filesizeformat
 
 from conversations.chat.attachments.lifecycle import unsent_purge
 from conversations.chat.attachments.parts import document_block
+from conversations.core.errors import InvalidInput
 from conversations.models import Attachment
 from conversations.providers.tokens import image_tokens_estimate, tokens_count
 
@@ -59,9 +59,9 @@ def filename_check(name: str) -> str:
     """The name to show for an upload; a name with a path in it or control characters is refused."""
     name = unicodedata.normalize("NFC", name or "").strip()
     if not name or name in (".", ".."):
-        raise ValidationError("A file needs a name.")
+        raise InvalidInput("A file needs a name.")
     if "/" in name or "\\" in name or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name):
-        raise ValidationError(
+        raise InvalidInput(
             f"The file name “{_printable(name)}” contains a path separator or a control character. "
             "Rename the file and attach it again."
         )
@@ -76,7 +76,7 @@ def _printable(name: str) -> str:
 
 
 def attachment_upload(*, user: AbstractBaseUser, upload: UploadedFile, name: str | None = None) -> Attachment:
-    """Check, process and store one upload for ``user``; ``ValidationError`` says why one is refused.
+    """Check, process and store one upload for ``user``; ``InvalidInput`` says why one is refused.
 
     ``name`` is the file's name as the browser had it (``upload.name`` is already stripped
     of any path by Django's parser). The file is processed before the transaction that
@@ -85,9 +85,9 @@ def attachment_upload(*, user: AbstractBaseUser, upload: UploadedFile, name: str
     limits = settings.ATTACHMENTS
     name = filename_check(name if name is not None else upload.name)
     if upload.size == 0:
-        raise ValidationError(f"“{name}” is empty (0 bytes).")
+        raise InvalidInput(f"“{name}” is empty (0 bytes).")
     if upload.size > limits["MAX_FILE_BYTES"]:
-        raise ValidationError(
+        raise InvalidInput(
             f"“{name}” is {filesizeformat(upload.size)}; a file may be at most {filesizeformat(limits['MAX_FILE_BYTES'])}."
         )
     processed = _processed(name, upload.read())
@@ -96,7 +96,7 @@ def attachment_upload(*, user: AbstractBaseUser, upload: UploadedFile, name: str
         unsent_purge(user=user)
         kept = Attachment.objects.filter(user=user).aggregate(total=Sum("size"))["total"] or 0
         if kept + len(content) > limits["USER_MAX_BYTES"]:
-            raise ValidationError(
+            raise InvalidInput(
                 f"Your files take {filesizeformat(kept)} and “{name}” is {filesizeformat(len(content))}: "
                 f"together more than the {filesizeformat(limits['USER_MAX_BYTES'])} you may keep. "
                 "Delete conversations with files you no longer need."
@@ -118,16 +118,16 @@ def _processed(name: str, data: bytes) -> dict[str, Any]:
     if sniffed in IMAGE_TYPES.values():
         return _image(name, data)
     if sniffed == "svg" or (claims_image and name.lower().endswith(".svg")):
-        raise ValidationError(f"“{name}” is an SVG image. SVGs can carry scripts and are not accepted: attach it as a PNG.")
+        raise InvalidInput(f"“{name}” is an SVG image. SVGs can carry scripts and are not accepted: attach it as a PNG.")
     if claims_image:
-        raise ValidationError(
+        raise InvalidInput(
             f"“{name}” is not an image: its content is {_describe(sniffed)}. Attach PNG, JPEG, WebP or GIF images."
         )
     if sniffed == "application/pdf":
         return _pdf(name, data)
     if sniffed == "text":
         return _text(name, data)
-    raise ValidationError(f"“{name}” is {_describe(sniffed)}, which chatweb cannot read. It accepts {ACCEPTED}.")
+    raise InvalidInput(f"“{name}” is {_describe(sniffed)}, which chatweb cannot read. It accepts {ACCEPTED}.")
 
 
 def _sniff(data: bytes) -> str:
@@ -178,7 +178,7 @@ def _image(name: str, data: bytes) -> dict[str, Any]:
         try:
             image = Image.open(io.BytesIO(data), formats=list(IMAGE_TYPES))
             if image.width * image.height > limits["IMAGE_MAX_PIXELS"]:
-                raise ValidationError(
+                raise InvalidInput(
                     f"“{name}” is {image.width:,}×{image.height:,} pixels; images may have at most "
                     f"{limits['IMAGE_MAX_PIXELS'] / 1e6:g} megapixels."
                 )
@@ -187,9 +187,9 @@ def _image(name: str, data: bytes) -> dict[str, Any]:
             image.load()
             image = ImageOps.exif_transpose(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ValidationError(too_large) from None
+            raise InvalidInput(too_large) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
-            raise ValidationError(f"“{name}” could not be read as an image: it may be damaged.") from None
+            raise InvalidInput(f"“{name}” could not be read as an image: it may be damaged.") from None
     side = limits["IMAGE_MAX_SIDE"]
     if max(image.size) > side:
         image.thumbnail((side, side), Image.Resampling.LANCZOS)
@@ -225,14 +225,14 @@ def _pdf(name: str, data: bytes) -> dict[str, Any]:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise ValidationError(f"“{name}” is protected by a password. Remove the password and attach it again.")
+            raise InvalidInput(f"“{name}” is protected by a password. Remove the password and attach it again.")
         text = "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip()
-    except ValidationError:
+    except InvalidInput:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError):
-        raise ValidationError(f"“{name}” could not be read as a PDF: it may be damaged.") from None
+        raise InvalidInput(f"“{name}” could not be read as a PDF: it may be damaged.") from None
     if not text:
-        raise ValidationError(
+        raise InvalidInput(
             f"“{name}” has no text to read: it may be scanned pages, and chatweb reads only the text of a PDF."
         )
     return _document(name, "application/pdf", data, text)
@@ -247,21 +247,21 @@ def _text(name: str, data: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         matches = list(from_bytes(data))
         if not matches:
-            raise ValidationError(f"“{name}” is binary data, which chatweb cannot read. It accepts {ACCEPTED}.") from None
+            raise InvalidInput(f"“{name}” is binary data, which chatweb cannot read. It accepts {ACCEPTED}.") from None
         best = matches[0]
         # Short Western European text reads about as well in several legacy code pages; Windows-1252,
         # by far the most common of them, wins a near tie.
         western = next((m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.1), None)
         text = str(western or best).lstrip("\ufeff")
     if not text.strip():
-        raise ValidationError(f"“{name}” has no text in it.")
+        raise InvalidInput(f"“{name}” has no text in it.")
     return _document(name, "text/plain", text.encode(), text)
 
 
 def _document(name: str, content_type: str, content: bytes, text: str) -> dict[str, Any]:
     limit = settings.ATTACHMENTS["MAX_TEXT_CHARS"]
     if len(text) > limit:
-        raise ValidationError(f"“{name}” has {len(text):,} characters of text; a document may have at most {limit:,}.")
+        raise InvalidInput(f"“{name}” has {len(text):,} characters of text; a document may have at most {limit:,}.")
     text = text.replace("\x00", "")
     return {
         "kind": Attachment.Kind.DOCUMENT,

@@ -90,7 +90,7 @@ async def _generate(message_id: int, continuing: bool = False) -> None:
         route = progress.metered.route if progress.metered else None  # the deployment that failed
         local = route is not None and base_url_is_local(route.upstream.base_url)
         status, error = Message.Status.ERROR, error_describe(exc, local=local)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever happened, the reply ends in a terminal state
         logger.exception("Generation of message %s crashed", message_id)
         status, error = Message.Status.ERROR, "Something went wrong while writing this reply."
     await reply_finish(message, group, progress, status, error, layer)

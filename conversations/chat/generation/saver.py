@@ -57,7 +57,7 @@ async def _save_texts_loop() -> None:
             for message_id, text in texts.items():
                 _unsaved.setdefault(message_id, text)
             await database_connection_reset()
-        except Exception:  # the texts stay in memory and are saved whole when the replies end
+        except Exception:  # noqa: BLE001 - the texts stay in memory and are saved whole when the replies end
             logger.exception("Saving %d streaming replies failed", len(texts))
         else:
             saving_outage.recovered()
