@@ -36,7 +36,7 @@ from conversations.core.errors import QuotaExceeded
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
 from conversations.core.rendering import markdown_render
-from conversations.ledger.metering import metering_reserve_turn
+from conversations.ledger.metering.reserve import metering_reserve_turn
 from conversations.models import Conversation, Message
 
 
