@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from conversations.admin.stored import CappedCountPaginator
+from conversations.admin.paginators import CappedCountPaginator
 from conversations.models import Conversation, Message, StoredCompletion
 
 pytestmark = pytest.mark.django_db

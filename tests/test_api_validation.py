@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from conversations.gateway.validation import ApiError, chat_request_validate, metadata_validate
+from conversations.gateway.api_error import ApiError
+from conversations.gateway.validation.request import chat_request_validate
+from conversations.gateway.validation.values import metadata_validate
 
 USER = {"role": "user", "content": "Hi"}
 MINIMAL = {"model": "fake-model", "messages": [USER]}

@@ -11,7 +11,7 @@ from channels.consumer import AsyncConsumer
 from django.core.handlers.asgi import ASGIHandler
 from openai.types.chat import completion_create_params
 
-from conversations.gateway.validation import KNOWN_FIELDS
+from conversations.gateway.validation.request import KNOWN_FIELDS
 
 
 def _digest(function) -> str:

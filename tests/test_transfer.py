@@ -12,7 +12,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from conversations.chat.selectors import message_path_ids
 from conversations.core.errors import InvalidInput
-from conversations.library.imports import import_file_check, import_run_create, import_run_process
+from conversations.library.imports.checks import import_file_check
+from conversations.library.imports.run import import_run_create, import_run_process
 from conversations.models import Conversation, ImportRun, Message, StoredCompletion, UsageRecord
 from tests.conftest import path_append
 

@@ -21,12 +21,12 @@ from django.utils import timezone
 
 from conversations.accounts.users import account_sockets_check
 from conversations.admin.access import ModelGrantInline
-from conversations.admin.stored import (
-    CappedCountPaginator,
+from conversations.admin.filters import (
     CreatedRangeFilter,
     StoredModelFilter,
     UserFilter,
 )
+from conversations.admin.paginators import CappedCountPaginator
 from conversations.ledger.reports import admin_report
 from conversations.ledger.usage import month_start
 from conversations.models import (

@@ -35,7 +35,7 @@ from conversations.core.errors import InvalidInput
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
 from conversations.core.rendering import markdown_render
-from conversations.ledger.metering import metering_reserve_turn
+from conversations.ledger.metering.reserve import metering_reserve_turn
 from conversations.models import Conversation, Message
 
 

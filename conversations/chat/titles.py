@@ -17,12 +17,10 @@ from django.db import transaction
 from conversations.core import events
 from conversations.core.errors import ChatwebError
 from conversations.core.events import conversation_group, event_publish
-from conversations.ledger.metering import (
-    Metered,
-    metering_create,
-    metering_log,
-    metering_settle,
-)
+from conversations.ledger.metering.calls import metering_create
+from conversations.ledger.metering.log import metering_log
+from conversations.ledger.metering.metered import Metered
+from conversations.ledger.metering.settle import metering_settle
 from conversations.ledger.usage import usage_reserve
 from conversations.models import (
     ChatModel,

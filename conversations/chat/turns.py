@@ -37,7 +37,7 @@ from conversations.core import events
 from conversations.core.errors import InvalidInput, NotFound
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
-from conversations.ledger.metering import metering_reserve_turn
+from conversations.ledger.metering.reserve import metering_reserve_turn
 from conversations.models import ChatModel, Conversation, Message
 
 MAX_MESSAGE_CHARS = 100_000

@@ -17,7 +17,7 @@ from conversations.core.errors import (
     ScopeMissing,
     UpstreamFailed,
 )
-from conversations.gateway.validation import ApiError
+from conversations.gateway.api_error import ApiError
 from conversations.ledger.usage import RateWindow
 
 

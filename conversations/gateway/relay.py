@@ -29,16 +29,11 @@ from django.db import transaction
 
 from conversations.accounts.selectors import chat_model_list
 from conversations.core.errors import ChatwebError, UpstreamFailed
-from conversations.ledger.metering import (
-    Metered,
-    Status,
-    metering_begin_api,
-    metering_create,
-    metering_log,
-    metering_model,
-    metering_settle,
-    metering_stream,
-)
+from conversations.ledger.metering.calls import metering_create, metering_stream
+from conversations.ledger.metering.log import metering_log
+from conversations.ledger.metering.metered import Metered, Status
+from conversations.ledger.metering.reserve import metering_begin_api, metering_model
+from conversations.ledger.metering.settle import metering_settle
 from conversations.ledger.stored import (
     CompletionAssembler,
     completion_id,

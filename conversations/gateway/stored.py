@@ -9,7 +9,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from conversations.gateway import views
-from conversations.gateway.validation import ApiError, metadata_validate
+from conversations.gateway.api_error import ApiError
+from conversations.gateway.validation.values import metadata_validate
 from conversations.gateway.views import _json_body, api_view
 from conversations.ledger.stored import (
     stored_completion_delete,

@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from conversations.accounts.api_keys import api_key_authenticate, api_key_require_write
 from conversations.core.errors import ChatwebError
 from conversations.core.jsoninput import JsonInputError, json_input_parse
+from conversations.gateway.api_error import ApiError
 from conversations.gateway.errors import (
     api_error_body,
     api_error_for,
@@ -25,7 +26,7 @@ from conversations.gateway.relay import (
     gateway_models,
     gateway_stream,
 )
-from conversations.gateway.validation import ApiError, chat_request_validate
+from conversations.gateway.validation.request import chat_request_validate
 
 View = Callable[..., Awaitable[HttpResponse]]
 

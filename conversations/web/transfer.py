@@ -20,7 +20,7 @@ from conversations.library.export import (
     export_conversations,
     export_estimate,
 )
-from conversations.library.imports import import_start
+from conversations.library.imports.run import import_start
 from conversations.models import ImportRun
 
 TEMPLATE = "conversations/library.html"

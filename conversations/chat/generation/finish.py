@@ -25,13 +25,10 @@ from conversations.core.outages import (
     retry_delay,
 )
 from conversations.core.rendering import markdown_render
-from conversations.ledger.metering import (
-    TURN_STATUS,
-    metering_for_turn,
-    metering_log,
-    metering_settle,
-    metering_store,
-)
+from conversations.ledger.metering.log import metering_log
+from conversations.ledger.metering.metered import TURN_STATUS
+from conversations.ledger.metering.reserve import metering_for_turn
+from conversations.ledger.metering.settle import metering_settle, metering_store
 from conversations.ledger.stored import stored_completion_build_turn
 from conversations.models import Message, UsageRecord
 

@@ -11,9 +11,7 @@ from typing import Any
 from conversations.core.outages import (
     Outage,
 )
-from conversations.ledger.metering import (
-    Metered,
-)
+from conversations.ledger.metering.metered import Metered
 
 logger = logging.getLogger("conversations.chat.generation")
 

@@ -23,10 +23,8 @@ from conversations.core.errors import (
     ChatwebError,
 )
 from conversations.core.events import conversation_group
-from conversations.ledger.metering import (
-    Metered,
-    metering_for_turn,
-)
+from conversations.ledger.metering.metered import Metered
+from conversations.ledger.metering.reserve import metering_for_turn
 from conversations.models import Message
 from conversations.providers.catalog import base_url_is_local
 

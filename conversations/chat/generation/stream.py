@@ -18,9 +18,7 @@ from conversations.core.outages import (
     retry_delay,
 )
 from conversations.core.rendering import streaming_blocks_extend
-from conversations.ledger.metering import (
-    metering_stream,
-)
+from conversations.ledger.metering.calls import metering_stream
 
 
 async def reply_stream(messages: list[dict[str, Any]], message_id: int, group: str, progress: Progress, layer: Any) -> None:
