@@ -33,14 +33,28 @@ class ConversationsConfig(AppConfig):
         )
 
         cached = (
-            ApiKey, ChatModel, Deployment, ModelAlias, ModelPrice, Provider, UserLimits, GroupPolicy, ModelGrant,
-            SiteSettings, Group, settings.AUTH_USER_MODEL,
+            ApiKey,
+            ChatModel,
+            Deployment,
+            ModelAlias,
+            ModelPrice,
+            Provider,
+            UserLimits,
+            GroupPolicy,
+            ModelGrant,
+            SiteSettings,
+            Group,
+            settings.AUTH_USER_MODEL,
         )
         for model in cached:
             post_save.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-save-{model}")
             post_delete.connect(rowcache_clear, sender=model, dispatch_uid=f"rowcache-delete-{model}")
         # Who is in which group, and which models a group or key allows: access and limits follow them.
-        for through in (get_user_model().groups.through, GroupPolicy.allowed_models.through, ApiKey.allowed_models.through):
+        for through in (
+            get_user_model().groups.through,
+            GroupPolicy.allowed_models.through,
+            ApiKey.allowed_models.through,
+        ):
             m2m_changed.connect(rowcache_clear, sender=through, dispatch_uid=f"rowcache-m2m-{through}")
         setting_changed.connect(rowcache_clear, dispatch_uid="rowcache-settings")  # tests' site-wide limits
         post_migrate.connect(_search_index_check, sender=self, dispatch_uid="searchindex-ensure")

@@ -73,8 +73,9 @@ def key_model_ids(*, api_key: ApiKey) -> frozenset[int]:
     return api_key.model_ids
 
 
-def access_allows(*, user: AbstractBaseUser, model: ChatModel, api_key: ApiKey | None = None,
-                  access: ModelAccess | None = None) -> bool:
+def access_allows(
+    *, user: AbstractBaseUser, model: ChatModel, api_key: ApiKey | None = None, access: ModelAccess | None = None
+) -> bool:
     """Whether ``user`` (through ``api_key``, when given) may use ``model``."""
     access = access or access_of(user=user)
     if not access.allows(model.pk):
@@ -83,8 +84,14 @@ def access_allows(*, user: AbstractBaseUser, model: ChatModel, api_key: ApiKey |
     return not own or model.pk in own
 
 
-def access_require(*, user: AbstractBaseUser, model: ChatModel, name: str, api_key: ApiKey | None = None,
-                   access: ModelAccess | None = None) -> ChatModel:
+def access_require(
+    *,
+    user: AbstractBaseUser,
+    model: ChatModel,
+    name: str,
+    api_key: ApiKey | None = None,
+    access: ModelAccess | None = None,
+) -> ChatModel:
     """``model`` if ``user`` may use it, else ``ModelUnavailable`` worded as for a model that does not exist."""
     if not access_allows(user=user, model=model, api_key=api_key, access=access):
         raise model_unavailable(name)

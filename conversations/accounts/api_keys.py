@@ -60,8 +60,14 @@ def api_key_create(
             raise InvalidInput(f"The model “{model.label}” is not available to you.")
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
-        user=user, name=name, prefix=raw[:12], hashed=_hash(raw), expires_at=expires_at,
-        monthly_budget=monthly_budget, requests_per_minute=requests_per_minute, read_only=read_only,
+        user=user,
+        name=name,
+        prefix=raw[:12],
+        hashed=_hash(raw),
+        expires_at=expires_at,
+        monthly_budget=monthly_budget,
+        requests_per_minute=requests_per_minute,
+        read_only=read_only,
     )
     key.allowed_models.set(models)
     return key, raw
@@ -111,7 +117,9 @@ async def api_key_authenticate(*, raw: str) -> ApiKey | None:
         )
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now
-        await ApiKey.objects.filter(pk=key.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-        ).aupdate(last_used_at=now)
+        await (
+            ApiKey.objects.filter(pk=key.pk)
+            .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION))
+            .aupdate(last_used_at=now)
+        )
     return key

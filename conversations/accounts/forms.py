@@ -34,23 +34,32 @@ class ApiKeyForm(forms.Form):
     """A new API key's name and scopes; every bad value gets a message next to its field."""
 
     name = forms.CharField(
-        max_length=100, help_text="Such as the app that will use it.",
+        max_length=100,
+        help_text="Such as the app that will use it.",
         error_messages={"required": "Give the key a name, such as the app that will use it."},
     )
     expires_on = forms.DateField(
-        required=False, widget=forms.DateInput(attrs={"type": "date"}),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Optional. The key works until the end of this day (UTC).",
     )
     models = forms.ModelMultipleChoiceField(
-        queryset=ChatModel.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
+        queryset=ChatModel.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: every model you may use.",
     )
     monthly_budget = forms.DecimalField(
-        required=False, min_value=0, max_digits=12, decimal_places=2, help_text="Optional. USD per calendar month (UTC).",
+        required=False,
+        min_value=0,
+        max_digits=12,
+        decimal_places=2,
+        help_text="Optional. USD per calendar month (UTC).",
     )
     requests_per_minute = forms.IntegerField(required=False, min_value=1, max_value=2**31 - 1, help_text="Optional.")
     read_only = forms.BooleanField(
-        required=False, help_text="Can list and read stored completions and models; cannot create completions.",
+        required=False,
+        help_text="Can list and read stored completions and models; cannot create completions.",
     )
 
     def __init__(self, *args, user: AbstractBaseUser, **kwargs) -> None:

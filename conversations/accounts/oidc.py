@@ -134,8 +134,14 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
             raise Http404
         try:
             return super().get(request)
-        except (SuspiciousOperation, SsoFailed, requests.RequestException, ValueError, KeyError,
-                IntegrityError) as exc:  # IntegrityError: the same person's first sign-in twice at once
+        except (
+            SuspiciousOperation,
+            SsoFailed,
+            requests.RequestException,
+            ValueError,
+            KeyError,
+            IntegrityError,
+        ) as exc:  # IntegrityError: the same person's first sign-in twice at once
             return _sso_failed(request, exc)
 
     def login_failure(self) -> HttpResponse:

@@ -41,7 +41,10 @@ def api_key_list(*, user: AbstractBaseUser, spent_since: datetime | None = None)
         return keys
     spent = (
         UsageRecord.objects.filter(api_key=OuterRef("pk"), created_at__gte=spent_since)
-        .order_by().values("api_key").annotate(total=Sum("cost")).values("total")
+        .order_by()
+        .values("api_key")
+        .annotate(total=Sum("cost"))
+        .values("total")
     )
     cost = UsageRecord._meta.get_field("cost")
     return keys.annotate(spent=Coalesce(Subquery(spent, output_field=cost), Value(Decimal(0)), output_field=cost))

@@ -68,9 +68,11 @@ def session_expiry(*, session_key: str | None, user_id: int) -> datetime | None:
     """
     if not session_key:
         return None
-    expiry = Session.objects.filter(session_key=session_key, expire_date__gt=timezone.now()).values_list(
-        "expire_date", flat=True
-    ).first()
+    expiry = (
+        Session.objects.filter(session_key=session_key, expire_date__gt=timezone.now())
+        .values_list("expire_date", flat=True)
+        .first()
+    )
     if expiry is None:
         return None
     request = HttpRequest()

@@ -58,8 +58,16 @@ class ChatModelInline(admin.TabularInline):
     model = ChatModel
     extra = 0
     fields = [
-        "name", "display_name", "upstream_model", "enabled", "is_default", "position", "max_tokens", "reasoning",
-        "accepts_images", "context_tokens",
+        "name",
+        "display_name",
+        "upstream_model",
+        "enabled",
+        "is_default",
+        "position",
+        "max_tokens",
+        "reasoning",
+        "accepts_images",
+        "context_tokens",
     ]
 
 
@@ -85,7 +93,8 @@ class ProviderAdmin(admin.ModelAdmin):
             add = reverse("admin:conversations_chatmodel_add")
             new = [i for i in ids if i not in used]
             links = format_html_join(
-                ", ", '<a href="{}?{}">{}</a>',
+                ", ",
+                '<a href="{}?{}">{}</a>',
                 ((add, urlencode({"provider": provider.pk, "upstream_model": i, "name": i}), i) for i in new),
             )
             self.message_user(
@@ -135,7 +144,14 @@ class ModelAliasInline(admin.TabularInline):
 @admin.register(ChatModel)
 class ChatModelAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "display_name", "provider", "upstream_model", "enabled", "is_default", "position", "max_tokens",
+        "name",
+        "display_name",
+        "provider",
+        "upstream_model",
+        "enabled",
+        "is_default",
+        "position",
+        "max_tokens",
         "reasoning",
         "accepts_images",
     ]
@@ -159,7 +175,9 @@ def attachments_shown(message: Message) -> str:
     items = (
         format_html(
             '<a href="{}" target="_blank" rel="noopener"><img src="{}" alt="{}" style="max-height: 120px; max-width: 240px;"></a>',
-            url, url, a.name,
+            url,
+            url,
+            a.name,
         )
         if a.is_image
         else format_html('<a href="{}">{}</a> ({} tokens)', url, a.name, a.tokens)
@@ -174,8 +192,16 @@ class MessageInline(admin.StackedInline):
     extra = 0
     can_delete = False
     fields = [
-        "role", "status", "content", "attachments", "error", "model_name", "finish_reason", "prompt_tokens",
-        "completion_tokens", "created_at",
+        "role",
+        "status",
+        "content",
+        "attachments",
+        "error",
+        "model_name",
+        "finish_reason",
+        "prompt_tokens",
+        "completion_tokens",
+        "created_at",
     ]
     readonly_fields = fields
 
@@ -209,7 +235,16 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "conversation", "role", "status", "model_name", "prompt_tokens", "completion_tokens", "created_at"]
+    list_display = [
+        "id",
+        "conversation",
+        "role",
+        "status",
+        "model_name",
+        "prompt_tokens",
+        "completion_tokens",
+        "created_at",
+    ]
     list_filter = ["status", "role", "model_name"]
     search_fields = ["content"]
     raw_id_fields = ["conversation"]

@@ -63,12 +63,7 @@ class InputFilter(admin.ListFilter):
 
     def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
         mine = self.expected_parameters()
-        keep = [
-            (key, value)
-            for key, values in changelist.filter_params.items()
-            if key not in mine
-            for value in values
-        ]
+        keep = [(key, value) for key, values in changelist.filter_params.items() if key not in mine for value in values]
         yield {
             "keep": keep,
             "inputs": [

@@ -148,7 +148,9 @@ class StoredCompletionAdmin(admin.ModelAdmin):
             if isinstance(choice, dict)
         ]
         context = {
-            "messages": [transcript_message(m) for m in (obj.messages if isinstance(obj.messages, list) else [obj.messages])],
+            "messages": [
+                transcript_message(m) for m in (obj.messages if isinstance(obj.messages, list) else [obj.messages])
+            ],
             "choices": choices,
             "usage": json_pretty(response["usage"]) if response.get("usage") else "",
             "latency_ms": obj.latency_ms,

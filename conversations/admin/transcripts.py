@@ -35,7 +35,11 @@ def _image(part: dict[str, Any]) -> dict[str, str] | None:
     if not isinstance(url, str):
         return None
     if re.fullmatch(r"/files/\d+", url) or re.match(r"data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=]+\Z", url):
-        return {"kind": "image", "url": url, "label": url if url.startswith("/") else f"inline image, {len(url):,} characters"}
+        return {
+            "kind": "image",
+            "url": url,
+            "label": url if url.startswith("/") else f"inline image, {len(url):,} characters",
+        }
     return None
 
 

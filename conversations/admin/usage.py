@@ -91,7 +91,9 @@ class UserLimitsForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["monthly_budget"].help_text = "USD per calendar month (UTC). " + _default_help("monthly_budget", "USD")
+        self.fields["monthly_budget"].help_text = "USD per calendar month (UTC). " + _default_help(
+            "monthly_budget", "USD"
+        )
         self.fields["monthly_budget"].min_value = 0
         self.fields["requests_per_minute"].help_text = _default_help("requests_per_minute", "requests/min")
         self.fields["tokens_per_minute"].help_text = _default_help("tokens_per_minute", "tokens/min")

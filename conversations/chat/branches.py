@@ -94,7 +94,10 @@ def message_continue(*, conversation: Conversation, message_id: Any) -> Message:
     model = conversation.model
     prompt = prompt_build(reply=message, prefix=message.content)
     metering_reserve_turn(
-        user=conversation.user, model=model, reply=message, history=prompt.messages,
+        user=conversation.user,
+        model=model,
+        reply=message,
+        history=prompt.messages,
         max_output_tokens=prompt.max_tokens,
     )
     Message.objects.filter(pk=message.pk).update(
@@ -169,4 +172,3 @@ async def chat_branch_delete(*, conversation: Conversation, message_id: Any) -> 
     for reply_id in streaming:
         await generation_stop(message_id=reply_id)
     await event_publish(conversation_group(conversation.pk), events.chat_branch())
-

@@ -162,7 +162,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def action_edit(self, data: dict[str, Any]) -> None:
         await chat_edit(
-            conversation=self.conversation, message_id=data.get("message_id") or None,
+            conversation=self.conversation,
+            message_id=data.get("message_id") or None,
             content=str(data.get("message", "")),
         )
 
@@ -264,8 +265,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         messages, has_earlier, streaming, self.off_path = await database_sync_to_async(branch_page)(
             conversation=self.conversation
         )
-        context = {"messages": messages, "has_earlier": has_earlier, "conversation": self.conversation,
-                   "anchor": event.get("anchor")}
+        context = {
+            "messages": messages,
+            "has_earlier": has_earlier,
+            "conversation": self.conversation,
+            "anchor": event.get("anchor"),
+        }
         html = partial("messages-page").render(context)
         if len(html.encode()) > FRAME_MAX_BYTES:  # the tab fetches the page over HTTP instead
             html = partial("messages-page").render({**context, "fetch": True})
@@ -309,7 +314,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _send_partial(self, name: str, **context: Any) -> None:
         """Send a named partial of the chat page; contexts hold loaded rows, so no query runs here."""
         await self.send(text_data=partial(name).render(context))
-
 
 
 def _listed(value: Any) -> list[Any]:

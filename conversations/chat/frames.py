@@ -30,8 +30,6 @@ def partial(name: str) -> Template:
     return get_template(f"{TEMPLATE}#{name}")
 
 
-
-
 def text_frames(
     message_id: int, text: str, *, replace: bool, blocks: str, delta_frames: dict[int, tuple[str, str]]
 ) -> list[str]:
@@ -45,7 +43,9 @@ def text_frames(
     if not text:
         return frames
     before, after = delta_frames.get(message_id) or _delta_frame(message_id, delta_frames)
-    frames.extend(before + escape(text[at : at + TEXT_PART_CHARS]) + after for at in range(0, len(text), TEXT_PART_CHARS))
+    frames.extend(
+        before + escape(text[at : at + TEXT_PART_CHARS]) + after for at in range(0, len(text), TEXT_PART_CHARS)
+    )
     return frames
 
 

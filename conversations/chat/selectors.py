@@ -25,9 +25,11 @@ def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
     """The user's conversation, or ``NotFound``."""
-    found = conversation_list(user=user).select_related("model").filter(pk=conversation_id).first() if row_id_valid(
-        conversation_id
-    ) else None
+    found = (
+        conversation_list(user=user).select_related("model").filter(pk=conversation_id).first()
+        if row_id_valid(conversation_id)
+        else None
+    )
     if found is None:
         raise NotFound("No such conversation.")
     return found
@@ -177,8 +179,11 @@ def messages_usage_attach(messages: list[Message]) -> list[Message]:
     )
     usage = {
         row["message_id"]: ReplyUsage(
-            prompt_tokens=row["prompt"], completion_tokens=row["completion"], cost=row["total_cost"],
-            estimated=row["estimated_calls"] > 0, priced=row["unpriced_calls"] == 0,
+            prompt_tokens=row["prompt"],
+            completion_tokens=row["completion"],
+            cost=row["total_cost"],
+            estimated=row["estimated_calls"] > 0,
+            priced=row["unpriced_calls"] == 0,
         )
         for row in rows
     }

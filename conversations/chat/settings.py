@@ -154,9 +154,7 @@ def preset_get(*, user: AbstractBaseUser, preset_id: Any, own: bool = False) -> 
     return preset
 
 
-def preset_save(
-    *, user: AbstractBaseUser, data: Mapping[str, Any], preset: Preset | None = None
-) -> Preset:
+def preset_save(*, user: AbstractBaseUser, data: Mapping[str, Any], preset: Preset | None = None) -> Preset:
     """Create a preset of the user's own, or change ``preset`` (one of theirs), from a form's fields."""
     name = " ".join(str(data.get("name") or "").split())[:100]
     if not name:

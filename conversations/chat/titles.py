@@ -83,8 +83,12 @@ async def title_generate(*, job: _Job) -> str | None:
         response = {}
     title = title_clean(_reply_text(response))
     saved = await sync_to_async(_save)(job=job, response=response, title=title)
-    metering_log(metered=job.metered, status="completed" if title else "error",
-                 prompt_tokens=job.metered.record.prompt_tokens, completion_tokens=job.metered.record.completion_tokens)
+    metering_log(
+        metered=job.metered,
+        status="completed" if title else "error",
+        prompt_tokens=job.metered.record.prompt_tokens,
+        completion_tokens=job.metered.record.completion_tokens,
+    )
     if not saved:
         return None
     await event_publish(conversation_group(job.conversation_id), events.chat_turn(message_ids=[], title=title))
@@ -95,8 +99,11 @@ def _job(*, message_id: int) -> _Job | None:
     """What to ask, when this reply is its conversation's first and the setting is on; its usage reserved."""
     if not SiteSettings.objects.filter(pk=1, generate_titles=True).exists():
         return None
-    reply = Message.objects.select_related("conversation__user", "conversation__model__provider").filter(
-        pk=message_id, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE).first()
+    reply = (
+        Message.objects.select_related("conversation__user", "conversation__model__provider")
+        .filter(pk=message_id, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE)
+        .first()
+    )
     if reply is None or reply.conversation.model is None:
         return None
     conversation = reply.conversation
@@ -111,13 +118,18 @@ def _job(*, message_id: int) -> _Job | None:
     ]
     model = conversation.model
     record = usage_reserve(
-        user=conversation.user, model=model.name, provider=model.provider.name,
-        prompt_tokens=messages_tokens_guess(messages), max_output_tokens=TITLE_TOKENS,
+        user=conversation.user,
+        model=model.name,
+        provider=model.provider.name,
+        prompt_tokens=messages_tokens_guess(messages),
+        max_output_tokens=TITLE_TOKENS,
     )
-    metered = Metered(model=model, name=model.name, user_id=conversation.user_id,
-                      source=StoredCompletion.Source.CHAT, record=record)
-    return _Job(conversation_id=conversation.pk, title=conversation.title, model=model, metered=metered,
-                messages=messages)
+    metered = Metered(
+        model=model, name=model.name, user_id=conversation.user_id, source=StoredCompletion.Source.CHAT, record=record
+    )
+    return _Job(
+        conversation_id=conversation.pk, title=conversation.title, model=model, metered=metered, messages=messages
+    )
 
 
 def _reply_text(response: dict[str, Any]) -> str:
@@ -138,8 +150,12 @@ def title_clean(text: str) -> str:
 def _save(*, job: _Job, response: dict[str, Any], title: str) -> bool:
     """Settle the call's usage and set the title if the user has not renamed the conversation meanwhile."""
     with transaction.atomic():
-        metering_settle(metered=job.metered, usage=response.get("usage"), text=_reply_text(response),
-                        messages=job.messages if response else [])
+        metering_settle(
+            metered=job.metered,
+            usage=response.get("usage"),
+            text=_reply_text(response),
+            messages=job.messages if response else [],
+        )
         if not title:
             return False
         return bool(Conversation.objects.filter(pk=job.conversation_id, title=job.title).update(title=title))

@@ -127,7 +127,9 @@ def message_send(
         conversation=conversation, parent_id=conversation.current_leaf_id, role=Message.Role.USER, content=content
     )
     attachments_claim(attachments=attachments, message=user_message)
-    return user_message, _assistant_reply_create(conversation=conversation, parent=user_message, attachments=attachments)
+    return user_message, _assistant_reply_create(
+        conversation=conversation, parent=user_message, attachments=attachments
+    )
 
 
 def message_content_clean(content: str, *, required: bool = True) -> str:
@@ -137,9 +139,7 @@ def message_content_clean(content: str, *, required: bool = True) -> str:
     if required and not content:
         raise InvalidInput("Type a message first.")
     if len(content) > MAX_MESSAGE_CHARS:
-        raise InvalidInput(
-            f"That message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}."
-        )
+        raise InvalidInput(f"That message is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}.")
     return content
 
 
@@ -239,7 +239,10 @@ def _assistant_reply_create(
     prompt = prompt_build(reply=reply)
     context_check(model=model, history=prompt.messages, attachments=attachments or [])
     metering_reserve_turn(
-        user=conversation.user, model=model, reply=reply, history=prompt.messages,
+        user=conversation.user,
+        model=model,
+        reply=reply,
+        history=prompt.messages,
         max_output_tokens=prompt.max_tokens,
     )
     return reply
@@ -258,8 +261,13 @@ async def chat_send(
         conversation=conversation, content=content, model_name=model_name, attachment_ids=attachment_ids
     )
     try:
-        await event_publish(conversation_group(conversation.pk), events.chat_turn(message_ids=[user_message.pk, reply.pk],
-            title=reply.conversation.title,))
+        await event_publish(
+            conversation_group(conversation.pk),
+            events.chat_turn(
+                message_ids=[user_message.pk, reply.pk],
+                title=reply.conversation.title,
+            ),
+        )
     finally:  # a reply saved as streaming is always generated, announced or not
         generation_start(message_id=reply.pk)
     return reply
@@ -289,9 +297,14 @@ async def chat_regenerate(*, conversation: Conversation, message_id: Any = None)
         if old_id is None:
             await event_publish(conversation_group(conversation.pk), events.chat_branch(anchor=reply.pk))
         else:
-            await event_publish(conversation_group(conversation.pk), events.chat_turn(message_ids=[reply.pk],
-                title=reply.conversation.title,
-                replaces=old_id,))
+            await event_publish(
+                conversation_group(conversation.pk),
+                events.chat_turn(
+                    message_ids=[reply.pk],
+                    title=reply.conversation.title,
+                    replaces=old_id,
+                ),
+            )
     finally:
         generation_start(message_id=reply.pk)
     return reply
@@ -318,9 +331,8 @@ async def chat_resume(
     path = set(await sync_to_async(message_path_ids)(conversation=conversation))
     shown = [message_id for message_id in running if message_id in path]
     await generation_sync(message_ids=shown, reply_to=reply_to)
-    finished = (
-        conversation.messages.filter(pk__in=set(shown_streaming) & path, role=Message.Role.ASSISTANT)
-        .exclude(pk__in=running)
+    finished = conversation.messages.filter(pk__in=set(shown_streaming) & path, role=Message.Role.ASSISTANT).exclude(
+        pk__in=running
     )
     finished_rows = await sync_to_async(messages_for_display)([message async for message in finished])
     return shown, set(running) - path, finished_rows

@@ -56,9 +56,7 @@ async def watchdog_tick(*, sweep: bool = True) -> list[int]:
     """One heartbeat and, with ``sweep``, one sweep; returns the ids of the replies marked interrupted."""
     running = generation_running_ids()
     if running:
-        await Message.objects.filter(pk__in=running, status=Message.Status.STREAMING).aupdate(
-            updated_at=timezone.now()
-        )
+        await Message.objects.filter(pk__in=running, status=Message.Status.STREAMING).aupdate(updated_at=timezone.now())
     if not sweep:
         return []
     stale_after = timedelta(seconds=settings.STREAM_STALE_AFTER)

@@ -50,8 +50,15 @@ class ScopeMissing(ChatwebError):
 class QuotaExceeded(ChatwebError):
     """A budget or rate limit says no. ``kind`` is ``budget``, ``requests`` or ``tokens``."""
 
-    def __init__(self, message: str, *, kind: str, retry_after: int | None = None,
-                 limit: int | Decimal | None = None, remaining: int | Decimal | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        retry_after: int | None = None,
+        limit: int | Decimal | None = None,
+        remaining: int | Decimal | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.retry_after = retry_after

@@ -32,7 +32,7 @@ class EncryptedTextField(models.TextField):
         if not value or not value.startswith(PREFIX):
             return value
         try:
-            return _fernet().decrypt(value[len(PREFIX):].encode()).decode()
+            return _fernet().decrypt(value[len(PREFIX) :].encode()).decode()
         except InvalidToken:
             raise ValueError(
                 "A stored provider key cannot be decrypted: ENCRYPTION_KEY (or SECRET_KEY) changed."

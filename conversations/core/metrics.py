@@ -56,8 +56,9 @@ first_token = Histogram(
     ["model", "source"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30),
 )
-tokens = Counter("chatweb_tokens", "Tokens of ended completions, by model and direction (input, output).",
-                 ["model", "direction"])
+tokens = Counter(
+    "chatweb_tokens", "Tokens of ended completions, by model and direction (input, output).", ["model", "direction"]
+)
 cost = Counter("chatweb_cost_usd", "Cost of ended completions in USD, by model.", ["model"])
 upstream_errors = Counter(
     "chatweb_upstream_errors",
@@ -72,8 +73,9 @@ layer_send_failures = Counter(
 )
 # Only with METRICS_PER_USER: one series per user and label, labelled with the user's id.
 user_completions = Counter("chatweb_user_completions", "Completions ended, by user id.", ["user_id"])
-user_tokens = Counter("chatweb_user_tokens", "Tokens of ended completions, by user id and direction.",
-                      ["user_id", "direction"])
+user_tokens = Counter(
+    "chatweb_user_tokens", "Tokens of ended completions, by user id and direction.", ["user_id", "direction"]
+)
 user_cost = Counter("chatweb_user_cost_usd", "Cost of ended completions in USD, by user id.", ["user_id"])
 
 
@@ -127,8 +129,9 @@ def metrics_exposition(request: HttpRequest) -> HttpResponse | None:
         return None
     supplied = request.headers.get("Authorization", "")
     if not secrets.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
-        response = HttpResponse("A bearer token is needed to read the metrics.\n", status=401,
-                                content_type="text/plain")
+        response = HttpResponse(
+            "A bearer token is needed to read the metrics.\n", status=401, content_type="text/plain"
+        )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

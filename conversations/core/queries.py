@@ -14,9 +14,7 @@ from django.utils.decorators import sync_and_async_middleware
 def _holds_nul(request: HttpRequest) -> bool:
     fields = [request.GET] if request.method == "GET" else [request.GET, request.POST]
     return any(
-        "\x00" in key or any("\x00" in value for value in values)
-        for query in fields
-        for key, values in query.lists()
+        "\x00" in key or any("\x00" in value for value in values) for query in fields for key, values in query.lists()
     )
 
 

@@ -54,8 +54,9 @@ def _upstream_error(exc: UpstreamFailed) -> ApiError:
     headers = None
     if exc.retry_after is not None or exc.status == 429:
         headers = {"Retry-After": str(max(1, round(exc.retry_after or 0)))}
-    return ApiError(exc.message, status=exc.status or 502, type=exc.type, param=exc.param, code=exc.code,
-                    headers=headers)
+    return ApiError(
+        exc.message, status=exc.status or 502, type=exc.type, param=exc.param, code=exc.code, headers=headers
+    )
 
 
 def ratelimit_headers(windows: Iterable[RateWindow]) -> dict[str, str]:

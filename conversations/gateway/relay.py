@@ -94,8 +94,10 @@ async def _finished(
         metered=metered, usage=usage, text=text, messages=body["messages"], stored=stored
     )
     metering_log(
-        metered=metered, status=Status.COMPLETED if completion is not None else Status.ERROR,
-        prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
+        metered=metered,
+        status=Status.COMPLETED if completion is not None else Status.ERROR,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
     )
 
 
@@ -160,7 +162,11 @@ async def gateway_stream(
         await finish(completion=None)
         raise
     events = _relay(
-        first, chunks, name=metered.model.name, client_wants_usage=client_wants_usage, finish=finish,
+        first,
+        chunks,
+        name=metered.model.name,
+        client_wants_usage=client_wants_usage,
+        finish=finish,
         error_body=error_body,
     )
     return events, metered.record.rate_windows
@@ -244,8 +250,12 @@ class _StreamNormaliser:
             self.roles_sent.add(index)
         if delta.get("tool_calls"):
             delta["tool_calls"] = [self._tool_call(index, call) for call in delta["tool_calls"]]
-        return {"index": index, "delta": delta, "logprobs": choice.get("logprobs"),
-                "finish_reason": choice.get("finish_reason")}
+        return {
+            "index": index,
+            "delta": delta,
+            "logprobs": choice.get("logprobs"),
+            "finish_reason": choice.get("finish_reason"),
+        }
 
     def _tool_call(self, choice_index: int, call: dict[str, Any]) -> dict[str, Any]:
         call = dict(call)

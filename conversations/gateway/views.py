@@ -123,7 +123,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **ratelimit_headers(windows)},
         )
     completion, windows = await gateway_complete(
-        body=body, api_key=request.api_key, request_id=request.request_id,
+        body=body,
+        api_key=request.api_key,
+        request_id=request.request_id,
         later=functools.partial(after_response, request),
     )
     return JsonResponse(completion, headers=ratelimit_headers(windows) or None)

@@ -255,7 +255,8 @@ def usage_summary(*, queryset: QuerySet[UsageRecord], user: AbstractBaseUser, no
 def _named(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each row with its model's display ``name`` as the chat shows it; a model since removed keeps its id."""
     names = dict(
-        ChatModel.objects.filter(name__in=[row["model"] for row in rows]).exclude(display_name="")
+        ChatModel.objects.filter(name__in=[row["model"] for row in rows])
+        .exclude(display_name="")
         .values_list("name", "display_name")
     )
     return [{**row, "name": names.get(row["model"], row["model"])} for row in rows]
@@ -343,7 +344,9 @@ def _by_group(ledger: QuerySet[UsageRecord]) -> list[dict[str, Any]]:
     """Totals of each group's current members, with the group's monthly budget; a user in two groups
     counts in both, so these rows may add up to more than the total."""
     in_groups = ledger.annotate(
-        group_id=F("user__groups"), group_name=F("user__groups__name"), budget=F("user__groups__policy__monthly_budget"),
+        group_id=F("user__groups"),
+        group_name=F("user__groups__name"),
+        budget=F("user__groups__policy__monthly_budget"),
     ).filter(group_id__isnull=False)
     return grouped(in_groups, "group_id", "group_name", "budget")
 

@@ -1,6 +1,5 @@
 """Reads of the usage ledger, scoped to the user asking."""
 
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 

@@ -137,8 +137,9 @@ def _limits_load(user: AbstractBaseUser) -> Limits:
         from_groups = [v for p in policies if (v := getattr(p, f"member_{name}")) is not None]
         return max(from_groups) if from_groups else defaults[name]
 
-    budgets = tuple(GroupBudget(p.group_id, p.group.name, p.monthly_budget) for p in policies
-                    if p.monthly_budget is not None)
+    budgets = tuple(
+        GroupBudget(p.group_id, p.group.name, p.monthly_budget) for p in policies if p.monthly_budget is not None
+    )
     return Limits(pick("monthly_budget"), pick("requests_per_minute"), pick("tokens_per_minute"), budgets)
 
 
@@ -173,8 +174,14 @@ def usage_reserve(
     """
     limits = limits_for(user=user)
     reservation = functools.partial(
-        _reservation, user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
-        max_output_tokens=max_output_tokens, api_key=api_key, message=message,
+        _reservation,
+        user=user,
+        model=model,
+        provider=provider,
+        prompt_tokens=prompt_tokens,
+        max_output_tokens=max_output_tokens,
+        api_key=api_key,
+        message=message,
     )
     key_limited = api_key is not None and api_key.has_limits
     if limits == NO_LIMITS and not key_limited:
@@ -184,8 +191,12 @@ def usage_reserve(
         return record
     with transaction.atomic():
         if limits.group_budgets:
-            list(GroupPolicy.objects.select_for_update().filter(
-                group_id__in=[g.group_id for g in limits.group_budgets]).order_by("group_id").values_list("pk"))
+            list(
+                GroupPolicy.objects.select_for_update()
+                .filter(group_id__in=[g.group_id for g in limits.group_budgets])
+                .order_by("group_id")
+                .values_list("pk")
+            )
         if limits.own:
             UserLimits.objects.select_for_update().get_or_create(user=user)
         if key_limited:
@@ -200,16 +211,27 @@ def usage_reserve(
         first = month_start(now)
         if key_limited and api_key.monthly_budget is not None:
             _budget_check(
-                _spent(UsageRecord.objects.filter(api_key=api_key), first), record.cost, api_key.monthly_budget,
-                "This API key's monthly budget is reached", ". Create a key with a larger budget, or wait for next month.",
+                _spent(UsageRecord.objects.filter(api_key=api_key), first),
+                record.cost,
+                api_key.monthly_budget,
+                "This API key's monthly budget is reached",
+                ". Create a key with a larger budget, or wait for next month.",
             )
         if limits.monthly_budget is not None:
-            _budget_check(_spent(ledger, first), record.cost, limits.monthly_budget, "Monthly budget reached",
-                          ". An admin can raise it.")
+            _budget_check(
+                _spent(ledger, first),
+                record.cost,
+                limits.monthly_budget,
+                "Monthly budget reached",
+                ". An admin can raise it.",
+            )
         for group in limits.group_budgets:
             _budget_check(
-                group_spent(group_id=group.group_id, since=first), record.cost, group.budget,
-                f"The monthly budget of your group “{group.name}” is reached", " by its members. An admin can raise it.",
+                group_spent(group_id=group.group_id, since=first),
+                record.cost,
+                group.budget,
+                f"The monthly budget of your group “{group.name}” is reached",
+                " by its members. An admin can raise it.",
             )
         record.save(force_insert=True)
         return record
@@ -220,7 +242,9 @@ def _budget_check(spent: Decimal, cost: Decimal, budget: Decimal, head: str, tai
     if spent + cost > budget:
         raise QuotaExceeded(
             f"{head}: ${spent:.2f} of ${budget:.2f} used this month{tail}",
-            kind="budget", limit=budget, remaining=max(budget - spent, Decimal(0)),
+            kind="budget",
+            limit=budget,
+            remaining=max(budget - spent, Decimal(0)),
         )
 
 
@@ -237,16 +261,21 @@ def _user_rate_check(limits: Limits, ledger: Any, record: UsageRecord, now: date
     requests, tokens = window["requests"] or 0, window["tokens"] or 0
     if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
         raise RateLimited(
-            f"Rate limit reached: {limits.requests_per_minute} requests per minute. "
-            f"Try again in {retry_after} s.",
-            kind="requests", retry_after=retry_after, limit=limits.requests_per_minute, remaining=0,
+            f"Rate limit reached: {limits.requests_per_minute} requests per minute. Try again in {retry_after} s.",
+            kind="requests",
+            retry_after=retry_after,
+            limit=limits.requests_per_minute,
+            remaining=0,
         )
-    if (limits.tokens_per_minute is not None
-            and tokens + record.prompt_tokens + record.completion_tokens > limits.tokens_per_minute):
+    if (
+        limits.tokens_per_minute is not None
+        and tokens + record.prompt_tokens + record.completion_tokens > limits.tokens_per_minute
+    ):
         raise RateLimited(
-            f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. "
-            f"Try again in {retry_after} s.",
-            kind="tokens", retry_after=retry_after, limit=limits.tokens_per_minute,
+            f"Rate limit reached: {limits.tokens_per_minute:,} tokens per minute. Try again in {retry_after} s.",
+            kind="tokens",
+            retry_after=retry_after,
+            limit=limits.tokens_per_minute,
             remaining=max(limits.tokens_per_minute - tokens, 0),
         )
     reserved = tokens + record.prompt_tokens + record.completion_tokens
@@ -264,12 +293,20 @@ def _key_rate_check(api_key: ApiKey, now: datetime) -> None:
         raise RateLimited(
             f"Rate limit reached for this API key: {api_key.requests_per_minute} requests per minute. "
             f"Try again in {retry_after} s.",
-            kind="requests", retry_after=retry_after, limit=api_key.requests_per_minute, remaining=0,
+            kind="requests",
+            retry_after=retry_after,
+            limit=api_key.requests_per_minute,
+            remaining=0,
         )
 
 
 def usage_reserve_cached(
-    *, user: AbstractBaseUser, model: str, provider: str, prompt_tokens: int, max_output_tokens: int | None,
+    *,
+    user: AbstractBaseUser,
+    model: str,
+    provider: str,
+    prompt_tokens: int,
+    max_output_tokens: int | None,
     api_key: ApiKey,
 ) -> UsageRecord | None:
     """``usage_reserve(defer=True)`` without a trip to the database thread, for the common case:
@@ -277,14 +314,30 @@ def usage_reserve_cached(
     prices = rowcache_get(("prices", model))
     if rowcache_get(("limits", user.pk)) != NO_LIMITS or prices is None:
         return None
-    return _reservation(user=user, model=model, provider=provider, prompt_tokens=prompt_tokens,
-                        max_output_tokens=max_output_tokens, api_key=api_key, message=None,
-                        now=timezone.now(), prices=prices)
+    return _reservation(
+        user=user,
+        model=model,
+        provider=provider,
+        prompt_tokens=prompt_tokens,
+        max_output_tokens=max_output_tokens,
+        api_key=api_key,
+        message=None,
+        now=timezone.now(),
+        prices=prices,
+    )
 
 
 def _reservation(
-    *, user: AbstractBaseUser, model: str, provider: str, prompt_tokens: int, max_output_tokens: int | None,
-    api_key: ApiKey | None, message: Message | None, now: datetime, prices: list[ModelPrice] | None = None,
+    *,
+    user: AbstractBaseUser,
+    model: str,
+    provider: str,
+    prompt_tokens: int,
+    max_output_tokens: int | None,
+    api_key: ApiKey | None,
+    message: Message | None,
+    now: datetime,
+    prices: list[ModelPrice] | None = None,
 ) -> UsageRecord:
     """The unsaved record of a completion's worst case (the prompt, and max_tokens or the default
     reserve) at the price in force ``now``, from ``prices`` if given, else from the row cache.
@@ -294,10 +347,20 @@ def _reservation(
     output = min(max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS, TOKENS_MAX)
     cost = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)
     return UsageRecord(
-        user=user, api_key=api_key, message=message, model=model, provider=provider,
-        prompt_tokens=prompt_tokens, completion_tokens=output, estimated=True, priced=price.priced,
-        input_per_million=price.input_per_million, cached_input_per_million=price.cached_input_per_million,
-        output_per_million=price.output_per_million, created_at=now, cost=min(cost, COST_MAX),
+        user=user,
+        api_key=api_key,
+        message=message,
+        model=model,
+        provider=provider,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=output,
+        estimated=True,
+        priced=price.priced,
+        input_per_million=price.input_per_million,
+        cached_input_per_million=price.cached_input_per_million,
+        output_per_million=price.output_per_million,
+        created_at=now,
+        cost=min(cost, COST_MAX),
     )
 
 
@@ -338,8 +401,17 @@ def usage_settle(
         completion_tokens=record.completion_tokens,
     )
     record.state = UsageRecord.State.SETTLED
-    fields = ["prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "estimated", "cost", "state",
-              "provider", "upstream_model"]
+    fields = [
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "estimated",
+        "cost",
+        "state",
+        "provider",
+        "upstream_model",
+    ]
     if stored_completion is not None:
         record.stored_completion = stored_completion
         fields.append("stored_completion")

@@ -35,7 +35,9 @@ def _with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversati
     return conversations.select_related("model", "folder").prefetch_related(Prefetch("messages", queryset=messages))
 
 
-def export_conversations(*, user: AbstractBaseUser, conversation_ids: Iterable[int] | None = None) -> Iterator[Conversation]:
+def export_conversations(
+    *, user: AbstractBaseUser, conversation_ids: Iterable[int] | None = None
+) -> Iterator[Conversation]:
     """The user's conversations (all, or those ids) with their messages, read CHUNK at a time."""
     conversations = conversation_list(user=user)
     if conversation_ids is not None:
@@ -178,7 +180,10 @@ def conversations_zip(read: Callable[[], Iterable[Conversation]]) -> Iterator[by
             archive.writestr(_filename(conversation), conversation_markdown(conversation))
             for message in conversation.messages.all():
                 for attachment in message.attachments.all():
-                    with attachment.file.open("rb") as stored, archive.open(attachment_path(message, attachment), "w") as member:
+                    with (
+                        attachment.file.open("rb") as stored,
+                        archive.open(attachment_path(message, attachment), "w") as member,
+                    ):
                         while chunk := stored.read(FILE_CHUNK):
                             member.write(chunk)
                             if sink.buffer:

@@ -40,7 +40,10 @@ def share_create(*, user: AbstractBaseUser, conversation: Conversation) -> Share
     if not snapshot:
         raise NotFound("There is nothing to share in this conversation yet.")
     return SharedLink.objects.create(
-        token=secrets.token_urlsafe(24), user=user, conversation=conversation, title=conversation.title,
+        token=secrets.token_urlsafe(24),
+        user=user,
+        conversation=conversation,
+        title=conversation.title,
         messages=snapshot,
     )
 

@@ -1,6 +1,5 @@
 """Who may do what: site settings, API keys, limits, groups' policies, grants, preferences, SSO identities."""
 
-
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -14,8 +13,7 @@ class SiteSettings(models.Model):
 
     signups_open = models.BooleanField(
         default=False,
-        help_text="Let anyone create an account on the sign-up page. "
-        "Otherwise admins create users in the admin.",
+        help_text="Let anyone create an account on the sign-up page. Otherwise admins create users in the admin.",
     )
     ungrouped_all_models = models.BooleanField(
         default=True,
@@ -65,7 +63,11 @@ class ApiKey(models.Model):
         "ChatModel", blank=True, related_name="+", help_text="The models it may call; none: all its user may use."
     )
     monthly_budget = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
         help_text="USD per calendar month (UTC) this key may spend.",
     )
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
@@ -121,11 +123,19 @@ class GroupPolicy(models.Model):
         ChatModel, blank=True, related_name="group_policies", help_text="Used only when “all models” is unticked."
     )
     monthly_budget = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
         help_text="USD per calendar month (UTC) that all members share. Blank: no group budget.",
     )
     member_monthly_budget = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
         help_text="Each member's own budget (USD per month) unless the user has one set.",
     )
     member_requests_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
@@ -168,7 +178,11 @@ class UserPreferences(models.Model):
         blank=True, help_text="Put in every new chat's system prompt, e.g. how to address you."
     )
     default_preset = models.ForeignKey(
-        "Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "Preset",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="What a new chat starts from.",
     )
 

@@ -1,6 +1,5 @@
 """The model catalog: providers, the models they serve, their deployments, aliases and prices."""
 
-
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -43,9 +42,7 @@ class ChatModel(models.Model):
         help_text="The longest reply in the chat, in tokens, sent to the provider as max_tokens. "
         "Blank leaves it to the provider. /v1 clients set their own.",
     )
-    reasoning = models.BooleanField(
-        default=False, help_text="A reasoning model: chats may set its reasoning_effort."
-    )
+    reasoning = models.BooleanField(default=False, help_text="A reasoning model: chats may set its reasoning_effort.")
 
     accepts_images = models.BooleanField(
         default=False,
@@ -63,9 +60,7 @@ class ChatModel(models.Model):
     class Meta:
         ordering = ["position", "name"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["is_default"], condition=Q(is_default=True), name="one_default_chat_model"
-            )
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_chat_model")
         ]
 
     def __str__(self) -> str:
@@ -132,7 +127,9 @@ class ModelPrice(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "effective_from"], name="one_price_per_model_and_date"),
             models.CheckConstraint(
-                condition=Q(input_per_million__gte=0) & Q(cached_input_per_million__gte=0) & Q(output_per_million__gte=0),
+                condition=Q(input_per_million__gte=0)
+                & Q(cached_input_per_million__gte=0)
+                & Q(output_per_million__gte=0),
                 name="prices_not_negative",
             ),
         ]

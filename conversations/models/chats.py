@@ -1,6 +1,5 @@
 """Conversations, their tree of messages, and the chat settings they share with presets."""
 
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -35,9 +34,7 @@ class ChatSettings(models.Model):
 
 
 class Conversation(ChatSettings):
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, default="New chat")
     model = models.ForeignKey(ChatModel, null=True, blank=True, on_delete=models.SET_NULL)
     current_leaf = models.ForeignKey(
@@ -50,14 +47,13 @@ class Conversation(ChatSettings):
     )
     pinned = models.BooleanField(default=False, help_text="Listed above the others in the sidebar.")
     archived = models.BooleanField(default=False, help_text="Hidden from the sidebar; listed on the Archived page.")
-    folder = models.ForeignKey(
-        "Folder", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
-    )
+    folder = models.ForeignKey("Folder", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
     imported_from = models.CharField(
         max_length=20, blank=True, help_text="The export it was imported from (chatgpt, chatweb, openwebui)."
     )
     import_key = models.CharField(
-        max_length=200, blank=True,
+        max_length=200,
+        blank=True,
         help_text="The export's own id for it: importing the same conversation again skips it.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -141,7 +137,11 @@ class Preset(ChatSettings):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="presets",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="presets",
         help_text="Blank: published site-wide, for every user.",
     )
     name = models.CharField(max_length=100)

@@ -1,6 +1,5 @@
 """Files attached to messages, and where they are stored."""
 
-
 from django.conf import settings
 from django.core.files.storage import Storage, storages
 from django.db import models
@@ -39,9 +38,7 @@ class Attachment(models.Model):
         DOCUMENT = "document"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
-    message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
-    )
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     name = models.CharField(max_length=255, help_text="The file's name, made safe to show.")
     content_type = models.CharField(max_length=100, help_text="Sniffed from the content.")
@@ -50,7 +47,9 @@ class Attachment(models.Model):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     text = models.TextField(blank=True, help_text="A document's text, as the model is given it.")
-    tokens = models.PositiveIntegerField(default=0, help_text="The document's text in tokens (or the image's estimate).")
+    tokens = models.PositiveIntegerField(
+        default=0, help_text="The document's text in tokens (or the image's estimate)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,6 +1,5 @@
 """The ledger: every stored completion and usage record."""
 
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -45,11 +44,16 @@ class StoredCompletion(models.Model):
     latency_ms = models.IntegerField(null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     attempts = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="Deployments that failed before the one that answered: which, how and when.",
     )
     message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="stored_completions",
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="stored_completions",
         help_text="The chat reply it wrote; a continued reply has one per call.",
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -61,9 +65,7 @@ class StoredCompletion(models.Model):
             # The admin's review list: newest first, by model, and the failures.
             models.Index(fields=["created_at", "id"], name="stored_created"),
             models.Index(fields=["model", "created_at"], name="stored_model_created"),
-            models.Index(
-                fields=["status", "created_at"], condition=~Q(status="completed"), name="stored_unsuccessful"
-            ),
+            models.Index(fields=["status", "created_at"], condition=~Q(status="completed"), name="stored_unsuccessful"),
         ]
 
     def __str__(self) -> str:
@@ -85,7 +87,11 @@ class UsageRecord(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
     message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records",
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="usage_records",
         help_text="The chat reply it was for; a continued reply has one per call.",
     )
     stored_completion = models.ForeignKey(

@@ -79,7 +79,9 @@ def _openai_sync() -> str:
         for model_id in chat_ids
         if model_id not in existing
     )
-    return f"{OPENAI_PROVIDER} at {provider.base_url}: {len(chat_ids)} chat models, {len(chat_ids) - len(existing)} new."
+    return (
+        f"{OPENAI_PROVIDER} at {provider.base_url}: {len(chat_ids)} chat models, {len(chat_ids) - len(existing)} new."
+    )
 
 
 def _default_ensure() -> None:

@@ -201,9 +201,7 @@ async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any], retrie
     client = _client()
     attempt = 0
     while True:
-        request = client.build_request(
-            "POST", upstream.url, json=body, headers=upstream.headers, timeout=_timeout()
-        )
+        request = client.build_request("POST", upstream.url, json=body, headers=upstream.headers, timeout=_timeout())
         try:
             response = await client.send(request, stream=True)
         except httpx.TimeoutException as exc:
@@ -303,9 +301,7 @@ async def models_list(*, base_url: str, api_key: str) -> list[str]:
     """The model ids a provider serves (``GET /models``)."""
     upstream = Upstream(base_url=base_url, api_key=api_key, model="")
     try:
-        response = await _client().get(
-            base_url.rstrip("/") + "/models", headers=upstream.headers, timeout=_timeout()
-        )
+        response = await _client().get(base_url.rstrip("/") + "/models", headers=upstream.headers, timeout=_timeout())
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"The provider at {base_url} did not answer in time.") from exc
     except httpx.TransportError as exc:

@@ -47,13 +47,21 @@ def server_command(*, host: str = "127.0.0.1", port: int = 8001, context: int = 
     it off, requests wait their turn.
     """
     return [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf_path()),
-        "--model_alias", MODEL_ALIAS,
-        "--host", host,
-        "--port", str(port),
-        "--n_ctx", str(context),
-        "--interrupt_requests", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf_path()),
+        "--model_alias",
+        MODEL_ALIAS,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(context),
+        "--interrupt_requests",
+        "False",
     ]
 
 
@@ -158,7 +166,10 @@ async def supervise(
             restarts += 1
             logger.error(
                 "The local model (pid %d) %s; restarting it in %.1f s (restart %d)",
-                process.pid, last_exit, delay, restarts,
+                process.pid,
+                last_exit,
+                delay,
+                restarts,
             )
             SupervisorState("restarting", None, restarts, last_exit, time.time()).write(state_file)
             with contextlib.suppress(TimeoutError):

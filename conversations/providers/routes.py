@@ -120,7 +120,8 @@ async def routes_test(*, model: ChatModel) -> list[tuple[str, str, bool]]:
         started = time.monotonic()
         try:
             await completion_create(
-                upstream=route.upstream, payload={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
+                upstream=route.upstream,
+                payload={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
                 retries=0,
             )
         except CompletionError as exc:
@@ -235,9 +236,11 @@ class _RedisState:
         if count < conf["COOLDOWN_FAILURES"]:
             return False
         async with self._client().pipeline(transaction=True) as pipe:
-            await pipe.set(f"{self.prefix}cool:{route.key}", 1, px=round(conf["COOLDOWN_SECONDS"] * 1000)).delete(
-                failures
-            ).execute()
+            await (
+                pipe.set(f"{self.prefix}cool:{route.key}", 1, px=round(conf["COOLDOWN_SECONDS"] * 1000))
+                .delete(failures)
+                .execute()
+            )
         return True
 
 

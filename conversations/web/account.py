@@ -77,7 +77,9 @@ class LoginView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(
-            **kwargs, signups_open=signup_allowed(), sso_name=settings.OIDC_PROVIDER_NAME if settings.OIDC_ISSUER else "",
+            **kwargs,
+            signups_open=signup_allowed(),
+            sso_name=settings.OIDC_PROVIDER_NAME if settings.OIDC_ISSUER else "",
             password_login=settings.PASSWORD_LOGIN,
         )
 
@@ -112,7 +114,8 @@ def _keys_page(request: HttpRequest, form: ApiKeyForm, **context: Any) -> HttpRe
     base_url = request.build_absolute_uri("/v1")
     keys = api_key_list(user=request.user, spent_since=month_start(timezone.now()))
     return render(
-        request, "conversations/keys.html",
+        request,
+        "conversations/keys.html",
         {"keys": keys, "base_url": base_url, "form": form, **context},
         status=400 if form.errors else 200,
     )
@@ -140,8 +143,12 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     try:
         key, raw = api_key_create(
-            user=request.user, name=data["name"], expires_at=form.expires_at, models=data["models"],
-            monthly_budget=data["monthly_budget"], requests_per_minute=data["requests_per_minute"],
+            user=request.user,
+            name=data["name"],
+            expires_at=form.expires_at,
+            models=data["models"],
+            monthly_budget=data["monthly_budget"],
+            requests_per_minute=data["requests_per_minute"],
             read_only=data["read_only"],
         )
     except InvalidInput as exc:

@@ -1,6 +1,5 @@
 """Uploading, removing and serving files attached to messages."""
 
-
 from django.contrib.auth.decorators import login_required
 from django.http import (
     FileResponse,
@@ -57,7 +56,9 @@ def attachment_response(attachment: Attachment) -> FileResponse:
         attachment.file.open("rb"),
         as_attachment=not attachment.is_image,
         filename=attachment.name,
-        content_type="text/plain; charset=utf-8" if attachment.content_type == "text/plain" else attachment.content_type,
+        content_type="text/plain; charset=utf-8"
+        if attachment.content_type == "text/plain"
+        else attachment.content_type,
     )
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

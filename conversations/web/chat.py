@@ -91,7 +91,11 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
     except ChatwebError as exc:  # said above the composer, which keeps what was typed and attached
         settings_error = exc if isinstance(exc, InvalidInput) and exc.param in SETTINGS_FIELDS else None
         return await sync_to_async(_page_refused)(
-            request, notice=exc.message, draft=content, typed=typed, attachment_ids=attachment_ids,
+            request,
+            notice=exc.message,
+            draft=content,
+            typed=typed,
+            attachment_ids=attachment_ids,
             settings_error=settings_error,
         )
     return redirect("conversation_detail", conversation_id=conversation.pk)
@@ -130,7 +134,12 @@ def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpRes
         return render(request, f"{TEMPLATE}#chat-settings", context, status=400)
     if not htmx:
         return redirect("conversation_detail", conversation_id=conversation.pk)
-    context = {"conversation": conversation, "chat_settings": conversation, "settings_saved": True, "settings_open": True}
+    context = {
+        "conversation": conversation,
+        "chat_settings": conversation,
+        "settings_saved": True,
+        "settings_open": True,
+    }
     return render(request, f"{TEMPLATE}#chat-settings", context)
 
 

@@ -21,7 +21,9 @@ from conversations.core.errors import ChatwebError, NotFound
 def page_back(request: HttpRequest, default: str = "home") -> HttpResponse:
     """Back to the page a form came from (``next``), if it is this site's."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    safe = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
     return redirect(target if safe else default)
 
 

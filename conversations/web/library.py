@@ -163,8 +163,14 @@ def conversations_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     folder = _folder_chosen(request) if action == "move" else None
     count = library.conversations_bulk(user=request.user, conversation_ids=ids, action=action, folder=folder)
-    done = {"archive": "archived", "restore": "restored", "move": "moved", "delete": "deleted",
-            "pin": "pinned", "unpin": "unpinned"}[action]
+    done = {
+        "archive": "archived",
+        "restore": "restored",
+        "move": "moved",
+        "delete": "deleted",
+        "pin": "pinned",
+        "unpin": "unpinned",
+    }[action]
     messages.success(request, f"{count} conversation{'s' if count != 1 else ''} {done}.")
     return page_back(request)
 

@@ -1,6 +1,5 @@
 """Probes for operators: liveness, readiness, Prometheus metrics."""
 
-
 from asgiref.sync import sync_to_async
 from django.http import (
     HttpRequest,

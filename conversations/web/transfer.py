@@ -86,8 +86,12 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     declared = row_id(request.META.get("CONTENT_LENGTH") or "") or 0
     if declared > settings.IMPORT_MAX_BYTES + (1 << 20):  # refused before the body is read
         limit = settings.IMPORT_MAX_BYTES / 2**20
-        return _transfer_page(request, import_error=f"That file is larger than the {limit:,.0f} MB an import may be. "
-                              "Split the export, or ask an admin to raise IMPORT_MAX_BYTES.", status=413)
+        return _transfer_page(
+            request,
+            import_error=f"That file is larger than the {limit:,.0f} MB an import may be. "
+            "Split the export, or ask an admin to raise IMPORT_MAX_BYTES.",
+            status=413,
+        )
     upload = request.FILES.get("file")
     if upload is None:
         return _transfer_page(request, import_error="Choose an export file to import.", status=400)

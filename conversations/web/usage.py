@@ -1,6 +1,5 @@
 """A user's usage and cost, and its CSV export."""
 
-
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import (

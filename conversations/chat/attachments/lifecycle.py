@@ -70,8 +70,7 @@ def attachments_unsent(*, user: AbstractBaseUser, ids: Iterable[Any]) -> list[At
     if not wanted:
         return []
     found = {
-        a.pk: a
-        for a in Attachment.objects.select_for_update().filter(user=user, message__isnull=True, pk__in=wanted)
+        a.pk: a for a in Attachment.objects.select_for_update().filter(user=user, message__isnull=True, pk__in=wanted)
     }
     if len(found) != len(wanted):
         raise InvalidInput(
@@ -85,8 +84,7 @@ def attachments_check_model(*, attachments: list[Attachment], model: ChatModel) 
     images = [a.name for a in attachments if a.is_image]
     if images and not model.accepts_images:
         raise InvalidInput(
-            f"{model.label} does not accept images ({', '.join(images)}). "
-            "Pick a model that does, or remove the image."
+            f"{model.label} does not accept images ({', '.join(images)}). Pick a model that does, or remove the image."
         )
 
 

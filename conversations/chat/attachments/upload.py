@@ -67,7 +67,7 @@ def filename_check(name: str) -> str:
         )
     if len(name) > 200:
         stem, dot, extension = name.rpartition(".")
-        name = (stem[: 190] + dot + extension[:9]) if dot and len(extension) < 10 else name[:200]
+        name = (stem[:190] + dot + extension[:9]) if dot and len(extension) < 10 else name[:200]
     return name
 
 
@@ -118,7 +118,9 @@ def _processed(name: str, data: bytes) -> dict[str, Any]:
     if sniffed in IMAGE_TYPES.values():
         return _image(name, data)
     if sniffed == "svg" or (claims_image and name.lower().endswith(".svg")):
-        raise InvalidInput(f"“{name}” is an SVG image. SVGs can carry scripts and are not accepted: attach it as a PNG.")
+        raise InvalidInput(
+            f"“{name}” is an SVG image. SVGs can carry scripts and are not accepted: attach it as a PNG."
+        )
     if claims_image:
         raise InvalidInput(
             f"“{name}” is not an image: its content is {_describe(sniffed)}. Attach PNG, JPEG, WebP or GIF images."
@@ -144,7 +146,9 @@ def _sniff(data: bytes) -> str:
     if b"%PDF-" in head[:1024]:
         return "application/pdf"
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "executable" if head.startswith((b"MZ", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe")) else "binary"
+        return (
+            "executable" if head.startswith((b"MZ", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe")) else "binary"
+        )
     lowered = head.lower()
     if b"<svg" in lowered:
         return "svg"

@@ -33,9 +33,7 @@ from conversations.ledger.stored import stored_completion_build_turn
 from conversations.models import Message, UsageRecord
 
 
-async def reply_finish(
-    message: Message, group: str, progress: Progress, status: str, error: str, layer: Any
-) -> None:
+async def reply_finish(message: Message, group: str, progress: Progress, status: str, error: str, layer: Any) -> None:
     """Save the terminal state with all text so far, settle its usage, keep the turn for review, tell every socket.
 
     During a database outage the end waits in memory, retried, until it is saved; a
@@ -58,7 +56,9 @@ async def reply_finish(
             await asyncio.sleep(retry_delay(attempt=attempt))
             attempt += 1
     metering_log(
-        metered=progress.metered, status=TURN_STATUS[status], prompt_tokens=prompt_tokens,
+        metered=progress.metered,
+        status=TURN_STATUS[status],
+        prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )
     try:
@@ -142,8 +142,12 @@ def reply_interrupt_save(*, message: Message, error: str) -> None:
     """
     prompt = prompt_build(reply=message)
     progress = Progress(
-        text=message.content, request=prompt.messages, parameters=prompt.parameters,
+        text=message.content,
+        request=prompt.messages,
+        parameters=prompt.parameters,
         metered=metering_for_turn(message=message),
     )
     latency_ms = round((timezone.now() - message.created_at).total_seconds() * 1000)
-    reply_finish_save(message, progress, Message.Status.INTERRUPTED, error, markdown_render(message.content), latency_ms)
+    reply_finish_save(
+        message, progress, Message.Status.INTERRUPTED, error, markdown_render(message.content), latency_ms
+    )

@@ -46,4 +46,4 @@ class Progress:
     @property
     def new_text(self) -> str:
         """What this call wrote: all of ``text`` but a continued reply's earlier part."""
-        return self.text[len(self.prefix):]
+        return self.text[len(self.prefix) :]

@@ -21,7 +21,9 @@ from conversations.core.rendering import streaming_blocks_extend
 from conversations.ledger.metering.calls import metering_stream
 
 
-async def reply_stream(messages: list[dict[str, Any]], message_id: int, group: str, progress: Progress, layer: Any) -> None:
+async def reply_stream(
+    messages: list[dict[str, Any]], message_id: int, group: str, progress: Progress, layer: Any
+) -> None:
     payload = {"messages": messages, "stream_options": {"include_usage": True}, **progress.parameters}
     wake = asyncio.Event()
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))

@@ -65,7 +65,8 @@ def array_check(value: object, param: str, *, nonempty: bool = False, max_items:
         )
     if max_items is not None and len(value) > max_items:
         raise ApiError(
-            f"Invalid '{param}': array too long. Expected at most {max_items} items, got {len(value)}.", param=param,
+            f"Invalid '{param}': array too long. Expected at most {max_items} items, got {len(value)}.",
+            param=param,
             code="array_above_max_length",
         )
     return value

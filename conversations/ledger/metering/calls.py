@@ -53,8 +53,13 @@ async def _failed(metered: Metered, route: Route, exc: CompletionError) -> None:
     _error_count(route, exc)
     completion_logger.warning(
         "deployment failed",
-        extra={"request_id": metered.request_id, "message_id": metered.message_id, "model": metered.name,
-               "deployment": route.key, "status": exc.status},
+        extra={
+            "request_id": metered.request_id,
+            "message_id": metered.message_id,
+            "model": metered.name,
+            "deployment": route.key,
+            "status": exc.status,
+        },
     )
     await route_failed(route)
 

@@ -66,7 +66,11 @@ async def metering_begin_api(*, body: dict[str, Any], api_key: ApiKey, request_i
     if record is None:
         model, record = await sync_to_async(_model_and_reservation)(body=body, api_key=api_key)
     return Metered(
-        model=model, name=model.name, user_id=api_key.user_id, source=StoredCompletion.Source.API, record=record,
+        model=model,
+        name=model.name,
+        user_id=api_key.user_id,
+        source=StoredCompletion.Source.API,
+        record=record,
         request_id=request_id,
     )
 
@@ -116,8 +120,11 @@ def metering_for_turn(*, message: Message) -> Metered:
     if model is not None:
         routes_of(model)  # loaded here, on the database thread
     return Metered(
-        model=model, name=message.model_name, user_id=message.conversation.user_id,
-        source=StoredCompletion.Source.CHAT, record=_turn_reservation(message),
+        model=model,
+        name=message.model_name,
+        user_id=message.conversation.user_id,
+        source=StoredCompletion.Source.CHAT,
+        record=_turn_reservation(message),
         message_id=message.pk,
     )
 

@@ -23,8 +23,11 @@ def chatgpt_read(entry: dict) -> ImportedConversation:
     if not key:
         raise UnreadableEntry("it has no conversation id")
     conversation = ImportedConversation(
-        format="chatgpt", key=f"chatgpt:{key}", title=as_title(entry.get("title")),
-        created_at=as_time(entry.get("create_time")), updated_at=as_time(entry.get("update_time")),
+        format="chatgpt",
+        key=f"chatgpt:{key}",
+        title=as_title(entry.get("title")),
+        created_at=as_time(entry.get("create_time")),
+        updated_at=as_time(entry.get("update_time")),
         archived=entry.get("is_archived") is True,
     )
     kept: dict[str, ImportedMessage] = {}
@@ -53,9 +56,14 @@ def chatgpt_read(entry: dict) -> ImportedConversation:
         if role is None or not text or metadata.get("is_visually_hidden_from_conversation"):
             continue
         kept[node_id] = ImportedMessage(
-            key=node_id, parent=kept_ancestor(node.get("parent")), role=role, content=as_content(text),
-            created_at=as_time(message.get("create_time")), model_name=as_text(metadata.get("model_slug")),
-            status=Message.Status.COMPLETE if message.get("status") in (None, "finished_successfully")
+            key=node_id,
+            parent=kept_ancestor(node.get("parent")),
+            role=role,
+            content=as_content(text),
+            created_at=as_time(message.get("create_time")),
+            model_name=as_text(metadata.get("model_slug")),
+            status=Message.Status.COMPLETE
+            if message.get("status") in (None, "finished_successfully")
             else Message.Status.STOPPED,
         )
     conversation.messages = list(kept.values())

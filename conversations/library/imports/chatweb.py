@@ -12,21 +12,30 @@ def chatweb_read(entry: dict) -> ImportedConversation:
     if not isinstance(messages, list):
         raise UnreadableEntry("its messages are not a list")
     conversation = ImportedConversation(
-        format="chatweb", key=f"chatweb:{entry.get('id')}:{as_text(entry.get('created_at'))}",
-        title=as_title(entry.get("title")), created_at=as_time(entry.get("created_at")),
-        updated_at=as_time(entry.get("updated_at")), pinned=entry.get("pinned") is True,
+        format="chatweb",
+        key=f"chatweb:{entry.get('id')}:{as_text(entry.get('created_at'))}",
+        title=as_title(entry.get("title")),
+        created_at=as_time(entry.get("created_at")),
+        updated_at=as_time(entry.get("updated_at")),
+        pinned=entry.get("pinned") is True,
         archived=entry.get("archived") is True,
         current=str(entry["current_leaf"]) if entry.get("current_leaf") is not None else None,
     )
     for m in messages:
         if not isinstance(m, dict) or ROLES.get(as_text(m.get("role"))) is None or m.get("id") is None:
             raise UnreadableEntry(f"“{conversation.title}” has a message without an id or a known role")
-        conversation.messages.append(ImportedMessage(
-            key=str(m["id"]), parent=str(m["parent"]) if m.get("parent") is not None else None,
-            role=ROLES[m["role"]], content=as_content(as_text(m.get("content"))), created_at=as_time(m.get("created_at")),
-            model_name=as_text(m.get("model")),
-            status=m["status"] if m.get("status") in Message.Status.values and m["status"] != "streaming"
-            else Message.Status.COMPLETE,
-            finish_reason=as_text(m.get("finish_reason")),
-        ))
+        conversation.messages.append(
+            ImportedMessage(
+                key=str(m["id"]),
+                parent=str(m["parent"]) if m.get("parent") is not None else None,
+                role=ROLES[m["role"]],
+                content=as_content(as_text(m.get("content"))),
+                created_at=as_time(m.get("created_at")),
+                model_name=as_text(m.get("model")),
+                status=m["status"]
+                if m.get("status") in Message.Status.values and m["status"] != "streaming"
+                else Message.Status.COMPLETE,
+                finish_reason=as_text(m.get("finish_reason")),
+            )
+        )
     return conversation

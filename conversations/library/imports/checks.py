@@ -18,7 +18,8 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
     if size > settings.IMPORT_MAX_BYTES:
         raise InvalidInput(
             f"That file is {size / 2**20:,.1f} MB; the largest import is {settings.IMPORT_MAX_BYTES / 2**20:,.0f} MB. "
-            "Split the export, or ask an admin to raise IMPORT_MAX_BYTES.", param="file",
+            "Split the export, or ask an admin to raise IMPORT_MAX_BYTES.",
+            param="file",
         )
     if size == 0:
         raise InvalidInput("That file is empty.", param="file")
@@ -31,7 +32,8 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
     if first != b"[":
         raise InvalidInput(
             "This is not a ChatGPT, chatweb or Open WebUI export: those are a JSON list of conversations "
-            "(ChatGPT: the conversations.json inside its export zip).", param="file",
+            "(ChatGPT: the conversations.json inside its export zip).",
+            param="file",
         )
     count = 0
     try:
@@ -39,7 +41,8 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
             if count == 0 and entry_format(entry) is None:
                 raise InvalidInput(
                     "This is not a ChatGPT, chatweb or Open WebUI export: its first entry is not a conversation "
-                    "any of them writes.", param="file",
+                    "any of them writes.",
+                    param="file",
                 )
             count += 1
     except ijson.JSONError as exc:

@@ -14,9 +14,13 @@ def openwebui_read(entry: dict) -> ImportedConversation:
     if not key:
         raise UnreadableEntry("it has no chat id")
     conversation = ImportedConversation(
-        format="openwebui", key=f"openwebui:{key}", title=as_title(entry.get("title") or chat.get("title")),
-        created_at=as_time(entry.get("created_at") or chat.get("timestamp")), updated_at=as_time(entry.get("updated_at")),
-        pinned=entry.get("pinned") is True, archived=entry.get("archived") is True,
+        format="openwebui",
+        key=f"openwebui:{key}",
+        title=as_title(entry.get("title") or chat.get("title")),
+        created_at=as_time(entry.get("created_at") or chat.get("timestamp")),
+        updated_at=as_time(entry.get("updated_at")),
+        pinned=entry.get("pinned") is True,
+        archived=entry.get("archived") is True,
     )
     history = chat.get("history") if isinstance(chat.get("history"), dict) else {}
     nodes = history.get("messages")
@@ -35,9 +39,14 @@ def openwebui_read(entry: dict) -> ImportedConversation:
         role = ROLES.get(as_text(n.get("role")))
         if role is None or n.get("id") is None:
             continue
-        conversation.messages.append(ImportedMessage(
-            key=str(n["id"]), parent=str(n["parentId"]) if n.get("parentId") is not None else None, role=role,
-            content=as_content(as_text(n.get("content"))), created_at=as_time(n.get("timestamp")),
-            model_name=as_text(n.get("model")),
-        ))
+        conversation.messages.append(
+            ImportedMessage(
+                key=str(n["id"]),
+                parent=str(n["parentId"]) if n.get("parentId") is not None else None,
+                role=role,
+                content=as_content(as_text(n.get("content"))),
+                created_at=as_time(n.get("timestamp")),
+                model_name=as_text(n.get("model")),
+            )
+        )
     return conversation

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 NOTES_KEPT = 5
 
 
-def import_run_create(*, user: AbstractBaseUser, filename: str, sha256: str, total: int) -> tuple[ImportRun, ImportRun | None]:
+def import_run_create(
+    *, user: AbstractBaseUser, filename: str, sha256: str, total: int
+) -> tuple[ImportRun, ImportRun | None]:
     """A new run, and the last finished run of the same file by this user if there is one (to say so)."""
     before = ImportRun.objects.filter(user=user, sha256=sha256, status=ImportRun.Status.DONE).first()
     run = ImportRun.objects.create(user=user, filename=filename[:255], sha256=sha256, total=total)
@@ -73,7 +75,9 @@ def import_path(run: ImportRun) -> Path:
     return Path(settings.DATA_DIR) / "imports" / f"{run.pk}.json"
 
 
-def import_start(*, user: AbstractBaseUser, upload: IO[bytes], size: int, filename: str) -> tuple[ImportRun, ImportRun | None]:
+def import_start(
+    *, user: AbstractBaseUser, upload: IO[bytes], size: int, filename: str
+) -> tuple[ImportRun, ImportRun | None]:
     """Check the uploaded file, keep it, and import it in a thread of its own (the request returns at once).
 
     Returns the run (its page shows the progress) and an earlier finished run of the same file, if any.
@@ -85,8 +89,9 @@ def import_start(*, user: AbstractBaseUser, upload: IO[bytes], size: int, filena
     with path.open("wb") as kept:
         for chunk in iter(lambda: upload.read(1 << 20), b""):
             kept.write(chunk)
-    transaction.on_commit(lambda: threading.Thread(target=_import_work, args=(run.pk,), daemon=True,
-                                                   name=f"import-{run.pk}").start())
+    transaction.on_commit(
+        lambda: threading.Thread(target=_import_work, args=(run.pk,), daemon=True, name=f"import-{run.pk}").start()
+    )
     return run, before
 
 

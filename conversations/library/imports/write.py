@@ -44,8 +44,13 @@ def _conversations_write(*, user: AbstractBaseUser, conversations: list[Imported
         for m in source.messages:
             messages.append(
                 Message(
-                    conversation=row, role=m.role, content=m.content, model_name=m.model_name[:200],
-                    status=m.status, finish_reason=m.finish_reason[:40], imported=True,
+                    conversation=row,
+                    role=m.role,
+                    content=m.content,
+                    model_name=m.model_name[:200],
+                    status=m.status,
+                    finish_reason=m.finish_reason[:40],
+                    imported=True,
                 )
             )
         spans.append((start, len(messages)))

@@ -12,8 +12,10 @@ class Command(BaseCommand):
         try:
             done = providers_sync()
         except CompletionError as exc:
-            self.stderr.write(f"Warning: could not list the provider's models ({exc.message}); "
-                              "its models were not updated. Add them in the admin or restart once it answers.")
+            self.stderr.write(
+                f"Warning: could not list the provider's models ({exc.message}); "
+                "its models were not updated. Add them in the admin or restart once it answers."
+            )
             return
         for line in done:
             self.stdout.write(line)
