@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 
 from conversations.core.errors import ModelUnavailable
 from conversations.core.rowcache import rowcache_get, rowcache_load
@@ -39,7 +39,7 @@ class ModelAccess:
         return self.everything or model_id in self.ids
 
 
-def access_of(*, user: AbstractBaseUser) -> ModelAccess:
+def access_of(*, user: User) -> ModelAccess:
     """The user's access to models (cached for ``ROW_CACHE_SECONDS``)."""
     return rowcache_load(("access", user.pk), lambda: _access_load(user.pk))
 
@@ -74,7 +74,7 @@ def key_model_ids(*, api_key: ApiKey) -> frozenset[int]:
 
 
 def access_allows(
-    *, user: AbstractBaseUser, model: ChatModel, api_key: ApiKey | None = None, access: ModelAccess | None = None
+    *, user: User, model: ChatModel, api_key: ApiKey | None = None, access: ModelAccess | None = None
 ) -> bool:
     """Whether ``user`` (through ``api_key``, when given) may use ``model``."""
     access = access or access_of(user=user)
@@ -86,7 +86,7 @@ def access_allows(
 
 def access_require(
     *,
-    user: AbstractBaseUser,
+    user: User,
     model: ChatModel,
     name: str,
     api_key: ApiKey | None = None,

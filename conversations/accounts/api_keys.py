@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -36,7 +36,7 @@ def _hash(raw: str) -> str:
 @transaction.atomic
 def api_key_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     name: str,
     expires_at: datetime | None = None,
     models: Iterable[ChatModel] = (),
@@ -82,7 +82,7 @@ def api_key_require_write(*, key: ApiKey, method: str) -> None:
         )
 
 
-def api_key_revoke(*, user: AbstractBaseUser, key_id: int) -> ApiKey:
+def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
     """Revoke the user's key; ``NotFound`` when they have no such key."""
     key = ApiKey.objects.filter(pk=key_id, user=user).first() if row_id_valid(key_id) else None
     if key is None:

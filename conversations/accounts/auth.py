@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 
 def password_login_allowed(username: str | None) -> bool:
@@ -27,6 +27,6 @@ class PasswordBackend(ModelBackend):
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
 
-    def get_user(self, user_id: int) -> AbstractBaseUser | None:
+    def get_user(self, user_id: int) -> User | None:
         user = super().get_user(user_id)
         return user if user is not None and password_login_allowed(user.get_username()) else None

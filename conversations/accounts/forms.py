@@ -4,7 +4,7 @@ import datetime
 
 from django import forms
 from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from conversations.accounts.selectors import chat_model_list
@@ -62,7 +62,7 @@ class ApiKeyForm(forms.Form):
         help_text="Can list and read stored completions and models; cannot create completions.",
     )
 
-    def __init__(self, *args, user: AbstractBaseUser, **kwargs) -> None:
+    def __init__(self, *args, user: User, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["models"].queryset = chat_model_list(user=user)
         self.fields["models"].label_from_instance = lambda model: model.label

@@ -17,7 +17,7 @@ import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -59,7 +59,7 @@ class OidcBackend(OIDCAuthenticationBackend):
     OIDC_RP_SIGN_ALGO = property(lambda self: settings.OIDC_RP_SIGN_ALGO)
     OIDC_RP_IDP_SIGN_KEY = None
 
-    def authenticate(self, request: Any, **kwargs: Any) -> AbstractBaseUser | None:
+    def authenticate(self, request: Any, **kwargs: Any) -> User | None:
         if not settings.OIDC_ISSUER:
             return None
         return super().authenticate(request, **kwargs)
@@ -91,7 +91,7 @@ class OidcBackend(OIDCAuthenticationBackend):
             claims.update(userinfo)
         return claims
 
-    def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> AbstractBaseUser:
+    def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> User:
         if not payload.get("sub"):
             raise SuspiciousOperation("The identity provider's token names no subject.")
         return sso_user_sync(issuer=payload["iss"], claims=self.get_userinfo(access_token, id_token, payload))

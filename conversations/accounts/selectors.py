@@ -3,7 +3,7 @@
 from datetime import datetime
 from decimal import Decimal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -16,7 +16,7 @@ from conversations.models import (
 )
 
 
-def chat_model_list(*, user: AbstractBaseUser, api_key: ApiKey | None = None) -> QuerySet[ChatModel]:
+def chat_model_list(*, user: User, api_key: ApiKey | None = None) -> QuerySet[ChatModel]:
     """The enabled models ``user`` may use (``services.access``), narrowed to ``api_key``'s list when given."""
     models = ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
     access = access_of(user=user)
@@ -27,13 +27,13 @@ def chat_model_list(*, user: AbstractBaseUser, api_key: ApiKey | None = None) ->
     return models
 
 
-def chat_model_default(*, user: AbstractBaseUser) -> ChatModel | None:
+def chat_model_default(*, user: User) -> ChatModel | None:
     """The site's default model if ``user`` may use it, else the first they may."""
     models = chat_model_list(user=user)
     return models.filter(is_default=True).first() or models.first()
 
 
-def api_key_list(*, user: AbstractBaseUser, spent_since: datetime | None = None) -> QuerySet[ApiKey]:
+def api_key_list(*, user: User, spent_since: datetime | None = None) -> QuerySet[ApiKey]:
     """The user's keys with the models each is limited to; with ``spent_since``, each key's ``spent`` (USD)
     since then, one subquery per key."""
     keys = ApiKey.objects.filter(user=user).prefetch_related("allowed_models")
@@ -50,7 +50,7 @@ def api_key_list(*, user: AbstractBaseUser, spent_since: datetime | None = None)
     return keys.annotate(spent=Coalesce(Subquery(spent, output_field=cost), Value(Decimal(0)), output_field=cost))
 
 
-def user_theme(*, user: AbstractBaseUser) -> str:
+def user_theme(*, user: User) -> str:
     """The theme the user chose; ``system`` (follow the browser) for anyone who did not, or is signed out."""
     if not user.is_authenticated:
         return UserPreferences.Theme.SYSTEM

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -66,7 +66,7 @@ def sso_setting(name: str, *default: Any) -> Any:
 
 
 @transaction.atomic
-def sso_user_sync(*, issuer: str, claims: dict[str, Any]) -> AbstractBaseUser:
+def sso_user_sync(*, issuer: str, claims: dict[str, Any]) -> User:
     """The account of the provider's user ``claims["sub"]``, created at its first sign-in, kept up to date.
 
     Linked by issuer and subject only: an existing account with the same email or
@@ -108,7 +108,7 @@ def _free_username(claims: dict[str, Any]) -> str:
     return f"{base}-{suffix}"
 
 
-def _groups_sync(user: AbstractBaseUser, claims: dict[str, Any]) -> None:
+def _groups_sync(user: User, claims: dict[str, Any]) -> None:
     """Put the user in exactly the groups the groups claim names; no claim configured or sent: leave them."""
     claim = settings.OIDC_GROUPS_CLAIM
     if not claim or claim not in claims:

@@ -9,7 +9,7 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.http import HttpRequest
@@ -30,7 +30,7 @@ def signup_allowed() -> bool:
 
 
 @transaction.atomic
-def user_signup(*, form: SignupForm) -> AbstractBaseUser:
+def user_signup(*, form: SignupForm) -> User:
     """Create the account of a valid sign-up form; the very first becomes the admin."""
     first = not get_user_model().objects.select_for_update().exists()
     user = form.save(commit=False)
@@ -80,7 +80,7 @@ def session_expiry(*, session_key: str | None, user_id: int) -> datetime | None:
     return expiry if auth.get_user(request).pk == user_id else None
 
 
-def preferences_theme_set(*, user: AbstractBaseUser, theme: str) -> UserPreferences:
+def preferences_theme_set(*, user: User, theme: str) -> UserPreferences:
     """Keep the user's theme (system, light or dark) for every page on every device."""
     if theme not in UserPreferences.Theme.values:
         raise InvalidInput(f"Unknown theme {theme!r}.")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
@@ -19,11 +19,11 @@ from conversations.models import (
 )
 
 
-def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+def conversation_list(*, user: User) -> QuerySet[Conversation]:
     return Conversation.objects.filter(user=user).order_by("-updated_at", "-id")
 
 
-def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
+def conversation_get(*, user: User, conversation_id: int) -> Conversation:
     """The user's conversation, or ``NotFound``."""
     found = (
         conversation_list(user=user).select_related("model").filter(pk=conversation_id).first()
@@ -35,7 +35,7 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Convers
     return found
 
 
-async def conversation_afind(*, user: AbstractBaseUser, conversation_id: int) -> Conversation | None:
+async def conversation_afind(*, user: User, conversation_id: int) -> Conversation | None:
     """The user's conversation, or None: for sockets, which have no 404 page."""
     if not row_id_valid(conversation_id):
         return None
@@ -214,7 +214,7 @@ def messages_siblings_attach(messages: list[Message]) -> list[Message]:
     return messages
 
 
-def attachment_get(*, user: AbstractBaseUser, attachment_id: int) -> Attachment:
+def attachment_get(*, user: User, attachment_id: int) -> Attachment:
     """The file if ``user`` may read it (its owner, or an admin), else ``NotFound``."""
     rows = Attachment.objects.all()
     if not (user.is_superuser or user.has_perm("conversations.view_attachment")):
@@ -225,7 +225,7 @@ def attachment_get(*, user: AbstractBaseUser, attachment_id: int) -> Attachment:
     return found
 
 
-def attachments_draft(*, user: AbstractBaseUser, ids: list[str]) -> list[Attachment]:
+def attachments_draft(*, user: User, ids: list[str]) -> list[Attachment]:
     """The user's unsent uploads among ``ids`` (others ignored): the files a refused new chat still has attached."""
     wanted = [i for i in (row_id(str(raw)) for raw in ids) if i is not None]
     return list(Attachment.objects.filter(user=user, message__isnull=True, pk__in=wanted))

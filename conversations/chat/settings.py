@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
@@ -139,12 +139,12 @@ def conversation_settings_set(*, conversation: Conversation, data: Mapping[str, 
 # --- Presets -------------------------------------------------------------------------------------
 
 
-def preset_list(*, user: AbstractBaseUser) -> QuerySet[Preset]:
+def preset_list(*, user: User) -> QuerySet[Preset]:
     """The presets a user may start from: their own and the site-wide ones."""
     return Preset.objects.filter(Q(user=user) | Q(user__isnull=True)).select_related("model")
 
 
-def preset_get(*, user: AbstractBaseUser, preset_id: Any, own: bool = False) -> Preset:
+def preset_get(*, user: User, preset_id: Any, own: bool = False) -> Preset:
     """A preset the user may use (with ``own``, one they may change), or ``NotFound``."""
     presets = Preset.objects.filter(user=user) if own else preset_list(user=user)
     pk = row_id(str(preset_id))
@@ -154,7 +154,7 @@ def preset_get(*, user: AbstractBaseUser, preset_id: Any, own: bool = False) -> 
     return preset
 
 
-def preset_save(*, user: AbstractBaseUser, data: Mapping[str, Any], preset: Preset | None = None) -> Preset:
+def preset_save(*, user: User, data: Mapping[str, Any], preset: Preset | None = None) -> Preset:
     """Create a preset of the user's own, or change ``preset`` (one of theirs), from a form's fields."""
     name = " ".join(str(data.get("name") or "").split())[:100]
     if not name:
@@ -181,7 +181,7 @@ def preset_delete(*, preset: Preset) -> None:
 # --- A user's defaults ---------------------------------------------------------------------------
 
 
-def preferences_get(*, user: AbstractBaseUser) -> UserPreferences:
+def preferences_get(*, user: User) -> UserPreferences:
     """The user's preferences, unsaved defaults if they never chose any."""
     return UserPreferences.objects.select_related("default_preset__model").filter(user=user).first() or (
         UserPreferences(user=user)
@@ -189,7 +189,7 @@ def preferences_get(*, user: AbstractBaseUser) -> UserPreferences:
 
 
 @transaction.atomic
-def preferences_chat_set(*, user: AbstractBaseUser, system_prompt: str, default_preset_id: Any) -> UserPreferences:
+def preferences_chat_set(*, user: User, system_prompt: str, default_preset_id: Any) -> UserPreferences:
     """Keep the user's own system prompt for new chats and the preset new chats start from (blank: none)."""
     system_prompt = _prompt(system_prompt)
     if len(system_prompt) > SYSTEM_PROMPT_MAX_CHARS:
@@ -204,7 +204,7 @@ def preferences_chat_set(*, user: AbstractBaseUser, system_prompt: str, default_
     return preferences
 
 
-def new_chat_settings(*, user: AbstractBaseUser, preset: Preset | None = None) -> tuple[Preset | None, dict[str, Any]]:
+def new_chat_settings(*, user: User, preset: Preset | None = None) -> tuple[Preset | None, dict[str, Any]]:
     """What a new chat starts with: ``preset``, else the user's default preset, and its settings.
 
     The user's own system prompt comes first in the chat's prompt, then the preset's.

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -46,7 +46,7 @@ MAX_MESSAGE_CHARS = 100_000
 @transaction.atomic
 def conversation_start(
     *,
-    user: AbstractBaseUser,
+    user: User,
     content: str,
     model_name: str | None = None,
     settings: Mapping[str, Any] | None = None,
@@ -82,7 +82,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
         async_to_sync(generation_stop)(message_id=message_id)
 
 
-def chat_model_resolve(*, user: AbstractBaseUser, model_name: str | None) -> ChatModel:
+def chat_model_resolve(*, user: User, model_name: str | None) -> ChatModel:
     """The enabled model of that name that ``user`` may use, or their default one when no name is given."""
     if model_name:
         model = chat_model_list(user=user).filter(name=model_name).first()
@@ -275,7 +275,7 @@ async def chat_send(
 
 async def chat_start(
     *,
-    user: AbstractBaseUser,
+    user: User,
     content: str,
     model_name: str | None = None,
     settings: Mapping[str, Any] | None = None,

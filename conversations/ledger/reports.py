@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
@@ -227,7 +227,7 @@ class UsageSummary:
     chart: Chart
 
 
-def usage_summary(*, queryset: QuerySet[UsageRecord], user: AbstractBaseUser, now: datetime.datetime) -> UsageSummary:
+def usage_summary(*, queryset: QuerySet[UsageRecord], user: User, now: datetime.datetime) -> UsageSummary:
     """Today, this month (UTC), the user's budget, the month by model and the last 30 days per day.
 
     ``queryset`` is the user's ledger (``selectors.usage_list``).

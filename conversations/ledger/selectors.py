@@ -1,6 +1,6 @@
 """Reads of the usage ledger, scoped to the user asking."""
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from conversations.models import (
@@ -8,6 +8,6 @@ from conversations.models import (
 )
 
 
-def usage_list(*, user: AbstractBaseUser) -> QuerySet[UsageRecord]:
+def usage_list(*, user: User) -> QuerySet[UsageRecord]:
     """The user's usage ledger: chat replies and /v1 calls."""
     return UsageRecord.objects.filter(user=user)

@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connections
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
@@ -137,7 +137,7 @@ def _known_id(completion_id: str) -> bool:
     return ID_PATTERN.fullmatch(completion_id) is not None
 
 
-def _owned(user: AbstractBaseUser) -> QuerySet[StoredCompletion]:
+def _owned(user: User) -> QuerySet[StoredCompletion]:
     """The user's completions stored through /v1 (chat UI turns are reviewed in the admin)."""
     return StoredCompletion.objects.filter(user=user, source=StoredCompletion.Source.API)
 
@@ -148,7 +148,7 @@ def _not_found(completion_id: str) -> NotFound:
 
 async def stored_completions_list(
     *,
-    user: AbstractBaseUser,
+    user: User,
     after: str | None,
     limit: int,
     order: str,
@@ -180,7 +180,7 @@ async def stored_completions_list(
     return page[:limit], len(page) > limit
 
 
-async def stored_completion_get(*, user: AbstractBaseUser, completion_id: str) -> StoredCompletion:
+async def stored_completion_get(*, user: User, completion_id: str) -> StoredCompletion:
     """The user's stored completion, or ``NotFound``."""
     completion = await _owned(user).filter(pk=completion_id).afirst() if _known_id(completion_id) else None
     if completion is None:
@@ -189,7 +189,7 @@ async def stored_completion_get(*, user: AbstractBaseUser, completion_id: str) -
 
 
 async def stored_completion_update(
-    *, user: AbstractBaseUser, completion_id: str, metadata: dict[str, str] | None
+    *, user: User, completion_id: str, metadata: dict[str, str] | None
 ) -> StoredCompletion:
     """Replace the metadata; None clears it."""
     completion = await stored_completion_get(user=user, completion_id=completion_id)
@@ -198,7 +198,7 @@ async def stored_completion_update(
     return completion
 
 
-async def stored_completion_delete(*, user: AbstractBaseUser, completion_id: str) -> None:
+async def stored_completion_delete(*, user: User, completion_id: str) -> None:
     deleted = _known_id(completion_id) and (await _owned(user).filter(pk=completion_id).adelete())[0]
     if not deleted:
         raise _not_found(completion_id)

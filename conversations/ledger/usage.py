@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
@@ -120,12 +120,12 @@ class Limits:
 NO_LIMITS = Limits(None, None, None)
 
 
-def limits_for(*, user: AbstractBaseUser) -> Limits:
+def limits_for(*, user: User) -> Limits:
     """The user's limits (their own, else their groups' defaults, else the site's) and their groups' budgets."""
     return rowcache_load(("limits", user.pk), lambda: _limits_load(user))
 
 
-def _limits_load(user: AbstractBaseUser) -> Limits:
+def _limits_load(user: User) -> Limits:
     own = UserLimits.objects.filter(user=user).first()
     policies = list(GroupPolicy.objects.filter(group__user=user).select_related("group").order_by("group_id"))
     defaults = settings.USAGE_DEFAULTS
@@ -155,7 +155,7 @@ def month_start(now: datetime) -> datetime:
 
 def usage_reserve(
     *,
-    user: AbstractBaseUser,
+    user: User,
     model: str,
     provider: str,
     prompt_tokens: int,
@@ -302,7 +302,7 @@ def _key_rate_check(api_key: ApiKey, now: datetime) -> None:
 
 def usage_reserve_cached(
     *,
-    user: AbstractBaseUser,
+    user: User,
     model: str,
     provider: str,
     prompt_tokens: int,
@@ -329,7 +329,7 @@ def usage_reserve_cached(
 
 def _reservation(
     *,
-    user: AbstractBaseUser,
+    user: User,
     model: str,
     provider: str,
     prompt_tokens: int,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Prefetch, QuerySet, Sum
 from django.db.models.functions import Length
 
@@ -36,7 +36,7 @@ def _with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversati
 
 
 def export_conversations(
-    *, user: AbstractBaseUser, conversation_ids: Iterable[int] | None = None
+    *, user: User, conversation_ids: Iterable[int] | None = None
 ) -> Iterator[Conversation]:
     """The user's conversations (all, or those ids) with their messages, read CHUNK at a time."""
     conversations = conversation_list(user=user)
@@ -45,7 +45,7 @@ def export_conversations(
     return _with_messages(conversations).iterator(chunk_size=CHUNK)
 
 
-def export_estimate(*, user: AbstractBaseUser) -> tuple[int, int]:
+def export_estimate(*, user: User) -> tuple[int, int]:
     """How many conversations the user has, and about how many bytes a zip of them takes (for progress)."""
     messages = Message.objects.filter(conversation__user=user)
     totals = messages.aggregate(chars=Sum(Length("content")))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from conversations.chat.turns import conversation_delete
@@ -43,7 +43,7 @@ def conversation_move(*, conversation: Conversation, folder: Folder | None) -> C
     return conversation
 
 
-def folder_create(*, user: AbstractBaseUser, name: str) -> Folder:
+def folder_create(*, user: User, name: str) -> Folder:
     """A new folder; a name the user already has (in any case) is refused."""
     name = " ".join(name.split())
     if not name:
@@ -68,7 +68,7 @@ def folder_delete(*, folder: Folder) -> None:
 
 @transaction.atomic
 def conversations_bulk(
-    *, user: AbstractBaseUser, conversation_ids: Iterable[int], action: str, folder: Folder | None = None
+    *, user: User, conversation_ids: Iterable[int], action: str, folder: Folder | None = None
 ) -> int:
     """Apply ``action`` to the user's conversations of those ids; returns how many.
 

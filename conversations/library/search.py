@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from datetime import timezone as dt_timezone
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet
@@ -134,7 +134,7 @@ def _filter_value(key: str, value: str) -> object:
 
 
 def conversation_search(
-    *, user: AbstractBaseUser, query: ParsedQuery, cursor: str = "", limit: int = PAGE
+    *, user: User, query: ParsedQuery, cursor: str = "", limit: int = PAGE
 ) -> SearchPage:
     """One page of the user's matches, newest first; ``next_cursor`` asks for the next one.
 
@@ -221,7 +221,7 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
 
 
-def _message_matches(*, user: AbstractBaseUser, query: ParsedQuery) -> QuerySet[Message]:
+def _message_matches(*, user: User, query: ParsedQuery) -> QuerySet[Message]:
     messages = Message.objects.filter(conversation__user=user).filter(_conversation_filters(query, "conversation__"))
     if query.model is not None:
         messages = messages.filter(_model_filter(query.model, "conversation__") | Q(model_name__iexact=query.model))
@@ -234,7 +234,7 @@ def _message_matches(*, user: AbstractBaseUser, query: ParsedQuery) -> QuerySet[
     return messages
 
 
-def _conversation_matches(*, user: AbstractBaseUser, query: ParsedQuery) -> QuerySet[Conversation]:
+def _conversation_matches(*, user: User, query: ParsedQuery) -> QuerySet[Conversation]:
     conversations = Conversation.objects.filter(user=user).filter(_conversation_filters(query, ""))
     if query.model is not None:
         conversations = conversations.filter(_model_filter(query.model, ""))

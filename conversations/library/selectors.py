@@ -2,7 +2,7 @@
 
 from datetime import date, datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -23,14 +23,14 @@ SIDEBAR_PAGE = 50
 SIDEBAR_REACH = 500
 
 
-def conversation_pinned(*, user: AbstractBaseUser) -> list[Conversation]:
+def conversation_pinned(*, user: User) -> list[Conversation]:
     """The user's pinned conversations (not archived), listed above the others."""
     return list(conversation_list(user=user).filter(pinned=True, archived=False).select_related("folder"))
 
 
 def conversation_sidebar_page(
     *,
-    user: AbstractBaseUser,
+    user: User,
     cursor: tuple[datetime, int] | None = None,
     through: Conversation | None = None,
     limit: int = SIDEBAR_PAGE,
@@ -53,15 +53,15 @@ def conversation_sidebar_page(
     return page[:limit], page_cursor(last.updated_at, last.pk)
 
 
-def conversation_archived(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+def conversation_archived(*, user: User) -> QuerySet[Conversation]:
     return conversation_list(user=user).filter(archived=True).select_related("folder")
 
 
-def folder_list(*, user: AbstractBaseUser) -> QuerySet[Folder]:
+def folder_list(*, user: User) -> QuerySet[Folder]:
     return Folder.objects.filter(user=user)
 
 
-def folder_get(*, user: AbstractBaseUser, folder_id: int) -> Folder:
+def folder_get(*, user: User, folder_id: int) -> Folder:
     found = folder_list(user=user).filter(pk=folder_id).first() if row_id_valid(folder_id) else None
     if found is None:
         raise NotFound("No such folder.")
@@ -82,11 +82,11 @@ def sidebar_group(*, at: datetime, today: date) -> str:
     return "Older"
 
 
-def shared_link_list(*, user: AbstractBaseUser) -> QuerySet[SharedLink]:
+def shared_link_list(*, user: User) -> QuerySet[SharedLink]:
     return SharedLink.objects.filter(user=user)
 
 
-def shared_link_get(*, user: AbstractBaseUser, link_id: int) -> SharedLink:
+def shared_link_get(*, user: User, link_id: int) -> SharedLink:
     found = shared_link_list(user=user).filter(pk=link_id).first() if row_id_valid(link_id) else None
     if found is None:
         raise NotFound("No such link.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from conversations.chat.selectors import message_list
@@ -30,7 +30,7 @@ def sharing_enabled() -> bool:
     return SiteSettings.load().sharing_enabled
 
 
-def share_create(*, user: AbstractBaseUser, conversation: Conversation) -> SharedLink:
+def share_create(*, user: User, conversation: Conversation) -> SharedLink:
     """A new link to a snapshot of the conversation's current path (each share is its own link)."""
     if not sharing_enabled():
         raise SharingOff("Sharing is turned off on this site.")

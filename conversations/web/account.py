@@ -30,6 +30,7 @@ from conversations.accounts.users import (
     user_signup,
 )
 from conversations.core.errors import InvalidInput
+from conversations.core.requests import SignedInRequest
 from conversations.ledger.usage import month_start
 from conversations.web.shell import TEMPLATE
 
@@ -62,7 +63,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 @login_required
-def password_changed(request: HttpRequest) -> HttpResponse:
+def password_changed(request: SignedInRequest) -> HttpResponse:
     return render(request, "registration/password_change.html", {"done": True})
 
 
@@ -97,7 +98,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def theme_set(request: HttpRequest) -> HttpResponse:
+def theme_set(request: SignedInRequest) -> HttpResponse:
     """Keep the theme the user picked; htmx gets the switch back, a plain form the page it came from."""
     try:
         preferences = preferences_theme_set(user=request.user, theme=request.POST.get("theme", ""))
@@ -126,7 +127,7 @@ NEW_KEY_SESSION = "chatweb_new_api_key"
 
 @never_cache
 @login_required
-def api_keys(request: HttpRequest) -> HttpResponse:
+def api_keys(request: SignedInRequest) -> HttpResponse:
     """List keys; a POST creates one (with its scopes) and redirects to the list, which shows its secret this once.
 
     The redirect keeps a reload from creating a second key; the secret waits in the session
@@ -160,6 +161,6 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
+def api_key_revoke_view(request: SignedInRequest, key_id: int) -> HttpResponse:
     api_key_revoke(user=request.user, key_id=key_id)
     return redirect("api_keys")

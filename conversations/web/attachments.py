@@ -3,7 +3,6 @@
 from django.contrib.auth.decorators import login_required
 from django.http import (
     FileResponse,
-    HttpRequest,
     HttpResponse,
 )
 from django.shortcuts import render
@@ -15,13 +14,14 @@ from conversations.chat.selectors import (
     attachment_get,
 )
 from conversations.core.errors import InvalidInput
+from conversations.core.requests import SignedInRequest
 from conversations.models import Attachment
 from conversations.web.shell import TEMPLATE
 
 
 @login_required
 @require_POST
-def attachment_create(request: HttpRequest) -> HttpResponse:
+def attachment_create(request: SignedInRequest) -> HttpResponse:
     """Upload one file for the message being written; answers its chip (400 with the reason when refused)."""
     upload = request.FILES.get("file")
     name = request.POST.get("name")
@@ -37,14 +37,14 @@ def attachment_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def attachment_delete(request: HttpRequest, attachment_id: int) -> HttpResponse:
+def attachment_delete(request: SignedInRequest, attachment_id: int) -> HttpResponse:
     """Take an upload back out of the composer (a file already sent stays with its message)."""
     attachment_discard(user=request.user, attachment_id=attachment_id)
     return HttpResponse("")
 
 
 @login_required
-def attachment_file(request: HttpRequest, attachment_id: int) -> FileResponse:
+def attachment_file(request: SignedInRequest, attachment_id: int) -> FileResponse:
     """A stored file, to its owner (and admins) only: images inline, anything else as a download,
     never sniffed by the browser and never run as a page."""
     return attachment_response(attachment_get(user=request.user, attachment_id=attachment_id))

@@ -25,11 +25,12 @@ from conversations.chat.settings import (
 )
 from conversations.core.errors import ChatwebError, InvalidInput
 from conversations.core.ids import row_id
+from conversations.core.requests import SignedInRequest
 from conversations.web.shell import TEMPLATE, page_render
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: SignedInRequest) -> HttpResponse:
     """A new chat; ``?preset=<id>`` starts it from that preset, else from the user's default one."""
     preset = None
     if "preset" in request.GET:
@@ -38,12 +39,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_detail(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     return page_render(request, conversation=conversation_get(user=request.user, conversation_id=conversation_id))
 
 
 @login_required
-def conversation_earlier_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_earlier_messages(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     """The page of messages before ``?before=<id>``, loaded as the user scrolls up; without it, the
     latest page (a tab fetches it when a switched branch is more than one socket frame carries)."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
@@ -56,7 +57,7 @@ def conversation_earlier_messages(request: HttpRequest, conversation_id: int) ->
 
 
 @login_required
-def message_detail(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+def message_detail(request: SignedInRequest, conversation_id: int, message_id: int) -> HttpResponse:
     """One message whole: a reply too long for one websocket frame is fetched here by the tab."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     message = message_get(conversation=conversation, message_id=message_id)
@@ -64,7 +65,7 @@ def message_detail(request: HttpRequest, conversation_id: int, message_id: int) 
 
 
 @login_required
-def message_markdown(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+def message_markdown(request: SignedInRequest, conversation_id: int, message_id: int) -> HttpResponse:
     """A message's text as written (Markdown), for copying and editing it."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     message = message_get(conversation=conversation, message_id=message_id)
@@ -120,7 +121,7 @@ def _page_refused(
 
 @login_required
 @require_POST
-def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_settings(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     """Change the chat's system prompt and parameters (from its next turn on); htmx gets the panel back."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     typed = {field: request.POST.get(field, "") for field in SETTINGS_FIELDS}
@@ -145,7 +146,7 @@ def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpRes
 
 @login_required
 @require_POST
-def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_rename(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     context = {"conversation": conversation, "oob_link": True}
     try:
@@ -160,6 +161,6 @@ def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpRespo
 
 @login_required
 @require_POST
-def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_delete(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     chat.conversation_delete(conversation=conversation_get(user=request.user, conversation_id=conversation_id))
     return redirect("home")

@@ -15,6 +15,7 @@ from conversations.chat.selectors import conversation_get
 from conversations.chat.turns import conversation_branch_select
 from conversations.core.errors import ChatwebError, NotFound
 from conversations.core.ids import page_cursor_parse, row_id, row_id_valid
+from conversations.core.requests import SignedInRequest
 from conversations.library import keeping as library
 from conversations.library.search import conversation_search, search_query_parse
 from conversations.library.selectors import (
@@ -59,7 +60,7 @@ def sidebar_context(*, user, conversation: Conversation | None = None) -> dict:
 
 
 @login_required
-def sidebar_page(request: HttpRequest) -> HttpResponse:
+def sidebar_page(request: SignedInRequest) -> HttpResponse:
     """The next page of the sidebar, loaded as the user scrolls to its end."""
     cursor = page_cursor_parse(request.GET.get("cursor", ""))
     if cursor is None:
@@ -75,7 +76,7 @@ def sidebar_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def search(request: HttpRequest) -> HttpResponse:
+def search(request: SignedInRequest) -> HttpResponse:
     """Search results: the sidebar's panel for htmx (as the user types), a page otherwise."""
     text = request.GET.get("q", "")[:500]
     context: dict = {"q": text}
@@ -92,7 +93,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def archived(request: HttpRequest) -> HttpResponse:
+def archived(request: SignedInRequest) -> HttpResponse:
     return render(request, TEMPLATE, {"page": "archived", "conversations": conversation_archived(user=request.user)})
 
 
@@ -102,7 +103,7 @@ def _conversation(request: HttpRequest, conversation_id: int) -> Conversation:
 
 @login_required
 @require_POST
-def conversation_pin(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_pin(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation(request, conversation_id)
     library.conversation_pin(conversation=conversation, pinned=request.POST.get("pinned") == "1")
     return page_back(request)
@@ -110,7 +111,7 @@ def conversation_pin(request: HttpRequest, conversation_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def conversation_archive(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_archive(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation(request, conversation_id)
     archive = request.POST.get("archived") == "1"
     library.conversation_archive(conversation=conversation, archived=archive)
@@ -119,7 +120,7 @@ def conversation_archive(request: HttpRequest, conversation_id: int) -> HttpResp
 
 @login_required
 @require_POST
-def conversation_move(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_move(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     """File the conversation in a folder: an existing one (``folder``), a new one (``new_folder``), or none."""
     conversation = _conversation(request, conversation_id)
     library.conversation_move(conversation=conversation, folder=_folder_chosen(request))
@@ -141,21 +142,21 @@ def _folder_chosen(request: HttpRequest):
 
 @login_required
 @require_POST
-def folder_create(request: HttpRequest) -> HttpResponse:
+def folder_create(request: SignedInRequest) -> HttpResponse:
     library.folder_create(user=request.user, name=request.POST.get("name", ""))
     return page_back(request)
 
 
 @login_required
 @require_POST
-def folder_delete(request: HttpRequest, folder_id: int) -> HttpResponse:
+def folder_delete(request: SignedInRequest, folder_id: int) -> HttpResponse:
     library.folder_delete(folder=folder_get(user=request.user, folder_id=folder_id))
     return page_back(request)
 
 
 @login_required
 @require_POST
-def conversations_bulk(request: HttpRequest) -> HttpResponse:
+def conversations_bulk(request: SignedInRequest) -> HttpResponse:
     """Archive, restore, move, pin or delete the selected conversations at once."""
     ids = [row_id(raw) for raw in request.POST.getlist("ids")]
     if None in ids:
@@ -176,7 +177,7 @@ def conversations_bulk(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def conversation_open_at(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+def conversation_open_at(request: SignedInRequest, conversation_id: int, message_id: int) -> HttpResponse:
     """Open a conversation at one of its messages (a search result): its branch becomes the current one."""
     conversation = _conversation(request, conversation_id)
     message = conversation.messages.filter(pk=message_id).first() if row_id_valid(message_id) else None

@@ -22,6 +22,7 @@ from conversations.chat.settings import (
     preset_save,
 )
 from conversations.core.errors import InvalidInput
+from conversations.core.requests import SignedInRequest
 
 
 def _presets_page(request: HttpRequest, *, status: int = 200, **context: Any) -> HttpResponse:
@@ -37,7 +38,7 @@ def _presets_page(request: HttpRequest, *, status: int = 200, **context: Any) ->
 
 
 @login_required
-def presets(request: HttpRequest) -> HttpResponse:
+def presets(request: SignedInRequest) -> HttpResponse:
     """The user's presets and the site's, and their defaults for new chats; a POST creates a preset."""
     if request.method != "POST":
         return _presets_page(request)
@@ -50,7 +51,7 @@ def presets(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def preset_edit(request: HttpRequest, preset_id: int) -> HttpResponse:
+def preset_edit(request: SignedInRequest, preset_id: int) -> HttpResponse:
     """Change one of the user's presets, or with ``delete`` in the form, delete it."""
     preset = preset_get(user=request.user, preset_id=preset_id, own=True)
     if "delete" in request.POST:
@@ -67,7 +68,7 @@ def preset_edit(request: HttpRequest, preset_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def chat_defaults_set(request: HttpRequest) -> HttpResponse:
+def chat_defaults_set(request: SignedInRequest) -> HttpResponse:
     """Keep the user's own system prompt and default preset for new chats."""
     try:
         preferences_chat_set(

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from conversations.chat.selectors import conversation_get
 from conversations.core.errors import ChatwebError, NotFound
+from conversations.core.requests import SignedInRequest
 from conversations.library.selectors import (
     shared_link_get,
     shared_link_list,
@@ -30,7 +31,7 @@ TEMPLATE = "conversations/library.html"
 
 @login_required
 @require_POST
-def conversation_share(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_share(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     try:
         link = share_create(user=request.user, conversation=conversation)
@@ -43,7 +44,7 @@ def conversation_share(request: HttpRequest, conversation_id: int) -> HttpRespon
 
 
 @login_required
-def shared_links(request: HttpRequest) -> HttpResponse:
+def shared_links(request: SignedInRequest) -> HttpResponse:
     """The user's links, newest first; the one just made (``?new=``) with its address to copy."""
     links = list(shared_link_list(user=request.user).select_related("conversation"))
     new = next((link for link in links if str(link.pk) == request.GET.get("new")), None)
@@ -53,7 +54,7 @@ def shared_links(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def shared_link_revoke(request: HttpRequest, link_id: int) -> HttpResponse:
+def shared_link_revoke(request: SignedInRequest, link_id: int) -> HttpResponse:
     share_revoke(link=shared_link_get(user=request.user, link_id=link_id))
     return redirect("shared_links")
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from conversations.chat.selectors import conversation_get
 from conversations.core.errors import InvalidInput, NotFound
 from conversations.core.ids import row_id
+from conversations.core.requests import SignedInRequest
 from conversations.library.export import (
     conversation_markdown,
     conversations_json,
@@ -32,7 +33,7 @@ def _attachment(response: HttpResponse, name: str) -> HttpResponse:
 
 
 @login_required
-def conversation_export(request: HttpRequest, conversation_id: int, kind: str) -> HttpResponse:
+def conversation_export(request: SignedInRequest, conversation_id: int, kind: str) -> HttpResponse:
     """One conversation: ``md`` its current path, ``json`` its whole tree."""
     if kind not in ("md", "json"):
         raise NotFound("Exports are .md or .json.")
@@ -46,7 +47,7 @@ def conversation_export(request: HttpRequest, conversation_id: int, kind: str) -
 
 
 @login_required
-def export_all(request: HttpRequest, kind: str) -> StreamingHttpResponse:
+def export_all(request: SignedInRequest, kind: str) -> StreamingHttpResponse:
     """Every conversation of the user, streamed: chatweb JSON, or a zip of it with a Markdown file each."""
     if kind not in ("json", "zip"):
         raise NotFound("Exports of everything are .json or .zip.")
@@ -74,14 +75,14 @@ def _transfer_page(request: HttpRequest, *, import_error: str = "", status: int 
 
 
 @login_required
-def transfer(request: HttpRequest) -> HttpResponse:
+def transfer(request: SignedInRequest) -> HttpResponse:
     """Export and import: the download buttons, the upload form, and the user's recent imports."""
     return _transfer_page(request)
 
 
 @login_required
 @require_POST
-def import_upload(request: HttpRequest) -> HttpResponse:
+def import_upload(request: SignedInRequest) -> HttpResponse:
     """Check the file and start importing it; the answer is the import's progress page."""
     declared = row_id(request.META.get("CONTENT_LENGTH") or "") or 0
     if declared > settings.IMPORT_MAX_BYTES + (1 << 20):  # refused before the body is read
@@ -104,7 +105,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def import_progress(request: HttpRequest, run_id: int) -> HttpResponse:
+def import_progress(request: SignedInRequest, run_id: int) -> HttpResponse:
     """An import's progress; htmx asks again every second while it runs."""
     run = ImportRun.objects.filter(user=request.user, pk=run_id).first()
     if run is None:

@@ -3,26 +3,26 @@
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import (
-    HttpRequest,
     HttpResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import render
 from django.utils import timezone
 
+from conversations.core.requests import SignedInRequest
 from conversations.ledger import reports as usage_report
 from conversations.ledger.selectors import usage_list
 
 
 @login_required
-def usage(request: HttpRequest) -> HttpResponse:
+def usage(request: SignedInRequest) -> HttpResponse:
     """The user's usage and cost: today, this month, by model, the last 30 days per day."""
     summary = usage_report.usage_summary(queryset=usage_list(user=request.user), user=request.user, now=timezone.now())
     return render(request, "conversations/usage.html", {"usage": summary, "chart": summary.chart})
 
 
 @login_required
-def usage_export(request: HttpRequest) -> StreamingHttpResponse:
+def usage_export(request: SignedInRequest) -> StreamingHttpResponse:
     """Every ledger row of the user as CSV, streamed (with the async ORM under ASGI)."""
     ledger = usage_list(user=request.user)
     lines = usage_report.acsv_lines(ledger) if isinstance(request, ASGIRequest) else usage_report.csv_lines(ledger)

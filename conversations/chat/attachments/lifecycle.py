@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from conversations.models import Attachment, ChatModel, Message
 UNSENT_KEEP = timedelta(days=1)
 
 
-def unsent_purge(*, user: AbstractBaseUser) -> None:
+def unsent_purge(*, user: User) -> None:
     """Remove the user's uploads that were never sent with a message and are older than a day."""
     stale = Attachment.objects.filter(user=user, message__isnull=True, created_at__lt=timezone.now() - UNSENT_KEEP)
     attachments_delete(attachments=stale)
@@ -46,7 +46,7 @@ def files_delete_on_commit(*, names: list[str]) -> None:
     transaction.on_commit(remove)
 
 
-def attachment_discard(*, user: AbstractBaseUser, attachment_id: int) -> None:
+def attachment_discard(*, user: User, attachment_id: int) -> None:
     """Remove an upload the user took back out of the composer (one not sent yet)."""
     with transaction.atomic():
         found = Attachment.objects.filter(user=user, pk=attachment_id, message__isnull=True)
@@ -55,7 +55,7 @@ def attachment_discard(*, user: AbstractBaseUser, attachment_id: int) -> None:
         attachments_delete(attachments=found)
 
 
-def attachments_unsent(*, user: AbstractBaseUser, ids: Iterable[Any]) -> list[Attachment]:
+def attachments_unsent(*, user: User, ids: Iterable[Any]) -> list[Attachment]:
     """The user's uploads named by ``ids`` not sent yet, in the given order; a bad or foreign id is refused."""
     wanted: list[int] = []
     for raw in ids:

@@ -21,7 +21,7 @@ import warnings
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -75,7 +75,7 @@ def _printable(name: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in name)[:100]
 
 
-def attachment_upload(*, user: AbstractBaseUser, upload: UploadedFile, name: str | None = None) -> Attachment:
+def attachment_upload(*, user: User, upload: UploadedFile, name: str | None = None) -> Attachment:
     """Check, process and store one upload for ``user``; ``InvalidInput`` says why one is refused.
 
     ``name`` is the file's name as the browser had it (``upload.name`` is already stripped

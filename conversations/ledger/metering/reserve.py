@@ -7,7 +7,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q
 
 from conversations.accounts.access import (
@@ -96,7 +96,7 @@ def _model_and_reservation(*, body: dict[str, Any], api_key: ApiKey) -> tuple[Ch
 
 def metering_reserve_turn(
     *,
-    user: AbstractBaseUser,
+    user: User,
     model: ChatModel,
     reply: Message,
     history: list[dict[str, Any]],

@@ -10,7 +10,7 @@ from typing import IO
 
 import ijson
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
@@ -27,7 +27,7 @@ NOTES_KEPT = 5
 
 
 def import_run_create(
-    *, user: AbstractBaseUser, filename: str, sha256: str, total: int
+    *, user: User, filename: str, sha256: str, total: int
 ) -> tuple[ImportRun, ImportRun | None]:
     """A new run, and the last finished run of the same file by this user if there is one (to say so)."""
     before = ImportRun.objects.filter(user=user, sha256=sha256, status=ImportRun.Status.DONE).first()
@@ -76,7 +76,7 @@ def import_path(run: ImportRun) -> Path:
 
 
 def import_start(
-    *, user: AbstractBaseUser, upload: IO[bytes], size: int, filename: str
+    *, user: User, upload: IO[bytes], size: int, filename: str
 ) -> tuple[ImportRun, ImportRun | None]:
     """Check the uploaded file, keep it, and import it in a thread of its own (the request returns at once).
 

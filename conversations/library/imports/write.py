@@ -3,7 +3,7 @@ bulk-created, then their tree and times set. Its own module because only it writ
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
@@ -12,7 +12,7 @@ from conversations.library.imports.imported import ImportedConversation
 from conversations.models import Conversation, ImportRun, Message
 
 
-def batch_write(*, run: ImportRun, user: AbstractBaseUser, batch: list[ImportedConversation]) -> None:
+def batch_write(*, run: ImportRun, user: User, batch: list[ImportedConversation]) -> None:
     keys = [c.key for c in batch]
     with transaction.atomic():
         seen = set(Conversation.objects.filter(user=user, import_key__in=keys).values_list("import_key", flat=True))
@@ -28,7 +28,7 @@ def batch_write(*, run: ImportRun, user: AbstractBaseUser, batch: list[ImportedC
         run.save(update_fields=["imported", "duplicates", "skipped", "notes", "format", "updated_at"])
 
 
-def _conversations_write(*, user: AbstractBaseUser, conversations: list[ImportedConversation]) -> None:
+def _conversations_write(*, user: User, conversations: list[ImportedConversation]) -> None:
     """Write the conversations and their messages: rows first (bulk), then their parents and times."""
     now = timezone.now()
     rows = Conversation.objects.bulk_create(
