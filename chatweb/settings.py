@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "channels",
     "template_partials",
     "axes",
+    "csp",
+    "django_htmx",
     "conversations",
 ]
 
@@ -80,11 +82,53 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",
     "conversations.web.errors.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "chatweb.urls"
+
+# Content-Security-Policy on every page (django-csp): scripts, styles, frames, forms and
+# connections from this origin only. No page has inline script or <style> (behaviour is in
+# static/chatweb-*.js, attached by event delegation; htmx is told not to inject its indicator
+# <style> and never to eval, in base.html's htmx-config). 'self' in connect-src covers the
+# page's own ws:/wss: origin (CSP Level 3; Chromium and Firefox match it).
+# The one exception is style attributes, and only these exact values, allowed by hash
+# ('unsafe-hashes' admits only attributes whose hash is listed): markdown-it writes a table
+# column's alignment as style="text-align:…" in replies (conversations/core/rendering.py), and
+# the admin's message inline draws attachment thumbnails with one style (conversations/admin/chat.py).
+# Any other style attribute, and every inline script and <style>, is refused.
+CSP_ALLOWED_STYLE_ATTRIBUTES = [
+    "text-align:left",
+    "text-align:center",
+    "text-align:right",
+    "max-height: 120px; max-width: 240px;",
+]
+
+
+def _csp_hash(value: str) -> str:
+    import base64
+    import hashlib
+
+    return "'sha256-" + base64.b64encode(hashlib.sha256(value.encode()).digest()).decode() + "'"
+
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-hashes'", *map(_csp_hash, CSP_ALLOWED_STYLE_ATTRIBUTES)],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    },
+}
 
 TEMPLATES = [
     {

@@ -1,5 +1,5 @@
 // Finding and keeping conversations: keep the open conversation in view in the sidebar, land on a
-// search result's message, toggle selection for bulk actions, and confirm destructive bulk actions.
+// search result's message, and toggle selection for bulk actions (their confirmations: chatweb-ui.js).
 (function () {
   "use strict";
 
@@ -26,10 +26,7 @@
       var on = sidebar.classList.toggle("selecting");
       toggle.setAttribute("aria-pressed", on ? "true" : "false");
       if (!on) sidebar.querySelectorAll(".select-box:checked").forEach(function (box) { box.checked = false; });
-      return;
     }
-    var confirmed = event.target.closest("button[data-confirm]");
-    if (confirmed && !window.confirm(confirmed.getAttribute("data-confirm"))) event.preventDefault();
   });
 
   // Escape in the search box clears it and brings the list back.

@@ -16,9 +16,8 @@
     form.requestSubmit();
   }
 
+  // A Delete's hx-confirm has been asked (and accepted) before this runs: chatweb-ui.js.
   function onActionButton(button) {
-    var question = button.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) return;
     rememberPlace(button.closest(".message"));
     sendAction(button.getAttribute("data-message-action"), button.getAttribute("data-message"));
   }

@@ -1,9 +1,24 @@
-// The page's furniture: the drawer on narrow screens, menus, the theme switch, copying a new key,
-// keeping the reading position when earlier messages load, and "Jump to latest" while a reply streams.
+// The page's furniture: confirmations, the drawer on narrow screens, menus, the theme switch, copying
+// a new key, keeping the reading position when earlier messages load, and "Jump to latest" while a
+// reply streams. No page has inline script (the Content-Security-Policy forbids it): all of this is
+// attached here, by listeners on the document.
 (function () {
   "use strict";
 
   var root = document.documentElement;
+
+  // --- Confirmations: hx-confirm="Question?" on the control that does it -------------------
+  // htmx asks itself for controls that make an htmx request; for the others (a plain form's submit
+  // button, a message action sent over the socket) this asks, before any other click listener and
+  // before the form is submitted: a "Cancel" stops both.
+  var HTMX_REQUEST = "[hx-get],[hx-post],[hx-put],[hx-patch],[hx-delete]";
+  document.addEventListener("click", function (event) {
+    var control = event.target.closest && event.target.closest("[hx-confirm]");
+    if (!control || control.tagName === "FORM" || control.matches(HTMX_REQUEST)) return;
+    if (window.confirm(control.getAttribute("hx-confirm"))) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+  }, true);
 
   // --- Drawer (below 768 px the sidebar slides over the chat) ---------------------------
   function layout() { return document.getElementById("layout"); }
@@ -60,6 +75,9 @@
 
     var copyButton = target.closest("[data-copy]");
     if (copyButton) copyFrom(copyButton);
+
+    var selectable = target.closest("input[data-select-on-click]");
+    if (selectable) selectable.select();
 
     if (target.closest("#jump-latest")) jumpToLatest();
   });

@@ -164,7 +164,9 @@ def start_conversation(page: Any, text: str) -> int:
 
 
 def wait_socket(page: Any) -> None:
-    page.wait_for_function("window.__wsOpens > 0")
+    # A function, not an expression string: Playwright evaluates a polled string with eval, which
+    # the pages' Content-Security-Policy refuses.
+    page.wait_for_function("() => window.__wsOpens > 0")
 
 
 def assistant_ids(page: Any) -> list[str]:

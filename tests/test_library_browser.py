@@ -116,7 +116,7 @@ def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
             break
         count = links.count()
         page.locator("#conversations").evaluate("el => el.scrollTop = el.scrollHeight")
-        page.wait_for_function(f"document.querySelectorAll('#conversations .conversation-link').length > {count}"
+        page.wait_for_function(f"() => document.querySelectorAll('#conversations .conversation-link').length > {count}"
                                " || !document.querySelector('.sidebar-more')")
     expect(links).to_have_count(231)
     expect(page.locator("#conversations .group")).to_have_text(["Today", "Yesterday", "Previous 7 days", "Previous 30 days", "Older"])

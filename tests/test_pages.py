@@ -156,7 +156,7 @@ def test_api_key_is_shown_once_stored_hashed_and_revocable(client, user, other_u
     assert "no-store" in shown["Cache-Control"]  # the page with the secret is kept by no cache
     html = shown.content.decode()
     key = ApiKey.objects.get(user=user)
-    raw = html.split('id="new-key" aria-label="New API key" onclick="this.select()"')[0].rsplit('value="', 1)[1]
+    raw = html.split('id="new-key" aria-label="New API key" data-select-on-click')[0].rsplit('value="', 1)[1]
     raw = raw.split('"')[0]
     assert raw.startswith("sk-cw-") and len(raw) > 40
     assert key.hashed != raw and raw not in key.hashed and key.prefix == raw[:12]

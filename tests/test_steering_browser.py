@@ -23,7 +23,7 @@ from tests.test_browser import (  # noqa: F401 - browser, fake_upstream, live, s
     type_and_enter,
     upstream,
 )
-from tests.test_ui import AXE, close, shoot
+from tests.test_ui import close, inject_axe, shoot
 from tests.upstream import FakeUpstream, Reply
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -221,7 +221,7 @@ def test_continue_a_reply_cut_at_the_length_limit(browser: Any, live: LiveApp, s
 def axe_violations(page: Any, shot: str) -> list[str]:
     """Serious and critical axe-core violations of the page (tests/test_ui.py's check), and a screenshot."""
     shoot(page, shot)
-    page.add_script_tag(path=str(AXE))
+    inject_axe(page)
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     return [
         f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
