@@ -5,6 +5,8 @@ configuration: SQLite in ``data/``, the in-memory channel layer and the bundled
 local model. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis.
 """
 
+import base64
+import hashlib
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -109,9 +111,6 @@ CSP_ALLOWED_STYLE_ATTRIBUTES = [
 
 
 def _csp_hash(value: str) -> str:
-    import base64
-    import hashlib
-
     return "'sha256-" + base64.b64encode(hashlib.sha256(value.encode()).digest()).decode() + "'"
 
 

@@ -104,7 +104,7 @@ def theme_set(request: SignedInRequest) -> HttpResponse:
         preferences = preferences_theme_set(user=request.user, theme=request.POST.get("theme", ""))
     except InvalidInput as exc:
         return HttpResponse(exc.message, status=400)
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         return render(request, f"{TEMPLATE}#theme-switch", {"theme": preferences.theme})
     back = request.POST.get("next", "")
     safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure())

@@ -125,7 +125,7 @@ def conversation_settings(request: SignedInRequest, conversation_id: int) -> Htt
     """Change the chat's system prompt and parameters (from its next turn on); htmx gets the panel back."""
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     typed = {field: request.POST.get(field, "") for field in SETTINGS_FIELDS}
-    htmx = bool(request.headers.get("HX-Request"))
+    htmx = bool(request.htmx)
     try:
         conversation_settings_set(conversation=conversation, data=typed)
     except InvalidInput as exc:
@@ -154,7 +154,7 @@ def conversation_rename(request: SignedInRequest, conversation_id: int) -> HttpR
     except InvalidInput as exc:
         context["title_error"] = exc.message
         conversation.refresh_from_db()
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         return render(request, f"{TEMPLATE}#title-form", context)
     return redirect("conversation_detail", conversation_id=conversation.pk)
 

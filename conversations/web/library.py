@@ -86,7 +86,7 @@ def search(request: SignedInRequest) -> HttpResponse:
         )
     except ChatwebError as exc:
         context["search_error"] = exc.message
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         partial = "search-more" if request.GET.get("cursor") else "search-results"
         return render(request, f"{TEMPLATE}#{partial}", context)
     return render(request, TEMPLATE, {**context, "page": "search"})

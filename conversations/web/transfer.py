@@ -113,6 +113,6 @@ def import_progress(request: SignedInRequest, run_id: int) -> HttpResponse:
     before_id = row_id(request.GET.get("before", ""))
     before = ImportRun.objects.filter(user=request.user, pk=before_id).first() if before_id else None
     context = {"page": "import", "run": run, "before": before}
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         return render(request, f"{TEMPLATE}#import-progress", context)
     return render(request, TEMPLATE, context)
