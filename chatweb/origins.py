@@ -35,8 +35,7 @@ def websocket_origin_allowed(scope: dict[str, Any]) -> bool:
     request = ASGIRequest(http_scope, io.BytesIO())
     if "HTTP_ORIGIN" not in request.META:
         return False
-    # _origin_verified is Django's, private, so not in django-stubs.
-    verified: bool = CsrfViewMiddleware(_no_view)._origin_verified(request)  # type: ignore[attr-defined]
+    verified: bool = CsrfViewMiddleware(_no_view)._origin_verified(request)  # type: ignore[attr-defined]  # private: not in django-stubs
     return verified
 
 

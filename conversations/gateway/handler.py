@@ -52,8 +52,7 @@ class _SecurityMiddleware(SecurityMiddleware):
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response = cast(AsyncGetResponse, self.get_response)  # ApiHandler's chain is async throughout
         response = self.process_request(request) or await get_response(request)
-        # django-stubs take an HttpResponse; Django's SecurityMiddleware sets headers on any (streaming too).
-        return self.process_response(request, response)  # type: ignore[arg-type]
+        return self.process_response(request, response)  # type: ignore[arg-type]  # stubs say HttpResponse; any response works
 
 
 class ApiHandler(ASGIHandler):
@@ -63,8 +62,7 @@ class ApiHandler(ASGIHandler):
         self._view_middleware: list[Callable[..., HttpResponseBase | None]] = []
         self._template_response_middleware: list[Callable[..., HttpResponseBase]] = []
         self._exception_middleware: list[Callable[..., HttpResponseBase | None]] = []
-        # django-stubs omit BaseHandler._get_response_async (Django's own, private).
-        handler = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]
+        handler = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]  # private: not in django-stubs
         # The middleware, innermost first; each handler here is a coroutine function.
         handler = convert_exception_to_response(_SecurityMiddleware(cast(AsyncGetResponse, handler)))
         handler = convert_exception_to_response(request_log_middleware(handler))
