@@ -1,6 +1,7 @@
 """ASGI entry point: Django for pages, a lean Django handler for /v1, the chat consumer for websockets."""
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 from django.urls import get_resolver
@@ -22,7 +23,7 @@ api_asgi_app = ApiHandler()
 get_resolver().url_patterns
 
 
-async def http_app(scope, receive, send):
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """/v1 goes to the API's lean handler, everything else to Django's."""
     app = api_asgi_app if scope["path"].startswith("/v1/") else django_asgi_app
     await app(scope, receive, send)

@@ -22,7 +22,9 @@ class PasswordBackend(ModelBackend):
     sessions other users opened with a password before end at their next request.
     """
 
-    def authenticate(self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any):
+    def authenticate(
+        self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> User | None:
         if not password_login_allowed(username or kwargs.get(get_user_model().USERNAME_FIELD)):
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)

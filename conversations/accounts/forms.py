@@ -1,6 +1,7 @@
 """Forms of the pages that are not the chat itself, with help texts in words people read."""
 
 import datetime
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
@@ -12,12 +13,19 @@ from conversations.models import ChatModel
 
 PASSWORD_HELP = "At least 8 characters; not all digits, not a common password, not like your username."
 
+if TYPE_CHECKING:  # Django's forms take no type arguments at run time; django-stubs' do.
+    _UserCreationForm = UserCreationForm[User]
+    _ModelMultipleChoiceField = forms.ModelMultipleChoiceField[ChatModel]
+else:
+    _UserCreationForm = UserCreationForm
+    _ModelMultipleChoiceField = forms.ModelMultipleChoiceField
 
-class SignupForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
+
+class SignupForm(_UserCreationForm):
+    class Meta(UserCreationForm.Meta):  # type: ignore[name-defined,misc]  # django-stubs omit UserCreationForm.Meta
         fields = ("username",)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["username"].help_text = "Letters, digits and @ . + - _ only."
         self.fields["password1"].help_text = PASSWORD_HELP
@@ -25,9 +33,16 @@ class SignupForm(UserCreationForm):
 
 
 class PasswordForm(PasswordChangeForm):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["new_password1"].help_text = PASSWORD_HELP
+
+
+class ChatModelChoices(_ModelMultipleChoiceField):
+    """Models ticked by their label."""
+
+    def label_from_instance(self, obj: ChatModel) -> str:
+        return obj.label
 
 
 class ApiKeyForm(forms.Form):
@@ -43,7 +58,7 @@ class ApiKeyForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Optional. The key works until the end of this day (UTC).",
     )
-    models = forms.ModelMultipleChoiceField(
+    models = ChatModelChoices(
         queryset=ChatModel.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -62,10 +77,11 @@ class ApiKeyForm(forms.Form):
         help_text="Can list and read stored completions and models; cannot create completions.",
     )
 
-    def __init__(self, *args, user: User, **kwargs) -> None:
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["models"].queryset = chat_model_list(user=user)
-        self.fields["models"].label_from_instance = lambda model: model.label
+        models = self.fields["models"]  # the form's copy of the field above
+        assert isinstance(models, ChatModelChoices)
+        models.queryset = chat_model_list(user=user)
         self.fields["models"].error_messages["invalid_choice"] = "“%(value)s” is not a model you may use."
         self.fields["models"].error_messages["invalid_pk_value"] = "“%(pk)s” is not a model you may use."
 

@@ -37,7 +37,7 @@ SSO_FAILED = "Signing in through {name} did not work. Try again; if it keeps fai
 logger = logging.getLogger("chatweb.sso")
 
 
-class OidcBackend(OIDCAuthenticationBackend):
+class OidcBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # mozilla-django-oidc ships no types
     """Sign-in through the ``OIDC_ISSUER`` provider: the authorization-code flow with PKCE, state and nonce.
 
     Beyond mozilla-django-oidc's checks (signature, nonce, expiry), the ID token must name
@@ -62,12 +62,13 @@ class OidcBackend(OIDCAuthenticationBackend):
     def authenticate(self, request: Any, **kwargs: Any) -> User | None:
         if not settings.OIDC_ISSUER:
             return None
-        return super().authenticate(request, **kwargs)
+        user: User | None = super().authenticate(request, **kwargs)
+        return user
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
         """The token's claims, once its signature, nonce, expiry, issuer and audience are right."""
         try:
-            payload = super().verify_token(token, **kwargs)
+            payload: dict[str, Any] = super().verify_token(token, **kwargs)
         except jwt.PyJWTError as exc:  # expired, not valid yet, malformed
             raise SuspiciousOperation(f"The identity provider's token was refused: {exc}") from exc
         if "exp" not in payload:
@@ -104,7 +105,7 @@ def _sso_failed(request: HttpRequest, exc: Exception | None = None) -> HttpRespo
     return redirect("login")
 
 
-class SsoStartView(OIDCAuthenticationRequestView):
+class SsoStartView(OIDCAuthenticationRequestView):  # type: ignore[misc]  # mozilla-django-oidc ships no types
     """Send the browser to the identity provider with a fresh state, nonce and PKCE challenge."""
 
     get_settings = staticmethod(sso_setting)
@@ -120,10 +121,11 @@ class SsoStartView(OIDCAuthenticationRequestView):
         except SsoFailed as exc:
             return _sso_failed(request, exc)
         self.OIDC_RP_CLIENT_ID = settings.OIDC_RP_CLIENT_ID
-        return super().get(request)
+        response: HttpResponse = super().get(request)  # a redirect to the provider
+        return response
 
 
-class SsoCallbackView(OIDCAuthenticationCallbackView):
+class SsoCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]  # mozilla-django-oidc ships no types
     """Where the provider sends the browser back: a wrong state, nonce, issuer or an expired token
     reads as a failed sign-in on the sign-in page, never an error page."""
 
@@ -133,7 +135,8 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
         if not settings.OIDC_ISSUER:
             raise Http404
         try:
-            return super().get(request)
+            response: HttpResponse = super().get(request)
+            return response
         except (
             SuspiciousOperation,
             SsoFailed,

@@ -98,8 +98,7 @@ def _free_username(claims: dict[str, Any]) -> str:
     """The provider's preferred username (else the email's local part) made safe, with a suffix if taken."""
     wanted = str(claims.get("preferred_username") or str(claims.get("email") or "").partition("@")[0] or "user")
     base = USERNAME_UNSAFE.sub("-", wanted).strip("-")[:140] or "user"
-    taken = get_user_model().objects.filter(username__startswith=base).values_list("username", flat=True)
-    taken = set(taken)
+    taken = set(get_user_model().objects.filter(username__startswith=base).values_list("username", flat=True))
     if base not in taken:
         return base
     suffix = 2

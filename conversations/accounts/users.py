@@ -47,8 +47,9 @@ def login_client_address(request: HttpRequest) -> str | None:
     connection's own address: an X-Forwarded-For sent straight to chatweb is ignored.
     """
     if settings.BEHIND_PROXY and (forwarded := request.META.get("HTTP_X_FORWARDED_FOR", "").strip()):
-        return forwarded.rsplit(",", 1)[-1].strip()
-    return request.META.get("REMOTE_ADDR")
+        return str(forwarded).rsplit(",", 1)[-1].strip()
+    address: str | None = request.META.get("REMOTE_ADDR")
+    return address
 
 
 async def account_sockets_check(*, user_id: int) -> None:

@@ -7,6 +7,7 @@ fails when those change upstream, so that this copy is looked at again.
 
 import asyncio
 import time
+from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
@@ -14,7 +15,7 @@ from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 CLEAN_INTERVAL = 1.0
 
 
-class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
+class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):  # type: ignore[misc]  # channels ships no types
     """Channels' in-memory layer, without the work it repeats for every message.
 
     With hundreds of sockets streaming, Channels' version spent most of a worker's time
@@ -27,35 +28,40 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     no handler changes. Expired messages may linger up to a second longer: harmless.
     """
 
-    def __init__(self, *args, **kwargs):
+    # What Channels' __init__ sets and these methods use (the base class is untyped).
+    channels: dict[str, asyncio.Queue[tuple[float, dict[str, Any]]]]
+    groups: dict[str, dict[str, float]]
+    expiry: float
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cleaned_at = 0.0
 
-    def _clean_expired(self):
+    def _clean_expired(self) -> None:
         now = time.monotonic()
         if now - self._cleaned_at >= CLEAN_INTERVAL:
             self._cleaned_at = now
             super()._clean_expired()
 
-    def _queue(self, channel):
+    def _queue(self, channel: str) -> asyncio.Queue[tuple[float, dict[str, Any]]]:
         queue = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
         return queue
 
-    def _put(self, channel, message):
+    def _put(self, channel: str, message: dict[str, Any]) -> None:
         try:
             self._queue(channel).put_nowait((time.time() + self.expiry, dict(message)))
         except asyncio.QueueFull:
             raise ChannelFull(channel) from None
 
-    async def send(self, channel, message):
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"
         assert "__asgi_channel__" not in message
         self.require_valid_channel_name(channel)
         self._put(channel, message)
 
-    async def receive(self, channel):
+    async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)
         self._clean_expired()
         queue = self._queue(channel)
@@ -66,7 +72,7 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
                 self.channels.pop(channel, None)
         return message
 
-    async def group_send(self, group, message):
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
         self._clean_expired()

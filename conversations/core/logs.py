@@ -10,13 +10,15 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
 from conversations.core.metrics import http_observe
+from conversations.core.requests import AnyGetResponse, AsyncGetResponse, GetResponse, LoggedRequest
 
 request_logger = logging.getLogger("chatweb.requests")
 
@@ -53,13 +55,14 @@ class TextFormatter(logging.Formatter):
 def _user_id(request: HttpRequest) -> int | None:
     api_key = getattr(request, "api_key", None)
     if api_key is not None:
-        return api_key.user_id
+        key_user_id: int = api_key.user_id  # an ApiKey, set by the /v1 views (a room above this one)
+        return key_user_id
     # Only a user something already loaded (sync views cache it in one attribute, async in another).
     user = getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
     return user.pk if user is not None and user.is_authenticated else None
 
 
-def _log(request: HttpRequest, response: HttpResponse, started: float) -> None:
+def _log(request: LoggedRequest, response: HttpResponseBase, started: float) -> None:
     seconds = time.monotonic() - started
     http_observe(request, response.status_code, seconds)
     request_logger.info(
@@ -77,28 +80,32 @@ def _log(request: HttpRequest, response: HttpResponse, started: float) -> None:
 
 
 @sync_and_async_middleware
-def request_log_middleware(get_response: Any) -> Any:
+def request_log_middleware(get_response: AnyGetResponse) -> AnyGetResponse:
     """Give every request an id (answered as ``x-request-id``), log one line for it and count it in the metrics."""
 
-    def start(request: HttpRequest) -> float:
-        request.request_id = "req_" + secrets.token_hex(12)
-        return time.monotonic()
+    def start(request: HttpRequest) -> tuple[LoggedRequest, float]:
+        logged = cast(LoggedRequest, request)  # the class only declares the attribute set here
+        logged.request_id = "req_" + secrets.token_hex(12)
+        return logged, time.monotonic()
 
-    def finish(request: HttpRequest, response: HttpResponse, started: float) -> HttpResponse:
+    def finish(request: LoggedRequest, response: HttpResponseBase, started: float) -> HttpResponseBase:
         response["x-request-id"] = request.request_id
         _log(request, response, started)
         return response
 
     if iscoroutinefunction(get_response):
+        get_response_async = cast(AsyncGetResponse, get_response)  # checked on the line above
 
-        async def middleware(request: HttpRequest) -> HttpResponse:
-            started = start(request)
-            return finish(request, await get_response(request), started)
+        async def middleware_async(request: HttpRequest) -> HttpResponseBase:
+            logged, started = start(request)
+            return finish(logged, await get_response_async(request), started)
 
-    else:
+        return middleware_async
 
-        def middleware(request: HttpRequest) -> HttpResponse:
-            started = start(request)
-            return finish(request, get_response(request), started)
+    get_response_sync = cast(GetResponse, get_response)  # not a coroutine function
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        logged, started = start(request)
+        return finish(logged, get_response_sync(request), started)
 
     return middleware

@@ -48,7 +48,8 @@ def database_outage_recent() -> bool:
 
 def retry_delay(*, attempt: int) -> float:
     """Seconds to wait before retry number ``attempt`` (from 0): doubling, capped."""
-    return min(RETRY_FIRST * 2**attempt, RETRY_MAX)
+    delay: float = RETRY_FIRST * 2**attempt  # int ** int is typed Any: a negative power is a float
+    return min(delay, RETRY_MAX)
 
 
 async def database_connection_reset() -> None:

@@ -4,11 +4,14 @@ No browser sends it from what a person types. /v1 checks its own input."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
+
+from conversations.core.requests import AnyGetResponse, AsyncGetResponse, GetResponse
 
 
 def _holds_nul(request: HttpRequest) -> bool:
@@ -19,17 +22,20 @@ def _holds_nul(request: HttpRequest) -> bool:
 
 
 @sync_and_async_middleware
-def nul_query_middleware(get_response: Any) -> Any:
+def nul_query_middleware(get_response: AnyGetResponse) -> AnyGetResponse:
     refused = "Query parameters and form fields may not contain U+0000."
 
     if iscoroutinefunction(get_response):
+        get_response_async = cast(AsyncGetResponse, get_response)  # checked on the line above
 
-        async def middleware(request: HttpRequest) -> HttpResponse:
-            return HttpResponseBadRequest(refused) if _holds_nul(request) else await get_response(request)
+        async def middleware_async(request: HttpRequest) -> HttpResponseBase:
+            return HttpResponseBadRequest(refused) if _holds_nul(request) else await get_response_async(request)
 
-    else:
+        return middleware_async
 
-        def middleware(request: HttpRequest) -> HttpResponse:
-            return HttpResponseBadRequest(refused) if _holds_nul(request) else get_response(request)
+    get_response_sync = cast(GetResponse, get_response)  # not a coroutine function
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        return HttpResponseBadRequest(refused) if _holds_nul(request) else get_response_sync(request)
 
     return middleware

@@ -59,7 +59,8 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
         lexer = None
     if lexer is None:
         return ""
-    return highlight(code, lexer, _FORMATTER)
+    markup: str = highlight(code, lexer, _FORMATTER)  # Pygments ships no types; with a formatter and no file, a str
+    return markup
 
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight}).enable(

@@ -18,26 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix
 
 from conversations.core.logs import request_log_middleware
+from conversations.core.requests import AsyncGetResponse
 
 logger = logging.getLogger(__name__)
 
 
 async def after_response(request: HttpRequest, work: Awaitable[None]) -> None:
     """Run ``work`` once the response is sent when this handler serves ``request``; else now."""
-    pending = getattr(request, "after_response", None)
+    pending: list[Awaitable[None]] | None = getattr(request, "after_response", None)
     if pending is None:
         await work
     else:
@@ -47,21 +49,23 @@ async def after_response(request: HttpRequest, work: Awaitable[None]) -> None:
 class _SecurityMiddleware(SecurityMiddleware):
     """Django's HTTPS redirect and security headers, on the event loop: its hooks do no I/O."""
 
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        response = self.process_request(request) or await self.get_response(request)
-        return self.process_response(request, response)
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response = cast(AsyncGetResponse, self.get_response)  # ApiHandler's chain is async throughout
+        response = self.process_request(request) or await get_response(request)
+        return self.process_response(request, response)  # type: ignore[arg-type]  # stubs say HttpResponse; any response works
 
 
 class ApiHandler(ASGIHandler):
     """Serves /v1 with a short middleware chain and no thread per request."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async)
-        for middleware in (_SecurityMiddleware, request_log_middleware):  # innermost first
-            handler = convert_exception_to_response(middleware(handler))
+        self._view_middleware: list[Callable[..., HttpResponseBase | None]] = []
+        self._template_response_middleware: list[Callable[..., HttpResponseBase]] = []
+        self._exception_middleware: list[Callable[..., HttpResponseBase | None]] = []
+        handler = convert_exception_to_response(self._get_response_async)  # type: ignore[attr-defined]  # private: not in django-stubs
+        # The middleware, innermost first; each handler here is a coroutine function.
+        handler = convert_exception_to_response(_SecurityMiddleware(cast(AsyncGetResponse, handler)))
+        handler = convert_exception_to_response(request_log_middleware(handler))
         self._middleware_chain = handler
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -78,15 +82,17 @@ class ApiHandler(ASGIHandler):
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
-        request, response = self.create_request(scope, body_file)
+        request, refusal = self.create_request(scope, body_file)
         if request is None:
+            assert refusal is not None  # create_request gives a request or the response refusing it
             body_file.close()
-            await self.send_response(response, send)
-            await sync_to_async(response.close)()
+            await self.send_response(refusal, send)
+            await sync_to_async(refusal.close)()
             return
-        request.after_response = []
+        pending: list[Awaitable[None]] = []
+        setattr(request, "after_response", pending)  # read by after_response(); no attribute of ASGIRequest
 
-        async def process_request() -> HttpResponse:
+        async def process_request() -> HttpResponseBase:
             response = await self.run_get_response(request)
             try:
                 await self.send_response(response, send)
@@ -107,7 +113,7 @@ class ApiHandler(ASGIHandler):
             except AssertionError:
                 body_file.close()
                 raise
-        for work in request.after_response:  # outside the tasks: a client leaving does not cancel it
+        for work in pending:  # outside the tasks: a client leaving does not cancel it
             try:
                 await work
             except Exception:

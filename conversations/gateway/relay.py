@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -58,6 +58,19 @@ async def gateway_model(*, name: str, api_key: ApiKey) -> ChatModel:
     return await sync_to_async(metering_model)(name=name, api_key=api_key)
 
 
+def _model(metered: Metered) -> ChatModel:
+    """A /v1 call's model: ``metering_begin_api`` always finds one (else ``NotFound``)."""
+    assert metered.model is not None
+    return metered.model
+
+
+def _windows(metered: Metered) -> tuple[RateWindow, ...]:
+    """Where the call's user stands against their per-minute limits: a /v1 call is always reserved."""
+    assert metered.record is not None
+    windows: tuple[RateWindow, ...] = metered.record.rate_windows
+    return windows
+
+
 def _payload(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in LOCAL_FIELDS}
 
@@ -87,7 +100,7 @@ async def _finished(
     stored = None
     if completion is not None and body.get("store"):
         stored = stored_completion_build(
-            api_key=api_key, chat_model=metered.model, body=body, response=completion, latency_ms=metered.latency_ms
+            api_key=api_key, chat_model=_model(metered), body=body, response=completion, latency_ms=metered.latency_ms
         )
     text = "" if usage_reported(usage) else _generated_text(generated)  # counted here only without usage
     record = await sync_to_async(_call_save)(
@@ -104,7 +117,9 @@ async def _finished(
 def _call_save(*, stored: StoredCompletion | None, **settle: Any) -> UsageRecord:
     """The stored completion, if any, and the settled usage record linked to it: both or neither."""
     with transaction.atomic() if stored is not None else contextlib.nullcontext():
-        return metering_settle(stored=stored, **settle)
+        record = metering_settle(stored=stored, **settle)
+    assert record is not None  # a /v1 call is always reserved
+    return record
 
 
 def _generated_text(completion: dict[str, Any]) -> str:
@@ -132,12 +147,12 @@ async def gateway_complete(
     except (ChatwebError, asyncio.CancelledError):  # a client that left may be billed all the same
         await finish(completion=None)
         raise
-    completion = {**answer, "id": completion_id(), "model": metered.model.name, "object": "chat.completion"}
+    completion = {**answer, "id": completion_id(), "model": _model(metered).name, "object": "chat.completion"}
     if body.get("store"):
         await finish(completion=completion)
     else:
         await later(finish(completion=completion))
-    return completion, metered.record.rate_windows
+    return completion, _windows(metered)
 
 
 async def gateway_stream(
@@ -164,17 +179,17 @@ async def gateway_stream(
     events = _relay(
         first,
         chunks,
-        name=metered.model.name,
+        name=_model(metered).name,
         client_wants_usage=client_wants_usage,
         finish=finish,
         error_body=error_body,
     )
-    return events, metered.record.rate_windows
+    return events, _windows(metered)
 
 
 async def _relay(
     first: dict[str, Any] | None,
-    chunks: AsyncIterator[dict[str, Any]],
+    chunks: AsyncGenerator[dict[str, Any], None],
     *,
     name: str,
     client_wants_usage: bool,

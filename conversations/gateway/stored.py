@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from conversations.gateway import views
 from conversations.gateway.api_error import ApiError
 from conversations.gateway.validation.values import metadata_validate
-from conversations.gateway.views import _json_body, api_view
+from conversations.gateway.views import ApiRequest, _json_body, api_view
 from conversations.ledger.stored import (
     stored_completion_delete,
     stored_completion_get,
@@ -27,7 +28,7 @@ METADATA_QUERY = re.compile(r"metadata\[(.+)\]")
 
 
 @csrf_exempt
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """One URL, two endpoints: GET lists stored completions, anything else goes to create (POST)."""
     view = completions_list if request.method == "GET" else views.chat_completions
     return await view(request)
@@ -91,9 +92,10 @@ def _metadata_update(body: Any) -> dict[str, str] | None:
 
 
 @api_view("GET")
-async def completions_list(request: HttpRequest) -> HttpResponse:
+async def completions_list(request: ApiRequest) -> HttpResponseBase:
     after, limit, order = _page(request)
-    metadata = {m[1]: value for key, value in request.GET.items() if (m := METADATA_QUERY.fullmatch(key))}
+    # The last value of each metadata[...] parameter, as request.GET.items() gives it.
+    metadata = {m[1]: values[-1] for key, values in request.GET.lists() if (m := METADATA_QUERY.fullmatch(key))}
     completions, has_more = await stored_completions_list(
         user=request.api_key.user,
         after=after,
@@ -106,7 +108,7 @@ async def completions_list(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("GET", "POST", "DELETE", writes=("POST", "DELETE"))
-async def completion_detail(request: HttpRequest, completion_id: str) -> HttpResponse:
+async def completion_detail(request: ApiRequest, completion_id: str) -> HttpResponseBase:
     user = request.api_key.user
     if request.method == "DELETE":
         await stored_completion_delete(user=user, completion_id=completion_id)
@@ -120,7 +122,7 @@ async def completion_detail(request: HttpRequest, completion_id: str) -> HttpRes
 
 
 @api_view("GET")
-async def completion_messages(request: HttpRequest, completion_id: str) -> HttpResponse:
+async def completion_messages(request: ApiRequest, completion_id: str) -> HttpResponseBase:
     after, limit, order = _page(request)
     completion = await stored_completion_get(user=request.api_key.user, completion_id=completion_id)
     messages, has_more = stored_messages_page(completion=completion, after=after, limit=limit, order=order)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from conversations.accounts.api_keys import api_key_authenticate, api_key_require_write
 from conversations.core.errors import ChatwebError
 from conversations.core.jsoninput import JsonInputError, json_input_parse
+from conversations.core.requests import LoggedRequest
 from conversations.gateway.api_error import ApiError
 from conversations.gateway.errors import (
     api_error_body,
@@ -27,8 +29,15 @@ from conversations.gateway.relay import (
     gateway_stream,
 )
 from conversations.gateway.validation.request import chat_request_validate
+from conversations.models import ApiKey, ChatModel
 
-View = Callable[..., Awaitable[HttpResponse]]
+View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+
+
+class ApiRequest(LoggedRequest):
+    """A /v1 request ``api_view`` let through: its key (set there) and its id (from the request log)."""
+
+    api_key: ApiKey
 
 
 def error_response(error: ApiError) -> JsonResponse:
@@ -42,14 +51,16 @@ def api_view(*methods: str, writes: tuple[str, ...] = ()) -> Callable[[View], Vi
     def decorate(view: View) -> View:
         @csrf_exempt
         @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            response: HttpResponseBase
             try:
                 if request.method not in methods:
                     raise ApiError(f"Method {request.method} is not allowed here.", status=405)
-                request.api_key = await _authenticate(request)
+                api_request = cast(ApiRequest, request)  # the class only declares the attribute set here
+                api_request.api_key = await _authenticate(request)
                 if request.method in writes:
-                    api_key_require_write(key=request.api_key, method=request.method)
-                response = await view(request, *args, **kwargs)
+                    api_key_require_write(key=api_request.api_key, method=request.method)
+                response = await view(api_request, *args, **kwargs)
             except ApiError as error:
                 response = error_response(error)
             except ChatwebError as error:
@@ -61,7 +72,7 @@ def api_view(*methods: str, writes: tuple[str, ...] = ()) -> Callable[[View], Vi
     return decorate
 
 
-async def _authenticate(request: HttpRequest) -> Any:
+async def _authenticate(request: HttpRequest) -> ApiKey:
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise ApiError(
@@ -90,7 +101,7 @@ def _json_body(request: HttpRequest) -> Any:
         raise ApiError(str(exc), code="invalid_json") from None
 
 
-def _model_json(model: Any) -> dict[str, Any]:
+def _model_json(model: ChatModel) -> dict[str, Any]:
     return {
         "id": model.name,
         "object": "model",
@@ -100,18 +111,18 @@ def _model_json(model: Any) -> dict[str, Any]:
 
 
 @api_view("GET")
-async def models_list(request: HttpRequest) -> HttpResponse:
+async def models_list(request: ApiRequest) -> HttpResponseBase:
     models = await gateway_models(api_key=request.api_key)
     return JsonResponse({"object": "list", "data": [_model_json(m) for m in models]})
 
 
 @api_view("GET")
-async def models_retrieve(request: HttpRequest, model: str) -> HttpResponse:
+async def models_retrieve(request: ApiRequest, model: str) -> HttpResponseBase:
     return JsonResponse(_model_json(await gateway_model(name=model, api_key=request.api_key)))
 
 
 @api_view("POST", writes=("POST",))
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: ApiRequest) -> HttpResponseBase:
     body = chat_request_validate(_json_body(request))
     if body.get("stream"):
         events, windows = await gateway_stream(
@@ -132,5 +143,5 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("GET", "POST", "DELETE", "PUT", "PATCH")
-async def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+async def not_found(request: ApiRequest, rest: str = "") -> HttpResponseBase:
     raise ApiError(f"Unknown request URL: {request.method} {request.path}.", status=404, code="unknown_url")

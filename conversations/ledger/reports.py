@@ -58,7 +58,14 @@ class Totals:
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Totals:
-        return cls(**{name: _decimal(row[name]) if name == "cost" else int(row[name] or 0) for name in AGGREGATES})
+        return cls(
+            cost=_decimal(row["cost"]),
+            requests=int(row["requests"] or 0),
+            prompt_tokens=int(row["prompt_tokens"] or 0),
+            cached_tokens=int(row["cached_tokens"] or 0),
+            completion_tokens=int(row["completion_tokens"] or 0),
+            reasoning_tokens=int(row["reasoning_tokens"] or 0),
+        )
 
 
 def decimal_str(value: Decimal) -> str:
@@ -299,8 +306,9 @@ def _csv_row(row: dict[str, Any]) -> list[Any]:
     ]
 
 
-def _csv_queryset(queryset: QuerySet[UsageRecord]) -> QuerySet:
-    return queryset.order_by("created_at", "id").values(*CSV_FIELDS)
+def _csv_queryset(queryset: QuerySet[UsageRecord]) -> QuerySet[UsageRecord, dict[str, Any]]:
+    rows: QuerySet[UsageRecord, dict[str, Any]] = queryset.order_by("created_at", "id").values(*CSV_FIELDS)
+    return rows  # values() of a list of names: django-stubs cannot say the rows' type
 
 
 def _safe(value: Any) -> Any:

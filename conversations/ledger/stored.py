@@ -55,8 +55,9 @@ def stored_completion_build_turn(
             "completion_tokens": completion_tokens,
             "total_tokens": (prompt_tokens or 0) + completion_tokens,
         }
+    ident = completion_id()
     response = {
-        "id": completion_id(),
+        "id": ident,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": message.model_name,
@@ -71,7 +72,7 @@ def stored_completion_build_turn(
         "usage": usage,
     }
     return StoredCompletion(
-        id=response["id"],
+        id=ident,
         user_id=message.conversation.user_id,
         model=message.model_name,
         provider=model.provider.name if model else "",

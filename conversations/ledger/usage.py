@@ -21,7 +21,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -183,8 +183,8 @@ def usage_reserve(
         api_key=api_key,
         message=message,
     )
-    key_limited = api_key is not None and api_key.has_limits
-    if limits == NO_LIMITS and not key_limited:
+    limited_key = api_key if api_key is not None and api_key.has_limits else None  # a key with limits of its own
+    if limits == NO_LIMITS and limited_key is None:
         record = reservation(now=timezone.now())
         if not defer:
             record.save(force_insert=True)
@@ -199,21 +199,21 @@ def usage_reserve(
             )
         if limits.own:
             UserLimits.objects.select_for_update().get_or_create(user=user)
-        if key_limited:
-            list(ApiKey.objects.select_for_update().filter(pk=api_key.pk).values_list("pk"))
+        if limited_key is not None:
+            list(ApiKey.objects.select_for_update().filter(pk=limited_key.pk).values_list("pk"))
         now = timezone.now()
         record = reservation(now=now)
         ledger = UsageRecord.objects.filter(user=user)
         if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
             record.rate_windows = _user_rate_check(limits, ledger, record, now)
-        if key_limited and api_key.requests_per_minute is not None:
-            _key_rate_check(api_key, now)
+        if limited_key is not None and limited_key.requests_per_minute is not None:
+            _key_rate_check(limited_key, now)
         first = month_start(now)
-        if key_limited and api_key.monthly_budget is not None:
+        if limited_key is not None and limited_key.monthly_budget is not None:
             _budget_check(
-                _spent(UsageRecord.objects.filter(api_key=api_key), first),
+                _spent(UsageRecord.objects.filter(api_key=limited_key), first),
                 record.cost,
-                api_key.monthly_budget,
+                limited_key.monthly_budget,
                 "This API key's monthly budget is reached",
                 ". Create a key with a larger budget, or wait for next month.",
             )
@@ -364,9 +364,9 @@ def _reservation(
     )
 
 
-def usage_reported(usage: dict[str, Any] | None) -> bool:
+def usage_reported(usage: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     """Whether a provider's usage object carries the counts (else chatweb counts them itself)."""
-    return bool(usage) and usage.get("completion_tokens") is not None
+    return usage is not None and usage.get("completion_tokens") is not None  # an empty one has none
 
 
 def usage_settle(

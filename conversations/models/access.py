@@ -60,7 +60,7 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from this moment on (UTC).")
     allowed_models = models.ManyToManyField(
-        "ChatModel", blank=True, related_name="+", help_text="The models it may call; none: all its user may use."
+        ChatModel, blank=True, related_name="+", help_text="The models it may call; none: all its user may use."
     )
     monthly_budget = models.DecimalField(
         max_digits=12,
@@ -72,6 +72,10 @@ class ApiKey(models.Model):
     )
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     read_only = models.BooleanField(default=False, help_text="Reads stored completions and models; creates nothing.")
+
+    # Type only: the ids of allowed_models, set when the key authenticates (accounts.api_keys) or first
+    # checked (accounts.access.key_model_ids); not stored.
+    model_ids: frozenset[int]
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,5 +1,7 @@
 """Files attached to messages, and where they are stored."""
 
+from typing import Any
+
 from django.conf import settings
 from django.core.files.storage import Storage, storages
 from django.db import models
@@ -10,7 +12,7 @@ from conversations.models.chats import Message
 class _AttachmentStorage(Storage):
     """``STORAGES["attachments"]`` as it is configured when used (a setting changed later, in tests, applies)."""
 
-    def __getattribute__(self, name: str):
+    def __getattribute__(self, name: str) -> Any:
         return getattr(storages["attachments"], name)
 
 

@@ -1,5 +1,7 @@
 """The ledger: every stored completion and usage record."""
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -120,8 +122,9 @@ class UsageRecord(models.Model):
             models.Index(fields=["created_at"], name="usage_created"),
         ]
 
-    # Set by usage_reserve for a user with per-minute limits (services.usage.RateWindow); not stored.
-    rate_windows: tuple = ()
+    # Set by usage_reserve for a user with per-minute limits (ledger.usage.RateWindow, a room above this
+    # one, hence Any); not stored.
+    rate_windows: tuple[Any, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.user} {self.model} {self.cost} USD"

@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,7 @@ class UpstreamTimeout(CompletionError):
     default_type = "upstream_timeout"
 
 
-_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Task]] = {}
+_clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Task[None]]] = {}
 
 
 def _client() -> httpx.AsyncClient:
@@ -134,12 +134,13 @@ async def completion_create(
     body = _json_or_text(raw)
     if isinstance(body, str):
         raise CompletionError("The provider sent a reply that is not JSON.", status=502)
-    return body
+    reply: dict[str, Any] = body  # a completion object (as the provider sends it)
+    return reply
 
 
 async def completion_stream(
     *, upstream: Upstream, payload: dict[str, Any], retries: int | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Send a streaming completion and yield each chunk's JSON as it arrives.
 
     Ends at ``data: [DONE]``. An ``error`` payload in the stream, a dropped
@@ -239,7 +240,7 @@ async def _send_with_retries(*, upstream: Upstream, body: dict[str, Any], retrie
 
 
 def _should_retry(response: httpx.Response) -> bool:
-    explicit = response.headers.get("x-should-retry")
+    explicit: str | None = response.headers.get("x-should-retry")
     if explicit in ("true", "false"):
         return explicit == "true"
     return response.status_code in RETRYABLE_STATUSES or response.status_code >= 500
@@ -252,7 +253,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
             return max(float(ms) / 1000, 0.0)
         except ValueError:
             pass
-    value = headers.get("retry-after")
+    value: str | None = headers.get("retry-after")
     if not value:
         return None
     try:

@@ -160,7 +160,7 @@ async def supervise(
                 await _terminate(process)
                 break
             stop.cancel()
-            last_exit = exit_describe(process.returncode)
+            last_exit = exit_describe(ended.result())  # the return code, as the process ended
             if time.monotonic() - started >= backoff.healthy_after:
                 delay = backoff.first
             restarts += 1

@@ -19,9 +19,13 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 from conversations.core.rowcache import rowcache_get, rowcache_load
 from conversations.models import ChatModel, Deployment
@@ -184,14 +188,19 @@ class _RedisState:
     """The same state in Redis, shared by every worker: keys expire by themselves."""
 
     def __init__(self) -> None:
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def prefix(self) -> str:
         """The channel layer's Redis prefix (``CHANNEL_LAYER_PREFIX``), so installations sharing a Redis stay apart."""
-        return f"{settings.CHANNEL_LAYERS['default']['CONFIG'].get('prefix', 'chatweb')}:route:"
+        config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+        prefix = config.get("prefix", "chatweb") if isinstance(config, dict) else "chatweb"  # always a dict
+        return f"{prefix}:route:"
 
-    def _client(self):  # noqa: ANN202 - redis.asyncio.Redis, bound to the running loop
+    def _client(self) -> redis.asyncio.Redis:
+        """The client bound to the running loop."""
         import redis.asyncio
 
         loop = asyncio.get_running_loop()
@@ -223,7 +232,12 @@ class _RedisState:
         rpm, tpm = f"{self.prefix}rpm:{minute}:{route.key}", f"{self.prefix}tpm:{minute}:{route.key}"
         try:
             async with self._client().pipeline(transaction=False) as pipe:
-                await pipe.incr(rpm).expire(rpm, 120).incrby(tpm, tokens).expire(tpm, 120).execute()
+                # One command a call: redis-py types a pipeline's commands as awaitables, not the pipeline.
+                pipe.incr(rpm)
+                pipe.expire(rpm, 120)
+                pipe.incrby(tpm, tokens)
+                pipe.expire(tpm, 120)
+                await pipe.execute()
         except Exception:  # noqa: BLE001
             logger.warning("Could not count a call of deployment %s in Redis", route.key, exc_info=True)
 
@@ -232,15 +246,15 @@ class _RedisState:
         failures = f"{self.prefix}fail:{route.key}"
         async with self._client().pipeline(transaction=True) as pipe:
             window = max(1, round(conf["FAILURE_WINDOW"]))
-            count, _ = await pipe.incr(failures).expire(failures, window, nx=True).execute()
+            pipe.incr(failures)
+            pipe.expire(failures, window, nx=True)
+            count, _ = await pipe.execute()
         if count < conf["COOLDOWN_FAILURES"]:
             return False
         async with self._client().pipeline(transaction=True) as pipe:
-            await (
-                pipe.set(f"{self.prefix}cool:{route.key}", 1, px=round(conf["COOLDOWN_SECONDS"] * 1000))
-                .delete(failures)
-                .execute()
-            )
+            pipe.set(f"{self.prefix}cool:{route.key}", 1, px=round(conf["COOLDOWN_SECONDS"] * 1000))
+            pipe.delete(failures)
+            await pipe.execute()
         return True
 
 

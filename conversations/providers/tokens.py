@@ -88,10 +88,10 @@ def image_tokens_estimate(*, width: int, height: int, detail: str = "auto") -> i
     if width <= 0 or height <= 0:
         return 85
     scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
-    scale = min(1.0, 768 / min(width, height))
-    width, height = width * scale, height * scale
-    return 170 * math.ceil(width / 512) * math.ceil(height / 512) + 85
+    fitted_width, fitted_height = width * scale, height * scale
+    scale = min(1.0, 768 / min(fitted_width, fitted_height))
+    fitted_width, fitted_height = fitted_width * scale, fitted_height * scale
+    return 170 * math.ceil(fitted_width / 512) * math.ceil(fitted_height / 512) + 85
 
 
 def file_reference_id(url: Any) -> int | None:
@@ -103,15 +103,18 @@ def file_reference_id(url: Any) -> int | None:
 def image_part_tokens(part: dict[str, Any]) -> int:
     """An ``image_url`` part's input tokens by the tile rule: its size read from a data URL's header or
     from the stored file it names; an image of unknown size counts as 1024×1024."""
-    image_url = part.get("image_url") if isinstance(part.get("image_url"), dict) else {}
+    given = part.get("image_url")
+    image_url: dict[str, Any] = given if isinstance(given, dict) else {}
     detail = image_url.get("detail") or "auto"
     url = image_url.get("url")
-    size = None
+    size: tuple[int | None, int | None] | None = None
     if (file_id := file_reference_id(url)) is not None:
         size = Attachment.objects.filter(pk=file_id).values_list("width", "height").first()
     elif isinstance(url, str) and url.startswith("data:image/"):
         size = _data_url_size(url)
-    width, height = size if size and size[0] and size[1] else (1024, 1024)
+    width, height = 1024, 1024
+    if size is not None and size[0] and size[1]:
+        width, height = size[0], size[1]
     return image_tokens_estimate(width=width, height=height, detail=detail)
 
 

@@ -98,7 +98,7 @@ FIELD_CHECKS: dict[str, Callable[[Any, dict[str, Any]], object]] = {
 KNOWN_FIELDS = frozenset({"model", "messages", *FIELD_CHECKS})
 
 
-def chat_request_validate(body: object) -> dict:
+def chat_request_validate(body: object) -> dict[str, Any]:
     """Check a POST /v1/chat/completions body against OpenAI's documented types and ranges.
 
     Returns it unchanged when valid; raises ApiError(400, param=<field path>) otherwise.

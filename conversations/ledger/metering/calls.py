@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from django.utils import timezone
@@ -104,7 +104,7 @@ async def metering_create(*, metered: Metered, payload: dict[str, Any]) -> dict[
     raise _exhausted(metered)
 
 
-async def metering_stream(*, metered: Metered, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+async def metering_stream(*, metered: Metered, payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
     """A streamed completion's chunks, from the first deployment that starts one with content."""
     routes = await _routes(metered)
     if len(routes) == 1:
@@ -113,7 +113,9 @@ async def metering_stream(*, metered: Metered, payload: dict[str, Any]) -> Async
     return _observed(metered, _fallback_stream(metered, routes, payload))
 
 
-async def _observed(metered: Metered, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+async def _observed(
+    metered: Metered, chunks: AsyncGenerator[dict[str, Any], None]
+) -> AsyncGenerator[dict[str, Any], None]:
     """Pass a stream's chunks on, counted in the metrics: live while read, when its first content came,
     and a failure of the deployment reading it (failures before content that fell back are counted there)."""
     source = metered.source
@@ -133,7 +135,7 @@ async def _observed(metered: Metered, chunks: AsyncIterator[dict[str, Any]]) -> 
 
 async def _fallback_stream(
     metered: Metered, routes: list[Route], payload: dict[str, Any]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Hold each deployment's chunks until one carries content; a failure before that tries the next."""
     for index, route in enumerate(routes):
         metered.route = route

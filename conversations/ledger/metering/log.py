@@ -29,7 +29,9 @@ def metering_log(*, metered: Metered, status: str, prompt_tokens: int | None, co
         completion_tokens=completion_tokens,
         cost_usd=record.cost if record is not None and record.state == UsageRecord.State.SETTLED else None,
     )
-    ids = {"request_id": metered.request_id} if metered.request_id else {"message_id": metered.message_id}
+    ids: dict[str, str | int | None] = (
+        {"request_id": metered.request_id} if metered.request_id else {"message_id": metered.message_id}
+    )
     completion_logger.info(
         "completion",
         extra={

@@ -57,13 +57,13 @@ async def metering_begin_api(*, body: dict[str, Any], api_key: ApiKey, request_i
     nor the key has limits, this makes no trip to the database thread: the call's record
     is written when it ends.
     """
-    model = rowcache_get(("model", body["model"]))
+    model: ChatModel | None = rowcache_get(("model", body["model"]))
     access = access_cached(user_id=api_key.user_id)
-    record = None
+    record: UsageRecord | None = None
     if model is not None and access is not None and not api_key.has_limits:
         access_require(user=api_key.user, model=model, name=body["model"], api_key=api_key, access=access)
         record = usage_reserve_cached(api_key=api_key, model=model.name, **_reservation_args(body, model, api_key))
-    if record is None:
+    if model is None or record is None:  # a record is reserved above only with a model
         model, record = await sync_to_async(_model_and_reservation)(body=body, api_key=api_key)
     return Metered(
         model=model,
