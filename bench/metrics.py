@@ -30,7 +30,7 @@ from django.urls import resolve  # noqa: E402
 from prometheus_client import generate_latest  # noqa: E402
 
 from chatweb import metrics  # noqa: E402
-from conversations.services import metering  # noqa: E402
+from conversations.ledger import metering  # noqa: E402
 
 
 def per_call_us(fn, n: int) -> float:
