@@ -56,6 +56,7 @@ def load(*, start: int, stop: int, user_id: int, other_id: int, key_id: int) -> 
     The columns come from the model (``_common.BulkTable``): the ones not set here take their field's default.
     """
     from _common import BulkTable
+
     from conversations.models import StoredCompletion
 
     t0 = time.perf_counter()

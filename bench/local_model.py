@@ -27,25 +27,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import import_module
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["CHATWEB_DATA_DIR"] = tempfile.mkdtemp(prefix="chatweb-bench-")
+atexit.register(shutil.rmtree, os.environ["CHATWEB_DATA_DIR"], ignore_errors=True)
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("REDIS_URL", None)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatweb.settings")
@@ -55,20 +58,20 @@ import django  # noqa: E402
 django.setup()
 
 import httpx  # noqa: E402
+from _common import free_port  # noqa: E402
 from asgiref.sync import sync_to_async  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import AbstractBaseUser  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.contrib.sessions.backends.base import SessionBase  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from _common import free_port  # noqa: E402
-from conversations.providers.localmodel import MODEL_ALIAS, server_command, server_environment  # noqa: E402
-from conversations.models import ChatModel, Conversation, Message, Provider  # noqa: E402
 from conversations.chat.sockets import websocket_urlpatterns  # noqa: E402
+from conversations.models import ChatModel, Conversation, Message, Provider  # noqa: E402
+from conversations.providers.localmodel import MODEL_ALIAS, server_command, server_environment  # noqa: E402
 from conversations.providers.tokens import tokens_count  # noqa: E402
 
 PROMPTS = [

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _common import free_port  # noqa: E402
+
 from conversations.providers.localmodel import MODEL_ALIAS, server_command, server_environment  # noqa: E402
 
 PROMPT = "Write a long story about the sea."

@@ -68,11 +68,11 @@ def load(*, messages: int, conversations: int, words: list[str], rng: random.Ran
     The messages' search index is dropped during the load and built after (PostgreSQL's GIN index; SQLite's
     FTS5 insert trigger, the table rebuilt), as ``searchindex_ensure`` builds whatever is missing.
     """
+    from _common import BulkTable
     from django.contrib.auth import get_user_model
     from django.core.management.color import no_style
     from django.db import connection
 
-    from _common import BulkTable
     from conversations.library.searchindex import fts_table, searchindex_ensure
     from conversations.models import Conversation, Message
 
