@@ -61,7 +61,7 @@ bench: install-dev install-local
 	$(PY) bench/local_model.py $(BENCH_FLAGS)
 
 # Every bench in its smallest mode (--smoke: that it still runs; its figures mean nothing), one after
-# another, stopping at the first that fails; about 3 minutes on 2 cores, with only what `make test` installs.
+# another, stopping at the first that fails; about 1.5 to 2 minutes on 2 cores, with only what `make test` installs.
 # database.py and search.py run on SQLite unless DATABASE_URL is set (then on scratch databases named after
 # it, never it); the rest on SQLite and the in-memory layer. local_model_builds.py compares builds of
 # llama.cpp it is given (it compiles none): here the one install-local made, alone.
