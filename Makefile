@@ -8,7 +8,7 @@ LOCAL_MODEL ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint fuzz install install-dev install-local browser bench clean
+.PHONY: run test lint fuzz install install-dev install-local browser bench bench-smoke clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,23 @@ bench: install-dev install-local
 	$(PY) bench/search.py $(BENCH_FLAGS)
 	$(PY) bench/long_conversation.py $(BENCH_FLAGS)
 	$(PY) bench/local_model.py $(BENCH_FLAGS)
+
+# Every bench in its smallest mode (--smoke: that it still runs; its figures mean nothing), one after
+# another, stopping at the first that fails; about 1.5 to 2 minutes on 2 cores, with only what `make test` installs.
+# database.py and search.py run on SQLite unless DATABASE_URL is set (then on scratch databases named after
+# it, never it); the rest on SQLite and the in-memory layer. local_model_builds.py compares builds of
+# llama.cpp it is given (it compiles none): here the one install-local made, alone.
+bench-smoke: install-dev install-local
+	$(PY) bench/layer.py --smoke
+	$(PY) bench/metrics.py --smoke
+	$(PY) bench/attachments.py --smoke
+	$(PY) bench/search.py --smoke
+	$(PY) bench/database.py --smoke
+	$(PY) bench/long_conversation.py --smoke
+	$(PY) bench/gateway.py --smoke
+	$(PY) bench/streams.py --smoke
+	$(PY) bench/local_model.py --smoke
+	$(PY) bench/local_model_builds.py --python $(PY) --smoke
 
 clean:
 	rm -rf $(VENV) staticfiles

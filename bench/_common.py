@@ -6,6 +6,7 @@ Nothing here asserts anything; the benches print figures.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import re
@@ -17,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +372,121 @@ def bench_setup(
 
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
+
+
+def django_setup(env: dict[str, str]) -> None:
+    """Set up Django in this process with ``env`` (e.g. ``Chatweb.env()``): a bulk loader's models and connection."""
+    os.environ.update(env)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        if name not in env:
+            os.environ.pop(name, None)
+    import django
+
+    django.setup()
+
+
+def bench_database(pg: str | None, *, sqlite: bool, smoke: bool, default_pg: str, suffix: str) -> str | None:
+    """The PostgreSQL URL of a database bench's scratch database, or None for SQLite.
+
+    ``--pg`` names it; ``--sqlite`` is SQLite; else with DATABASE_URL set (a PostgreSQL URL) it is a
+    database named after DATABASE_URL's plus ``suffix`` on the same server, never DATABASE_URL's own
+    (the bench drops and creates it); else ``--smoke`` runs on SQLite and a full or quick run on ``default_pg``.
+    """
+    if pg:
+        return pg
+    if sqlite:
+        return None
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        parts = urllib.parse.urlsplit(url)
+        return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
+    return None if smoke else default_pg
+
+
+class BulkTable:
+    """A model's table for a bulk loader: its columns and the values of the ones the loader does not set.
+
+    The loader names the columns it fills (``given``, field names or columns, in the order of its rows);
+    every other concrete field of the model follows with its default (``get_default()``, or now for an
+    ``auto_now``/``auto_now_add`` date), prepared for the database by the field (``get_db_prep_value``).
+    A field with a database default is left to the database. So a column added with a default needs no
+    change here; one with no default and no NULL raises, naming it: the loader must then set it.
+
+    ``load(rows)`` writes tuples of the given columns' values (Python values; JSON as its text) with COPY
+    on PostgreSQL, executemany on SQLite (dates prepared by their field there, as Django writes them).
+    """
+
+    def __init__(self, model: Any, given: list[str], *, connection: Any = None) -> None:
+        from django.db import connection as default_connection
+        from django.db.models import NOT_PROVIDED, DateField, DateTimeField, DecimalField, TimeField, UUIDField
+        from django.utils import timezone
+
+        self.connection = connection or default_connection
+        self.table = model._meta.db_table
+        by_name = {}
+        for f in model._meta.concrete_fields:
+            by_name[f.name] = by_name[f.column] = f
+        unknown = [name for name in given if name not in by_name]
+        if unknown:
+            raise RuntimeError(f"{model.__name__} has no fields {unknown}: the loader's columns are stale")
+        fields = [by_name[name] for name in given]
+        self.rest_fields = []
+        self.rest: list[Any] = []
+        for f in model._meta.concrete_fields:
+            if f in fields or getattr(f, "generated", False) or f.db_default is not NOT_PROVIDED:
+                continue
+            if f.primary_key and getattr(f, "db_returning", False):
+                continue  # an auto-increment id the loader leaves to the database
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+                value = timezone.now() if isinstance(f, DateTimeField) else timezone.now().date()
+            else:
+                value = f.get_default()
+            if isinstance(value, enum.Enum):  # a TextChoices member: its value, as the database stores it
+                value = value.value
+            if value is None and not f.null:
+                raise RuntimeError(
+                    f"{model.__name__}.{f.name} ({self.table}.{f.column}) has no default and no NULL:"
+                    " the loader must set it")
+            self.rest_fields.append(f)
+            self.rest.append(f.get_db_prep_value(value, self.connection, prepared=False))
+        self.rest = tuple(self.rest)
+        self.columns = [f.column for f in fields] + [f.column for f in self.rest_fields]
+        self.prepare = [
+            (i, f) for i, f in enumerate(fields)
+            if isinstance(f, (DateField, TimeField, DecimalField, UUIDField))  # DateTimeField is a DateField
+        ] if self.connection.vendor == "sqlite" else []
+
+    def load(self, rows: Iterable[tuple], batch: int = 20_000) -> int:
+        """Write the rows in one transaction; returns how many."""
+        from django.db import transaction
+
+        self.connection.ensure_connection()
+        count = 0
+        names = ", ".join(self.columns)
+        rest = self.rest
+        with transaction.atomic(using=self.connection.alias):
+            if self.connection.vendor == "postgresql":
+                with self.connection.connection.cursor() as cur, cur.copy(
+                        f"COPY {self.table} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row + rest)
+                        count += 1
+                return count
+            sql = f"INSERT INTO {self.table} ({names}) VALUES ({', '.join('?' * len(self.columns))})"
+            prepare = [(i, f, self.connection) for i, f in self.prepare]
+            chunk: list[tuple] = []
+            cur = self.connection.connection.cursor()
+            for row in rows:
+                if prepare:
+                    row = list(row)
+                    for i, f, conn in prepare:
+                        row[i] = f.get_db_prep_value(row[i], conn, prepared=False)
+                    row = tuple(row)
+                chunk.append(row + rest)
+                if len(chunk) >= batch:
+                    cur.executemany(sql, chunk)
+                    count += len(chunk)
+                    chunk.clear()
+            cur.executemany(sql, chunk)
+            cur.close()
+            return count + len(chunk)

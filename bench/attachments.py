@@ -1,7 +1,7 @@
 """What processing an attachment costs: the upload's work (sniff, decode, re-encode, extract text) and what
 an image adds to a request, for a few typical files made here. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/attachments.py [--rounds 5]
+    .venv/bin/python bench/attachments.py [--rounds 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def pdf(pages: int) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--smoke", action="store_true", help="one round: that it runs, not figures")
+    args = parser.parse_args()
+    rounds = 1 if args.smoke else args.rounds
     files = {
         "photo 4000x3000 JPEG": ("photo.jpg", photo(4000, 3000)),
         "screenshot 2880x1800 PNG": ("screen.png", screenshot(2880, 1800)),

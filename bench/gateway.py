@@ -15,7 +15,7 @@ per second. A third target, an ASGI app that does nothing served by Daphne
 (bench/_floor.py), shows how much of the added latency is the server's own HTTP
 handling. The client, provider and servers share this machine's cores.
 
-    .venv/bin/python bench/gateway.py [--quick] [--json out.json]
+    .venv/bin/python bench/gateway.py [--quick | --smoke] [--json out.json]
 """
 
 from __future__ import annotations
@@ -221,6 +221,7 @@ def sdk_check(app: Chatweb, key: str, model: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests (under a minute)")
+    parser.add_argument("--smoke", action="store_true", help="one round of a few requests: that it runs, not figures")
     parser.add_argument("--rounds", type=int, default=4, help="alternations direct/gateway per concurrency")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--profile", help="run the server under py-spy, writing a flame graph (SVG) here")
@@ -230,6 +231,8 @@ def main() -> None:
     args.requests = [300, 1000, 2000]  # per phase
     if args.quick:
         args.rounds, args.requests = 2, [100, 300, 500]
+    if args.smoke:
+        args.rounds, args.requests = 1, [10, 20, 100]
     if args.only:
         i = args.concurrency.index(args.only)
         args.concurrency, args.requests = [args.only], [args.requests[i]]

@@ -3,7 +3,7 @@
 Channels' own InMemoryChannelLayer against chatweb's (conversations/layers.py), alternating,
 on one delta-sized event to a group of one tab, as a streaming reply sends each piece.
 
-    .venv/bin/python bench/layer.py [--rounds 3] [--messages 20000]
+    .venv/bin/python bench/layer.py [--rounds 3] [--messages 20000] [--smoke]
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--smoke", action="store_true", help="one round of 1,000: that it runs, not figures")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.messages = 1, 1000
     for round_ in range(1, args.rounds + 1):
         figures = {name: await per_message_us(cls, args.messages) for name, cls in
                    (("Channels' layer", ChannelsLayer), ("chatweb's layer", ChatwebLayer))}

@@ -20,17 +20,19 @@ which other load on the machine moves less than it moves wall time, and a TARGET
 Uses a throwaway SQLite database, prints figures and asserts nothing. The server runs
 in a process group of its own, killed on every way out (error, Ctrl-C, SIGTERM).
 
-    .venv/bin/python bench/local_model.py [--rounds 6] [--quick]
+    .venv/bin/python bench/local_model.py [--rounds 6] [--quick | --smoke]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -39,12 +41,14 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["CHATWEB_DATA_DIR"] = tempfile.mkdtemp(prefix="chatweb-bench-")
+atexit.register(shutil.rmtree, os.environ["CHATWEB_DATA_DIR"], ignore_errors=True)
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("REDIS_URL", None)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatweb.settings")
@@ -55,11 +59,15 @@ django.setup()
 
 import httpx  # noqa: E402
 from _common import free_port  # noqa: E402
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import AbstractBaseUser  # noqa: E402
+from django.contrib.sessions.backends.base import SessionBase  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
 
 from conversations.chat.sockets import websocket_urlpatterns  # noqa: E402
 from conversations.models import ChatModel, Conversation, Message, Provider  # noqa: E402
@@ -162,11 +170,19 @@ async def direct(client: httpx.AsyncClient, prompt: str) -> Reply:
     return Reply(first - start, last - start, end - start, cpu, text, tokens_count(text))
 
 
-async def through_chatweb(user: AbstractBaseUser, model: ChatModel, prompt: str) -> Reply:
+def signed_in_session(user: AbstractBaseUser) -> SessionBase:
+    """A session signing ``user`` in, as the login page leaves it: the chat socket checks it on every message."""
+    client = Client()
+    client.force_login(user, backend="conversations.accounts.auth.PasswordBackend")
+    return import_module(settings.SESSION_ENGINE).SessionStore(client.session.session_key)
+
+
+async def through_chatweb(user: AbstractBaseUser, session: SessionBase, model: ChatModel, prompt: str) -> Reply:
     """The same through the chat websocket of a new conversation; its end is the finished reply's swap."""
     conversation = await Conversation.objects.acreate(user=user, model=model)
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/c/{conversation.pk}/")
     communicator.scope["user"] = user
+    communicator.scope["session"] = session
     await communicator.connect()
     start, cpu = time.perf_counter(), time.process_time()
     first = last = 0.0
@@ -206,15 +222,16 @@ def summed_rate(rows: list[Reply]) -> float:
 
 async def main(base_url: str, rounds: int) -> None:
     user = await get_user_model().objects.acreate(username="bench")
+    session = await sync_to_async(signed_in_session)(user)
     provider = await Provider.objects.acreate(name="Local", base_url=base_url)
     model = await ChatModel.objects.acreate(name=MODEL_ALIAS, provider=provider, upstream_model=MODEL_ALIAS)
     async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
         # First uses (model pages, tokenizer, templates, connections) stay out of the figures.
         await direct(client, "Hi")
-        await through_chatweb(user, model, "Hi")
+        await through_chatweb(user, session, model, "Hi")
         sides: dict[str, Callable[[str], Awaitable[Reply]]] = {
             "direct": lambda prompt: direct(client, prompt),
-            "chatweb": lambda prompt: through_chatweb(user, model, prompt),
+            "chatweb": lambda prompt: through_chatweb(user, session, model, prompt),
         }
         rows: dict[str, list[Reply]] = {name: [] for name in sides}
         for i in range(rounds):
@@ -241,9 +258,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="two rounds only")
+    parser.add_argument("--smoke", action="store_true", help="one round: that it runs, not figures")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, exit_on_signal)
     logging.getLogger("chatweb.completions").setLevel(logging.WARNING)  # a line per reply would bury the figures
     call_command("migrate", verbosity=0)
     with local_server() as url:
-        asyncio.run(main(url, 2 if args.quick else args.rounds))
+        asyncio.run(main(url, 1 if args.smoke else 2 if args.quick else args.rounds))

@@ -10,6 +10,7 @@ time between the first and the last) and the server's CPU per token, read from
 /proc (which other load on the machine moves less than wall time).
 
     .venv/bin/python bench/local_model_builds.py --python .venv/bin/python --python /tmp/other/bin/python
+    .venv/bin/python bench/local_model_builds.py --python .venv/bin/python --smoke   # one build: that it runs
 """
 
 from __future__ import annotations
@@ -93,7 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", action="append", required=True, help="a venv's python with a llama.cpp build")
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="one round of 20-token replies: that it runs, not figures"
+                        " (with one --python, the build `make install-local` made, it needs nothing else)")
     args = parser.parse_args()
+    global MAX_TOKENS
+    if args.smoke:
+        args.rounds, MAX_TOKENS = 1, 20
     with ExitStack() as stack:
         servers = [Server(python, stack) for python in args.python]
         for server in servers:

@@ -13,7 +13,7 @@ turns; the page shows the newest branch. Then a tab's websocket switches version
 forth (``switch`` actions at forks along the path) and the time from sending a switch to
 receiving the new branch's page is printed too (loopback, so server time).
 
-    .venv/bin/python bench/long_conversation.py [--quick] [--messages 2000] [--tree] [--json out.json]
+    .venv/bin/python bench/long_conversation.py [--quick | --smoke] [--messages 2000] [--tree] [--json out.json]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ In short: *it depends*, but usually yes."""
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 page loads")
+    parser.add_argument("--smoke", action="store_true", help="100 messages, 3 page loads: that it runs, not figures")
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--tree", action="store_true", help="the messages over --branches branches")
     parser.add_argument("--branches", type=int, default=200)
@@ -54,6 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeat = 10
+    if args.smoke:
+        args.messages, args.branches, args.repeat = 100, 10, 3
 
     with bench_setup(database_url=args.pg, profile=args.profile) as (app, _):
         app.prepare()

@@ -5,7 +5,7 @@ completion ended) and passes each chunk through metering's ``_observed`` wrapper
 renders every series. Each is timed over many repetitions and printed in microseconds, to
 compare with the server CPU per call that bench/gateway.py prints (milliseconds).
 
-    .venv/bin/python bench/metrics.py [--quick]
+    .venv/bin/python bench/metrics.py [--quick | --smoke]
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ def per_chunk_us(n_chunks: int, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--smoke", action="store_true", help="a thousand repetitions: that it runs, not figures")
     args = parser.parse_args()
-    n = 20_000 if args.quick else 200_000
+    n = 1_000 if args.smoke else 20_000 if args.quick else 200_000
     request = RequestFactory().post("/v1/chat/completions")
     request.resolver_match = resolve("/v1/chat/completions")
     http = per_call_us(lambda: metrics.http_observe(request, 200, 0.004), n)

@@ -28,7 +28,7 @@ large N the figures include client-side lag; the clients' own CPU is printed too
 Daphne workers on PostgreSQL and Redis behind nginx with deploy/nginx.conf (nginx's CPU is
 printed apart from the workers').
 
-    .venv/bin/python bench/streams.py [--quick] [--n 100 500 1000 2000] [--seconds 10] [--json out.json]
+    .venv/bin/python bench/streams.py [--quick | --smoke] [--n 100 500 1000 2000] [--seconds 10] [--json out.json]
         [--workers 2 --database-url postgres://... --redis-url redis://...]
 """
 
@@ -311,6 +311,7 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="N = 100 and 300, 5 s replies")
+    parser.add_argument("--smoke", action="store_true", help="N = 5, 1 s replies: that it runs, not figures")
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each reply")
     parser.add_argument("--json", help="also write the figures here")
@@ -322,6 +323,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.n, args.seconds = [100, 300], 5.0
+    if args.smoke:
+        args.n, args.seconds = [5], 1.0
 
     tokens = int(args.seconds * RATE)
     rows = []
