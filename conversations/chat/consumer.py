@@ -54,16 +54,19 @@ from conversations.models import Conversation, Message
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One browser tab on one conversation."""
 
+    conversation: Conversation  # set by ``connect`` before the socket is accepted
+
     async def connect(self) -> None:
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close(code=4401)
             return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
-        self.conversation = await conversation_afind(user=user, conversation_id=conversation_id)
-        if self.conversation is None:
+        conversation = await conversation_afind(user=user, conversation_id=conversation_id)
+        if conversation is None:
             await self.close(code=4404)
             return
+        self.conversation = conversation
         self.group = conversation_group(self.conversation.pk)
         self.shown: dict[int, int] = {}  # reply id -> how much of its text this tab has
         self.delta_frames: dict[int, tuple[str, str]] = {}  # reply id -> its delta partial around the text

@@ -35,9 +35,7 @@ def _with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversati
     return conversations.select_related("model", "folder").prefetch_related(Prefetch("messages", queryset=messages))
 
 
-def export_conversations(
-    *, user: User, conversation_ids: Iterable[int] | None = None
-) -> Iterator[Conversation]:
+def export_conversations(*, user: User, conversation_ids: Iterable[int] | None = None) -> Iterator[Conversation]:
     """The user's conversations (all, or those ids) with their messages, read CHUNK at a time."""
     conversations = conversation_list(user=user)
     if conversation_ids is not None:
@@ -56,8 +54,9 @@ def export_estimate(*, user: User) -> tuple[int, int]:
 
 def _current_path(conversation: Conversation) -> list[Message]:
     messages = list(conversation.messages.all())
-    by_id = {m.pk: m for m in messages}
-    path, node = [], by_id.get(conversation.current_leaf_id)
+    by_id: dict[int | None, Message] = {m.pk: m for m in messages}  # None: no leaf, or a root's parent
+    path: list[Message] = []
+    node = by_id.get(conversation.current_leaf_id)
     while node is not None and len(path) <= len(messages):
         path.append(node)
         node = by_id.get(node.parent_id)

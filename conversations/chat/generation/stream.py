@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -29,7 +30,11 @@ async def reply_stream(
     publisher = asyncio.create_task(_publish(layer, group, message_id, progress, wake))
     limit = settings.CHAT_REPLY_MAX_CHARS
     try:
-        async with contextlib.aclosing(await metering_stream(metered=progress.metered, payload=payload)) as chunks:
+        # metering_stream (ledger) returns an async generator (its ``_observed``), typed as an AsyncIterator.
+        stream = cast(
+            AsyncGenerator[dict[str, Any], None], await metering_stream(metered=progress.metered, payload=payload)
+        )
+        async with contextlib.aclosing(stream) as chunks:
             async for chunk in chunks:
                 if chunk.get("usage"):
                     progress.usage = chunk["usage"]

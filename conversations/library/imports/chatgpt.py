@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from conversations.library.imports.imported import ImportedConversation, ImportedMessage, UnreadableEntry
-from conversations.library.imports.values import ROLES, as_content, as_text, as_time, as_title
+from conversations.library.imports.values import ROLES, as_content, as_list, as_object, as_text, as_time, as_title
 from conversations.models import Message
 
 
@@ -47,9 +47,9 @@ def chatgpt_read(entry: dict) -> ImportedConversation:
         if not isinstance(message, dict):
             continue
         role = ROLES.get(as_text((message.get("author") or {}).get("role")))
-        metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
-        content = message.get("content") if isinstance(message.get("content"), dict) else {}
-        parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+        metadata = as_object(message.get("metadata"))
+        content = as_object(message.get("content"))
+        parts = as_list(content.get("parts"))
         text = "\n\n".join(p if isinstance(p, str) else "[attachment not imported]" for p in parts).strip()
         if not text and isinstance(content.get("text"), str):
             text = content["text"].strip()
