@@ -41,7 +41,7 @@ PROMPT = (
 TITLE_TOKENS = 24
 TITLE_CHARS = 60  # a title from the first message, or from the model
 EXCERPT_CHARS = 2000
-_tasks: set[asyncio.Task] = set()
+_tasks: set[asyncio.Task[str | None]] = set()
 
 
 @dataclass

@@ -13,7 +13,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
 from django.db.models import Prefetch, QuerySet, Sum
@@ -21,6 +21,9 @@ from django.db.models.functions import Length
 
 from conversations.chat.selectors import conversation_list
 from conversations.models import Attachment, Conversation, Message, UsageRecord
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 CHUNK = 100
 FILE_CHUNK = 1 << 20
@@ -147,9 +150,10 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # noqa: ANN001
+    def write(self, data: ReadableBuffer) -> int:
+        before = len(self.buffer)
         self.buffer += data
-        return len(data)
+        return len(self.buffer) - before
 
     def take(self) -> bytes:
         data, self.buffer = bytes(self.buffer), bytearray()

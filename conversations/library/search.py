@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from datetime import timezone as dt_timezone
+from typing import TypeVar
 
 from django.contrib.auth.models import User
 from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import BooleanField, Model, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -45,6 +46,7 @@ MAX_TERMS = 16
 PAGE = 20
 TITLE_HITS = 5
 SNIPPET_CHARS = 180
+_Row = TypeVar("_Row", bound=Model)  # what ``_text_match`` narrows: conversations or messages
 
 
 @dataclass(frozen=True)
@@ -263,12 +265,14 @@ def _conversation_matches(*, user: User, query: ParsedQuery) -> QuerySet[Convers
     return conversations
 
 
-def _text_match(queryset: QuerySet, terms: tuple[Term, ...], *, table: str) -> QuerySet:
+def _text_match(queryset: QuerySet[_Row], terms: tuple[Term, ...], *, table: str) -> QuerySet[_Row]:
     """Rows of ``table`` whose indexed text matches every term."""
     if connection.vendor == "postgresql":
         vector = RawSQL(f'"{table}"."search_vector"', [], output_field=SearchVectorField())
         tsquery = SearchQuery(postgres_tsquery(terms), search_type="raw", config="simple")
-        return queryset.alias(search=vector).filter(search=tsquery)
+        # The same rows (an alias adds no attribute); the stubs' plugin types alias() on a generic queryset as Any.
+        matching: QuerySet[_Row] = queryset.alias(search=vector).filter(search=tsquery)
+        return matching
     fts = fts_table(table)
     match = RawSQL(
         f'"{table}"."id" IN (SELECT rowid FROM "{fts}" WHERE "{fts}" MATCH %s)',

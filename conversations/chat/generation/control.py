@@ -68,7 +68,7 @@ async def _listen(
     message_id: int,
     group: str,
     progress: Progress,
-    generation: asyncio.Task,
+    generation: asyncio.Task[Any],
     *,
     joined: bool,
 ) -> None:

@@ -28,13 +28,13 @@ from conversations.ledger.metering.reserve import metering_for_turn
 from conversations.models import Message
 from conversations.providers.catalog import base_url_is_local
 
-_running: dict[int, asyncio.Task] = {}
+_running: dict[int, asyncio.Task[None]] = {}
 
 
 REPLY_TOO_LONG = "This reply reached {limit:,} characters, the longest a chat reply may be here, and was cut there."
 
 
-def generation_start(*, message_id: int, continuing: bool = False) -> asyncio.Task:
+def generation_start(*, message_id: int, continuing: bool = False) -> asyncio.Task[None]:
     """Start generating the reply ``message_id`` in the running event loop; ``continuing``: append to
     its text (Continue), the model being sent that text as the start of its answer.
 

@@ -21,7 +21,7 @@ from conversations.models import Message
 _unsaved: dict[int, str] = {}  # reply id -> its text, not yet saved
 
 
-_saver: asyncio.Task | None = None
+_saver: asyncio.Task[None] | None = None
 
 
 def text_save_later(message_id: int, text: str) -> None:

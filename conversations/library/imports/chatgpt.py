@@ -10,7 +10,7 @@ from conversations.library.imports.values import ROLES, as_content, as_list, as_
 from conversations.models import Message
 
 
-def chatgpt_read(entry: dict) -> ImportedConversation:
+def chatgpt_read(entry: dict[str, Any]) -> ImportedConversation:
     """ChatGPT: ``mapping`` of nodes {id, message, parent, children}; ``current_node`` is the branch shown.
 
     Nodes without a message (the root), hidden system messages and tool calls are left out; their
@@ -71,7 +71,7 @@ def chatgpt_read(entry: dict) -> ImportedConversation:
     return conversation
 
 
-def _chatgpt_order(mapping: dict) -> Iterator[tuple[str, dict]]:
+def _chatgpt_order(mapping: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """The nodes parents first (from the roots down the ``children`` lists), then any unreachable ones."""
     roots = [k for k, n in mapping.items() if isinstance(n, dict) and n.get("parent") not in mapping]
     seen: set[str] = set()
