@@ -2,7 +2,7 @@
 groups, models granted to one user, and users' API keys with their scopes."""
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, cast
 
 from django import forms
 from django.contrib import admin
@@ -36,7 +36,8 @@ class GroupPolicyForm(forms.ModelForm):
         }
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
         for name in NOT_NEGATIVE:
             value = data.get(name)
             if value is not None and value < 0:
@@ -55,6 +56,10 @@ class GroupPolicyInline(admin.StackedInline):
     verbose_name = verbose_name_plural = "models and budgets"
 
 
+class _CountedGroup(Protocol):
+    members: int
+
+
 class ChatwebGroupAdmin(GroupAdmin):
     """Django's groups with what they grant, their members and what those spent this month."""
 
@@ -66,7 +71,7 @@ class ChatwebGroupAdmin(GroupAdmin):
 
     @admin.display(description="members", ordering="members")
     def member_count(self, obj: Group) -> int:
-        return obj.members
+        return cast(_CountedGroup, obj).members  # annotated by get_queryset
 
     @admin.display(description="models")
     def models(self, obj: Group) -> str:
@@ -115,11 +120,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["read_only", "revoked_at"]
     list_select_related = ["user"]
     search_fields = ["name", "prefix", "user__username"]
-    fields = [
+    fields = readonly_fields = (  # every field shown, none editable
         "user", "name", "prefix", "created_at", "last_used_at", "revoked_at", "expires_at", "allowed_models",
         "monthly_budget", "requests_per_minute", "read_only",
-    ]  # fmt: skip
-    readonly_fields = fields
+    )  # fmt: skip
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,5 +1,7 @@
 """Admin for providers and models, site settings, and conversations with their messages."""
 
+from typing import Any
+
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
@@ -45,8 +47,9 @@ class ProviderForm(forms.ModelForm):
         model = Provider
         fields = ["name", "base_url", "api_key", "clear_api_key", "enabled"]
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
         if data.get("clear_api_key"):
             data["api_key"] = ""
         elif not data.get("api_key") and self.instance.pk:
@@ -95,7 +98,7 @@ class ProviderAdmin(admin.ModelAdmin):
             links = format_html_join(
                 ", ",
                 '<a href="{}?{}">{}</a>',
-                ((add, urlencode({"provider": provider.pk, "upstream_model": i, "name": i}), i) for i in new),
+                ((add, urlencode({"provider": str(provider.pk), "upstream_model": i, "name": i}), i) for i in new),
             )
             self.message_user(
                 request, format_html("{} offers {} models; not used yet: {}", provider, len(ids), links or "none")
@@ -191,7 +194,7 @@ class MessageInline(admin.StackedInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = [
+    fields = readonly_fields = (  # every field shown, none editable
         "role",
         "status",
         "content",
@@ -202,8 +205,7 @@ class MessageInline(admin.StackedInline):
         "prompt_tokens",
         "completion_tokens",
         "created_at",
-    ]
-    readonly_fields = fields
+    )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -269,8 +271,9 @@ class PresetForm(forms.ModelForm):
         model = Preset
         fields = ["name", "user", "model", "system_prompt", "temperature", "top_p", "max_tokens", "reasoning_effort"]
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
         try:
             chat_settings_clean(data={k: "" if v is None else v for k, v in data.items()}, model=data.get("model"))
         except InvalidInput as exc:

@@ -29,8 +29,8 @@ class StoredModelFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         names = set(ChatModel.objects.values_list("name", flat=True))
         names.update(StoredCompletion.objects.order_by("-created_at").values_list("model", flat=True)[: self.recent])
-        if self.value():
-            names.add(self.value())
+        if chosen := self.value():
+            names.add(chosen)
         return [(name, name) for name in sorted(names)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -45,7 +45,7 @@ class InputFilter(admin.ListFilter):
     inputs: tuple[tuple[str, str, str, str], ...] = ()
 
     def __init__(self, request: HttpRequest, params: dict[str, list[str]], model: Any, model_admin: Any) -> None:
-        super().__init__(request, params, model, model_admin)
+        super().__init__(request, params, model, model_admin)  # type: ignore[arg-type]  # django-stubs: dict[str, str]; Django 5 passes lists
         for name, *_ in self.inputs:
             if name in params:
                 value = params.pop(name)[-1].strip()
@@ -53,15 +53,16 @@ class InputFilter(admin.ListFilter):
                     self.used_parameters[name] = value
 
     def value(self, name: str) -> str:
-        return self.used_parameters.get(name, "")
+        value = self.used_parameters.get(name, "")
+        return value if isinstance(value, str) else ""  # only text is kept, in __init__
 
     def has_output(self) -> bool:
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         return [name for name, *_ in self.inputs]
 
-    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:  # type: ignore[override]  # the keys its own template reads; django-stubs fixes SimpleListFilter's
         mine = self.expected_parameters()
         keep = [(key, value) for key, values in changelist.filter_params.items() if key not in mine for value in values]
         yield {

@@ -18,6 +18,7 @@ class CappedCountPaginator(Paginator):
     """
 
     cap = 10_000
+    object_list: QuerySet[Any]  # the admin's lists page querysets
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -129,9 +129,10 @@ class StoredCompletionAdmin(admin.ModelAdmin):
 
     @admin.display(description="conversation")
     def conversation(self, obj: StoredCompletion) -> str:
-        if obj.message_id is None:
+        message = obj.message
+        if message is None:
             return "– (stored through /v1)"
-        conversation = obj.message.conversation
+        conversation = message.conversation
         url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
         return format_html('<a href="{}">{}</a> (message #{})', url, conversation.title, obj.message_id)
 

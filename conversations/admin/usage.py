@@ -1,7 +1,7 @@
 """Admin for usage: prices, per-user limits, the ledger and a usage report."""
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, cast
 
 from asgiref.sync import async_to_sync
 from django import forms
@@ -94,7 +94,9 @@ class UserLimitsForm(forms.ModelForm):
         self.fields["monthly_budget"].help_text = "USD per calendar month (UTC). " + _default_help(
             "monthly_budget", "USD"
         )
-        self.fields["monthly_budget"].min_value = 0
+        budget = self.fields["monthly_budget"]
+        if isinstance(budget, forms.DecimalField):  # the model's DecimalField
+            budget.min_value = 0
         self.fields["requests_per_minute"].help_text = _default_help("requests_per_minute", "requests/min")
         self.fields["tokens_per_minute"].help_text = _default_help("tokens_per_minute", "tokens/min")
 
@@ -114,7 +116,7 @@ class UserLimitsInline(admin.StackedInline):
     verbose_name = verbose_name_plural = "usage limits"
 
 
-def _month_spent() -> Subquery:
+def _month_spent() -> Coalesce:
     spent = (
         UsageRecord.objects.filter(user=OuterRef("user"), created_at__gte=month_start(timezone.now()))
         .order_by()
@@ -126,6 +128,10 @@ def _month_spent() -> Subquery:
     return Coalesce(Subquery(spent, output_field=cost), Value(Decimal(0)), output_field=cost)
 
 
+class _SpentLimits(Protocol):
+    month_spent: Decimal
+
+
 @admin.register(UserLimits)
 class UserLimitsAdmin(admin.ModelAdmin):
     form = UserLimitsForm
@@ -134,16 +140,18 @@ class UserLimitsAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "user__email"]
     raw_id_fields = ["user"]
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> type[forms.ModelForm]:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         kwargs["fields"] = ["user", "monthly_budget", "requests_per_minute", "tokens_per_minute"]
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(month_spent=_month_spent())
 
     @admin.display(description="spent this month (USD)", ordering="month_spent")
     def spent_this_month(self, obj: UserLimits) -> Decimal:
-        return obj.month_spent
+        return cast(_SpentLimits, obj).month_spent  # annotated by get_queryset
 
 
 User = get_user_model()
@@ -192,8 +200,8 @@ class UsageModelFilter(StoredModelFilter):
         names = set(ChatModel.objects.values_list("name", flat=True))
         names.update(ModelPrice.objects.values_list("model", flat=True))
         names.update(UsageRecord.objects.order_by("-created_at").values_list("model", flat=True)[: self.recent])
-        if self.value():
-            names.add(self.value())
+        if chosen := self.value():
+            names.add(chosen)
         return [(name, name) for name in sorted(names)]
 
 

@@ -51,8 +51,10 @@ from conversations.ledger.reports import Totals, conversation_totals
 from conversations.models import Conversation, Message
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels ships no type hints: its classes are Any
     """One browser tab on one conversation."""
+
+    conversation: Conversation  # set by ``connect`` before the socket is accepted
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -60,10 +62,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
-        self.conversation = await conversation_afind(user=user, conversation_id=conversation_id)
-        if self.conversation is None:
+        conversation = await conversation_afind(user=user, conversation_id=conversation_id)
+        if conversation is None:
             await self.close(code=4404)
             return
+        self.conversation = conversation
         self.group = conversation_group(self.conversation.pk)
         self.shown: dict[int, int] = {}  # reply id -> how much of its text this tab has
         self.delta_frames: dict[int, tuple[str, str]] = {}  # reply id -> its delta partial around the text
@@ -190,9 +193,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _session_expiry(self) -> datetime | None:
         """When this socket's session expires, or None if it no longer signs its user in."""
         session = self.scope.get("session")
-        return await database_sync_to_async(session_expiry)(
+        expiry: datetime | None = await database_sync_to_async(session_expiry)(  # untyped: channels
             session_key=session.session_key if session is not None else None, user_id=self.scope["user"].pk
         )
+        return expiry
 
     async def chat_turn(self, event: ChatTurn) -> None:
         self.off_path.difference_update(event["message_ids"])

@@ -7,8 +7,9 @@ reply instead of a template render per delta (bench/RESULTS.md: the render was 9
 from __future__ import annotations
 
 import functools
+from typing import Any, Protocol
 
-from django.template.backends.django import Template
+from django.http import HttpRequest
 from django.template.loader import get_template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -24,8 +25,14 @@ TEXT_PART_CHARS = 64 * 1024
 DELTA_TEXT = mark_safe("\x00")  # marks where a delta's text goes in its partial, which has no NUL of its own
 
 
+class Partial(Protocol):
+    """A template as ``get_template`` returns it, whatever the backend."""
+
+    def render(self, context: dict[str, Any] | None = None, request: HttpRequest | None = None) -> str: ...
+
+
 @functools.cache
-def partial(name: str) -> Template:
+def partial(name: str) -> Partial:
     """A partial of the chat page, looked up once: finding it again took 40 % of each delta's render."""
     return get_template(f"{TEMPLATE}#{name}")
 

@@ -40,7 +40,7 @@ def prompt_build(*, reply: Message, prefix: str = "") -> Prompt:
         .order_by("created_at", "id")
         .prefetch_related("attachments")
     )
-    messages = [
+    messages: list[dict[str, Any]] = [
         *chat_system_messages(settings=conversation),
         *({"role": m.role, "content": message_model_content(message=m, images=images)} for m in path),
     ]

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol, cast
 
 from django.contrib.auth.models import User
 from django.db import connection
@@ -160,6 +161,21 @@ class ReplyUsage:
     priced: bool  # every call's model had a price
 
 
+class _WithUsage(Protocol):
+    """A message with ``usage`` set by ``messages_usage_attach``, which its templates read."""
+
+    usage: ReplyUsage | None
+
+
+class _WithSiblings(Protocol):
+    """A message with its place among its versions set by ``messages_siblings_attach``, which its templates read."""
+
+    sibling_index: int
+    sibling_count: int
+    sibling_prev: int | None
+    sibling_next: int | None
+
+
 def messages_usage_attach(messages: list[Message]) -> list[Message]:
     """Set each reply's ``usage`` (a ``ReplyUsage``, or None before it has any), in one query, so
     rendering them (sync or async) runs none."""
@@ -188,7 +204,8 @@ def messages_usage_attach(messages: list[Message]) -> list[Message]:
         for row in rows
     }
     for message in messages:
-        message.usage = usage.get(message.pk)
+        # Message (models/) declares no ``usage``: it is set here, for the templates, and typed by _WithUsage.
+        cast(_WithUsage, message).usage = usage.get(message.pk)
     return messages
 
 
@@ -208,9 +225,11 @@ def messages_siblings_attach(messages: list[Message]) -> list[Message]:
     for message in messages:
         siblings = versions.get(message.parent_id) or [message.pk]
         index = siblings.index(message.pk) if message.pk in siblings else 0
-        message.sibling_index, message.sibling_count = index + 1, len(siblings)
-        message.sibling_prev = siblings[index - 1] if index > 0 else None
-        message.sibling_next = siblings[index + 1] if index + 1 < len(siblings) else None
+        # Message (models/) declares none of these: they are set here, for the templates, typed by _WithSiblings.
+        placed = cast(_WithSiblings, message)
+        placed.sibling_index, placed.sibling_count = index + 1, len(siblings)
+        placed.sibling_prev = siblings[index - 1] if index > 0 else None
+        placed.sibling_next = siblings[index + 1] if index + 1 < len(siblings) else None
     return messages
 
 

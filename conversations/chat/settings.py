@@ -96,7 +96,7 @@ def _max_tokens(data: Mapping[str, Any], model: ChatModel | None) -> int | None:
     except ValueError:
         value = 0
     if value < 1 or (limit and value > limit):
-        reason = f" (the limit of {model.label})" if limit and value > limit else ""
+        reason = f" (the limit of {model.label})" if model is not None and limit and value > limit else ""
         raise InvalidInput(f"Max tokens: {bounds}{reason}, not “{raw[:20]}”.", param="max_tokens")
     return value
 

@@ -28,6 +28,7 @@ from conversations.models import (
     Message,
     SiteSettings,
     StoredCompletion,
+    UsageRecord,
 )
 from conversations.providers.tokens import messages_tokens_guess
 
@@ -40,7 +41,7 @@ PROMPT = (
 TITLE_TOKENS = 24
 TITLE_CHARS = 60  # a title from the first message, or from the model
 EXCERPT_CHARS = 2000
-_tasks: set[asyncio.Task] = set()
+_tasks: set[asyncio.Task[str | None]] = set()
 
 
 @dataclass
@@ -49,6 +50,7 @@ class _Job:
     title: str  # the title it has now: replaced only if it is still this
     model: ChatModel
     metered: Metered
+    record: UsageRecord  # the title's reservation, ``metered.record``
     messages: list[dict[str, str]]
 
 
@@ -86,8 +88,8 @@ async def title_generate(*, job: _Job) -> str | None:
     metering_log(
         metered=job.metered,
         status="completed" if title else "error",
-        prompt_tokens=job.metered.record.prompt_tokens,
-        completion_tokens=job.metered.record.completion_tokens,
+        prompt_tokens=job.record.prompt_tokens,
+        completion_tokens=job.record.completion_tokens,
     )
     if not saved:
         return None
@@ -104,19 +106,23 @@ def _job(*, message_id: int) -> _Job | None:
         .filter(pk=message_id, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE)
         .first()
     )
-    if reply is None or reply.conversation.model is None:
+    if reply is None:
         return None
     conversation = reply.conversation
+    model = conversation.model
+    if model is None:
+        return None
     if conversation.messages.filter(role=Message.Role.ASSISTANT).exclude(pk=reply.pk).exists():
         return None
-    question = conversation.messages.filter(pk=reply.parent_id).values_list("content", flat=True).first() or ""
+    question = ""
+    if reply.parent_id is not None:  # a reply always answers a message
+        question = conversation.messages.filter(pk=reply.parent_id).values_list("content", flat=True).first() or ""
     if conversation.title != title_from_message(question):  # renamed already: the user's title stays
         return None
     messages = [
         {"role": "system", "content": PROMPT},
         {"role": "user", "content": f"User: {question[:EXCERPT_CHARS]}\n\nAssistant: {reply.content[:EXCERPT_CHARS]}"},
     ]
-    model = conversation.model
     record = usage_reserve(
         user=conversation.user,
         model=model.name,
@@ -128,7 +134,12 @@ def _job(*, message_id: int) -> _Job | None:
         model=model, name=model.name, user_id=conversation.user_id, source=StoredCompletion.Source.CHAT, record=record
     )
     return _Job(
-        conversation_id=conversation.pk, title=conversation.title, model=model, metered=metered, messages=messages
+        conversation_id=conversation.pk,
+        title=conversation.title,
+        model=model,
+        metered=metered,
+        record=record,
+        messages=messages,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +38,7 @@ from conversations.core.errors import InvalidInput, NotFound
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
 from conversations.ledger.metering.reserve import metering_reserve_turn
-from conversations.models import ChatModel, Conversation, Message
+from conversations.models import Attachment, ChatModel, Conversation, Message
 
 MAX_MESSAGE_CHARS = 100_000
 
@@ -50,7 +50,7 @@ def conversation_start(
     content: str,
     model_name: str | None = None,
     settings: Mapping[str, Any] | None = None,
-    attachment_ids: list | None = None,
+    attachment_ids: list[Any] | None = None,
 ) -> tuple[Message, Message]:
     """A new conversation holding the user's first message and its reply to generate.
 
@@ -106,7 +106,7 @@ def _model_check(conversation: Conversation) -> None:
 
 @transaction.atomic
 def message_send(
-    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list | None = None
+    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list[Any] | None = None
 ) -> tuple[Message, Message]:
     """Save the user's message (with the files uploaded for it) and an empty assistant reply in state
     ``streaming``. A refusal (``InvalidInput``) saves nothing.
@@ -219,7 +219,7 @@ def _conversation_locked(conversation: Conversation) -> Conversation:
 
 
 def _assistant_reply_create(
-    *, conversation: Conversation, parent: Message | None, attachments: list | None = None
+    *, conversation: Conversation, parent: Message | None, attachments: list[Attachment] | None = None
 ) -> Message:
     """The reply to ``parent`` to generate, made the current leaf, with its usage reserved against the
     user's budget and rate limits (the path as the model will read it: documents, images); refused when
@@ -254,7 +254,7 @@ def _ensure_idle(conversation: Conversation) -> None:
 
 
 async def chat_send(
-    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list | None = None
+    *, conversation: Conversation, content: str, model_name: str | None = None, attachment_ids: list[Any] | None = None
 ) -> Message:
     """Send the user's message and start the reply; every open tab is told."""
     user_message, reply = await sync_to_async(message_send)(
@@ -279,7 +279,7 @@ async def chat_start(
     content: str,
     model_name: str | None = None,
     settings: Mapping[str, Any] | None = None,
-    attachment_ids: list | None = None,
+    attachment_ids: list[Any] | None = None,
 ) -> Conversation:
     """Start a conversation with its first message (its files, its prompt and parameters) and begin the reply."""
     _, reply = await sync_to_async(conversation_start)(
@@ -338,7 +338,7 @@ async def chat_resume(
     return shown, set(running) - path, finished_rows
 
 
-def _streaming_ids(*, conversation_id: int):
+def _streaming_ids(*, conversation_id: int) -> AsyncIterator[int]:
     return (
         Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
         .values_list("pk", flat=True)

@@ -39,7 +39,7 @@ from conversations.models import Message
 
 logger = logging.getLogger(__name__)
 
-_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 _outage = Outage(logger, "The stream watchdog", database=True)
 
 

@@ -13,7 +13,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
 from django.db.models import Prefetch, QuerySet, Sum
@@ -21,6 +21,9 @@ from django.db.models.functions import Length
 
 from conversations.chat.selectors import conversation_list
 from conversations.models import Attachment, Conversation, Message, UsageRecord
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 CHUNK = 100
 FILE_CHUNK = 1 << 20
@@ -35,9 +38,7 @@ def _with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversati
     return conversations.select_related("model", "folder").prefetch_related(Prefetch("messages", queryset=messages))
 
 
-def export_conversations(
-    *, user: User, conversation_ids: Iterable[int] | None = None
-) -> Iterator[Conversation]:
+def export_conversations(*, user: User, conversation_ids: Iterable[int] | None = None) -> Iterator[Conversation]:
     """The user's conversations (all, or those ids) with their messages, read CHUNK at a time."""
     conversations = conversation_list(user=user)
     if conversation_ids is not None:
@@ -56,8 +57,9 @@ def export_estimate(*, user: User) -> tuple[int, int]:
 
 def _current_path(conversation: Conversation) -> list[Message]:
     messages = list(conversation.messages.all())
-    by_id = {m.pk: m for m in messages}
-    path, node = [], by_id.get(conversation.current_leaf_id)
+    by_id: dict[int | None, Message] = {m.pk: m for m in messages}  # None: no leaf, or a root's parent
+    path: list[Message] = []
+    node = by_id.get(conversation.current_leaf_id)
     while node is not None and len(path) <= len(messages):
         path.append(node)
         node = by_id.get(node.parent_id)
@@ -148,9 +150,10 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # noqa: ANN001
+    def write(self, data: ReadableBuffer) -> int:
+        before = len(self.buffer)
         self.buffer += data
-        return len(data)
+        return len(self.buffer) - before
 
     def take(self) -> bytes:
         data, self.buffer = bytes(self.buffer), bytearray()

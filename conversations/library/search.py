@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from datetime import timezone as dt_timezone
+from typing import TypeVar
 
 from django.contrib.auth.models import User
 from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import BooleanField, Model, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -45,6 +46,7 @@ MAX_TERMS = 16
 PAGE = 20
 TITLE_HITS = 5
 SNIPPET_CHARS = 180
+_Row = TypeVar("_Row", bound=Model)  # what ``_text_match`` narrows: conversations or messages
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,20 @@ class SearchPage:
 def search_query_parse(text: str) -> ParsedQuery:
     """The query's terms and filters; a filter with a value it cannot use raises InvalidInput."""
     terms: list[Term] = []
-    filters: dict[str, object] = {}
+    flags: dict[str, bool] = {}  # pinned, archived
+    days: dict[str, date] = {}  # after, before
+    names: dict[str, str] = {}  # folder, model
     pieces = list(PIECE.finditer(text))
     for index, piece in enumerate(pieces):
         key, value = piece.group("key"), piece.group("value")
         if key in FILTERS:
-            filters[key] = _filter_value(key, value.strip('"'))
+            value = value.strip('"')
+            if key in ("pinned", "archived"):
+                flags[key] = _filter_flag(key, value)
+            elif key in ("after", "before"):
+                days[key] = _filter_day(key, value)
+            else:
+                names[key] = _filter_name(key, value)
             continue
         if piece.group("phrase") is not None:
             words = tuple(w.lower() for w in WORD.findall(piece.group("phrase")))
@@ -105,37 +115,47 @@ def search_query_parse(text: str) -> ParsedQuery:
                 terms.append(Term(words))
             continue
         raw = piece.group(0)
-        words = [w.lower() for w in WORD.findall(raw)]
+        words = tuple(w.lower() for w in WORD.findall(raw))
         if not words:
             continue
         typing = index == len(pieces) - 1 and not text[-1:].isspace()
         prefix = (raw.endswith("*") or typing) and len(words[-1]) >= MIN_PREFIX
-        terms.append(Term(tuple(words), prefix=prefix))
+        terms.append(Term(words, prefix=prefix))
     if len(terms) > MAX_TERMS:
         raise InvalidInput(f"A search can have at most {MAX_TERMS} words or phrases.", param="q")
-    return ParsedQuery(terms=tuple(terms), **filters)
+    return ParsedQuery(
+        terms=tuple(terms),
+        pinned=flags.get("pinned"),
+        archived=flags.get("archived"),
+        folder=names.get("folder"),
+        model=names.get("model"),
+        after=days.get("after"),
+        before=days.get("before"),
+    )
 
 
-def _filter_value(key: str, value: str) -> object:
-    if key in ("pinned", "archived"):
-        if value.lower() in YES:
-            return True
-        if value.lower() in NO:
-            return False
-        raise InvalidInput(f"{key}: takes yes or no.", param="q")
-    if key in ("after", "before"):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise InvalidInput(f"{key}: takes a date like 2026-12-01.", param="q") from None
+def _filter_flag(key: str, value: str) -> bool:
+    if value.lower() in YES:
+        return True
+    if value.lower() in NO:
+        return False
+    raise InvalidInput(f"{key}: takes yes or no.", param="q")
+
+
+def _filter_day(key: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{key}: takes a date like 2026-12-01.", param="q") from None
+
+
+def _filter_name(key: str, value: str) -> str:
     if not value:
         raise InvalidInput(f"{key}: takes a name.", param="q")
     return value
 
 
-def conversation_search(
-    *, user: User, query: ParsedQuery, cursor: str = "", limit: int = PAGE
-) -> SearchPage:
+def conversation_search(*, user: User, query: ParsedQuery, cursor: str = "", limit: int = PAGE) -> SearchPage:
     """One page of the user's matches, newest first; ``next_cursor`` asks for the next one.
 
     Filters alone (no words) list the conversations they select, by latest activity.
@@ -165,8 +185,8 @@ def conversation_search(
     messages = _message_matches(user=user, query=query)
     if after is not None:
         messages = messages.filter(older_than(after, field="created_at"))
-    rows = list(messages.select_related("conversation").order_by("-created_at", "-id")[: limit + 1])
-    for message in rows[:limit]:
+    found = list(messages.select_related("conversation").order_by("-created_at", "-id")[: limit + 1])
+    for message in found[:limit]:
         conversation = message.conversation
         page.hits.append(
             SearchHit(
@@ -180,8 +200,8 @@ def conversation_search(
                 archived=conversation.archived,
             )
         )
-    if len(rows) > limit:
-        page.next_cursor = page_cursor(rows[limit - 1].created_at, rows[limit - 1].pk)
+    if len(found) > limit:
+        page.next_cursor = page_cursor(found[limit - 1].created_at, found[limit - 1].pk)
     return page
 
 
@@ -245,12 +265,14 @@ def _conversation_matches(*, user: User, query: ParsedQuery) -> QuerySet[Convers
     return conversations
 
 
-def _text_match(queryset: QuerySet, terms: tuple[Term, ...], *, table: str) -> QuerySet:
+def _text_match(queryset: QuerySet[_Row], terms: tuple[Term, ...], *, table: str) -> QuerySet[_Row]:
     """Rows of ``table`` whose indexed text matches every term."""
     if connection.vendor == "postgresql":
         vector = RawSQL(f'"{table}"."search_vector"', [], output_field=SearchVectorField())
         tsquery = SearchQuery(postgres_tsquery(terms), search_type="raw", config="simple")
-        return queryset.alias(search=vector).filter(search=tsquery)
+        # The same rows (an alias adds no attribute); the stubs' plugin types alias() on a generic queryset as Any.
+        matching: QuerySet[_Row] = queryset.alias(search=vector).filter(search=tsquery)
+        return matching
     fts = fts_table(table)
     match = RawSQL(
         f'"{table}"."id" IN (SELECT rowid FROM "{fts}" WHERE "{fts}" MATCH %s)',
@@ -294,7 +316,8 @@ def snippet_html(text: str, terms: tuple[Term, ...], *, width: int = SNIPPET_CHA
     end = min(len(text), start + width)
     if end < len(text):
         end = text.rfind(" ", start + width // 2, end) if " " in text[start + width // 2 : end] else end
-    parts, position = [], start
+    parts: list[str] = []
+    position = start
     for span_start, span_end in spans:
         if span_start < position or span_end > end:
             continue

@@ -13,6 +13,7 @@ migration that introduced it, and rebuilds an index whose triggers it had to rec
 from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 
 # (table, column) pairs that search reads.
 INDEXED = (("conversations_message", "content"), ("conversations_conversation", "title"))
@@ -41,7 +42,7 @@ def searchindex_ensure(*, connection: BaseDatabaseWrapper) -> None:
                 _sqlite_ensure(cursor, table=table, column=column)
 
 
-def _sqlite_ensure(cursor, *, table: str, column: str) -> None:
+def _sqlite_ensure(cursor: CursorWrapper, *, table: str, column: str) -> None:
     fts = fts_table(table)
     cursor.execute(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5("

@@ -66,7 +66,7 @@ def shared_attachment(*, link: SharedLink, attachment_id: int) -> Attachment:
     return attachment
 
 
-def shared_messages(*, link: SharedLink) -> list[dict]:
+def shared_messages(*, link: SharedLink) -> list[dict[str, Any]]:
     """The snapshot's messages for the page, each reply's Markdown rendered and sanitised."""
     return [
         {**entry, "html": markdown_render(entry.get("content") or "")} if entry.get("role") == "assistant" else entry

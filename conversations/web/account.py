@@ -52,6 +52,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     """Django's password change: this browser stays signed in (under a new session key), the user's other
     sessions end, and every open socket of the user closes (a reloaded page opens one with the new key)."""
 
+    request: SignedInRequest  # Django's view is behind login_required
     template_name = "registration/password_change.html"
     form_class = PasswordForm
     success_url = reverse_lazy("password_changed")
@@ -111,7 +112,7 @@ def theme_set(request: SignedInRequest) -> HttpResponse:
     return redirect(back if safe else "home")
 
 
-def _keys_page(request: HttpRequest, form: ApiKeyForm, **context: Any) -> HttpResponse:
+def _keys_page(request: SignedInRequest, form: ApiKeyForm, **context: Any) -> HttpResponse:
     base_url = request.build_absolute_uri("/v1")
     keys = api_key_list(user=request.user, spent_since=month_start(timezone.now()))
     return render(

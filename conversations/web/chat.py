@@ -1,6 +1,6 @@
 """The chat's pages. Sending and streaming happen over the websocket (chat/consumer.py)."""
 
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
@@ -91,8 +91,10 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
         )
     except ChatwebError as exc:  # said above the composer, which keeps what was typed and attached
         settings_error = exc if isinstance(exc, InvalidInput) and exc.param in SETTINGS_FIELDS else None
+        # Signed in, checked above: ``request.user`` is that user (``auser`` is its async reading).
+        signed_in = cast(SignedInRequest, request)
         return await sync_to_async(_page_refused)(
-            request,
+            signed_in,
             notice=exc.message,
             draft=content,
             typed=typed,
@@ -103,7 +105,7 @@ async def conversation_new(request: HttpRequest) -> HttpResponse:
 
 
 def _page_refused(
-    request: HttpRequest,
+    request: SignedInRequest,
     *,
     notice: str,
     draft: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -26,7 +26,7 @@ from conversations.library.selectors import (
     folder_list,
     sidebar_group,
 )
-from conversations.models import Conversation
+from conversations.models import Conversation, Folder
 from conversations.web.errors import page_back
 
 TEMPLATE = "conversations/library.html"
@@ -97,7 +97,7 @@ def archived(request: SignedInRequest) -> HttpResponse:
     return render(request, TEMPLATE, {"page": "archived", "conversations": conversation_archived(user=request.user)})
 
 
-def _conversation(request: HttpRequest, conversation_id: int) -> Conversation:
+def _conversation(request: SignedInRequest, conversation_id: int) -> Conversation:
     return conversation_get(user=request.user, conversation_id=conversation_id)
 
 
@@ -127,7 +127,7 @@ def conversation_move(request: SignedInRequest, conversation_id: int) -> HttpRes
     return page_back(request)
 
 
-def _folder_chosen(request: HttpRequest):
+def _folder_chosen(request: SignedInRequest) -> Folder | None:
     new_name = request.POST.get("new_folder", "").strip()
     if new_name:
         return library.folder_create(user=request.user, name=new_name)
@@ -158,9 +158,12 @@ def folder_delete(request: SignedInRequest, folder_id: int) -> HttpResponse:
 @require_POST
 def conversations_bulk(request: SignedInRequest) -> HttpResponse:
     """Archive, restore, move, pin or delete the selected conversations at once."""
-    ids = [row_id(raw) for raw in request.POST.getlist("ids")]
-    if None in ids:
-        raise NotFound("No such conversation.")
+    ids: list[int] = []
+    for raw in request.POST.getlist("ids"):
+        conversation_id = row_id(raw)
+        if conversation_id is None:
+            raise NotFound("No such conversation.")
+        ids.append(conversation_id)
     action = request.POST.get("action", "")
     folder = _folder_chosen(request) if action == "move" else None
     count = library.conversations_bulk(user=request.user, conversation_ids=ids, action=action, folder=folder)

@@ -4,7 +4,6 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import (
-    HttpRequest,
     HttpResponse,
 )
 from django.shortcuts import redirect, render
@@ -25,7 +24,7 @@ from conversations.core.errors import InvalidInput
 from conversations.core.requests import SignedInRequest
 
 
-def _presets_page(request: HttpRequest, *, status: int = 200, **context: Any) -> HttpResponse:
+def _presets_page(request: SignedInRequest, *, status: int = 200, **context: Any) -> HttpResponse:
     preferences = preferences_get(user=request.user)
     context = {
         "presets": preset_list(user=request.user),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -70,7 +70,7 @@ def shared_view(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
-def shared_file(request: HttpRequest, token: str, attachment_id: int) -> HttpResponse:
+def shared_file(request: HttpRequest, token: str, attachment_id: int) -> FileResponse:
     """A file attached to a message of the snapshot, to anyone holding the link; 404 once it is revoked."""
     link = shared_link_public(token=token)
     if link is None:

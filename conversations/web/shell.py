@@ -4,7 +4,6 @@ from typing import Any
 
 from django.contrib.messages import get_messages
 from django.http import (
-    HttpRequest,
     HttpResponse,
 )
 from django.shortcuts import render
@@ -22,6 +21,7 @@ from conversations.chat.settings import (
     preset_list,
 )
 from conversations.core.errors import InvalidInput
+from conversations.core.requests import SignedInRequest
 from conversations.ledger import reports as usage_report
 from conversations.models import Attachment, Conversation, Message, Preset
 from conversations.web.library import sidebar_context
@@ -30,7 +30,7 @@ TEMPLATE = "conversations/chat.html"
 
 
 def page_render(
-    request: HttpRequest,
+    request: SignedInRequest,
     *,
     conversation: Conversation | None = None,
     notice: str = "",

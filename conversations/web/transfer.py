@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,9 +27,10 @@ from conversations.library.imports.run import import_start
 from conversations.models import ImportRun
 
 TEMPLATE = "conversations/library.html"
+_Response = TypeVar("_Response", HttpResponse, StreamingHttpResponse)
 
 
-def _attachment(response: HttpResponse, name: str) -> HttpResponse:
+def _attachment(response: _Response, name: str) -> _Response:
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
@@ -67,7 +70,7 @@ def export_all(request: SignedInRequest, kind: str) -> StreamingHttpResponse:
     return _attachment(response, f"chatweb-conversations-{stamp}.zip")
 
 
-def _transfer_page(request: HttpRequest, *, import_error: str = "", status: int = 200) -> HttpResponse:
+def _transfer_page(request: SignedInRequest, *, import_error: str = "", status: int = 200) -> HttpResponse:
     count, estimate = export_estimate(user=request.user)
     runs = ImportRun.objects.filter(user=request.user)[:10]
     context = {"page": "transfer", "count": count, "estimate": estimate, "runs": runs, "import_error": import_error}
@@ -97,7 +100,9 @@ def import_upload(request: SignedInRequest) -> HttpResponse:
     if upload is None:
         return _transfer_page(request, import_error="Choose an export file to import.", status=400)
     try:
-        run, before = import_start(user=request.user, upload=upload, size=upload.size, filename=upload.name or "")
+        # Django's upload handlers always know the size; None (a file of unknown size) would count as empty.
+        size = upload.size or 0
+        run, before = import_start(user=request.user, upload=upload, size=size, filename=upload.name or "")
     except InvalidInput as exc:
         return _transfer_page(request, import_error=exc.message, status=400)
     url = reverse("import_progress", args=[run.pk])

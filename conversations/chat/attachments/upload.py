@@ -55,7 +55,7 @@ def attachment_limits() -> dict[str, Any]:
     }
 
 
-def filename_check(name: str) -> str:
+def filename_check(name: str | None) -> str:
     """The name to show for an upload; a name with a path in it or control characters is refused."""
     name = unicodedata.normalize("NFC", name or "").strip()
     if not name or name in (".", ".."):
@@ -84,11 +84,12 @@ def attachment_upload(*, user: User, upload: UploadedFile, name: str | None = No
     """
     limits = settings.ATTACHMENTS
     name = filename_check(name if name is not None else upload.name)
-    if upload.size == 0:
+    size = upload.size or 0  # Django's upload handlers always know it; unknown would count as empty
+    if size == 0:
         raise InvalidInput(f"“{name}” is empty (0 bytes).")
-    if upload.size > limits["MAX_FILE_BYTES"]:
+    if size > limits["MAX_FILE_BYTES"]:
         raise InvalidInput(
-            f"“{name}” is {filesizeformat(upload.size)}; a file may be at most {filesizeformat(limits['MAX_FILE_BYTES'])}."
+            f"“{name}” is {filesizeformat(size)}; a file may be at most {filesizeformat(limits['MAX_FILE_BYTES'])}."
         )
     processed = _processed(name, upload.read())
     content = processed.pop("content")
@@ -180,7 +181,7 @@ def _image(name: str, data: bytes) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=list(IMAGE_TYPES))
+            image: Image.Image = Image.open(io.BytesIO(data), formats=list(IMAGE_TYPES))
             if image.width * image.height > limits["IMAGE_MAX_PIXELS"]:
                 raise InvalidInput(
                     f"“{name}” is {image.width:,}×{image.height:,} pixels; images may have at most "

@@ -51,9 +51,9 @@ async def controls(layer: Any, message_id: int, group: str, progress: Progress) 
     except LAYER_ERRORS as exc:
         publishing_outage.failed(exc)
         joined = False
-    listener = asyncio.create_task(
-        _listen(layer, channel, message_id, group, progress, asyncio.current_task(), joined=joined)
-    )
+    generation = asyncio.current_task()
+    assert generation is not None  # the generation's task runs this
+    listener = asyncio.create_task(_listen(layer, channel, message_id, group, progress, generation, joined=joined))
     try:
         yield
     finally:
@@ -68,7 +68,7 @@ async def _listen(
     message_id: int,
     group: str,
     progress: Progress,
-    generation: asyncio.Task,
+    generation: asyncio.Task[Any],
     *,
     joined: bool,
 ) -> None:

@@ -33,7 +33,9 @@ from conversations.ledger.stored import stored_completion_build_turn
 from conversations.models import Message, UsageRecord
 
 
-async def reply_finish(message: Message, group: str, progress: Progress, status: str, error: str, layer: Any) -> None:
+async def reply_finish(
+    message: Message, group: str, progress: Progress, status: Message.Status, error: str, layer: Any
+) -> None:
     """Save the terminal state with all text so far, settle its usage, keep the turn for review, tell every socket.
 
     During a database outage the end waits in memory, retried, until it is saved; a
@@ -69,7 +71,7 @@ async def reply_finish(message: Message, group: str, progress: Progress, status:
 
 
 def reply_finish_save(
-    message: Message, progress: Progress, status: str, error: str, html: str, latency_ms: int
+    message: Message, progress: Progress, status: Message.Status, error: str, html: str, latency_ms: int
 ) -> tuple[int | None, int | None]:
     """The reply's final state, its settled usage and its stored completion, in one transaction.
 

@@ -38,7 +38,7 @@ class Progress:
     upstream_model: str = ""
     request: list[dict[str, str]] | None = None  # the messages sent to the provider
     parameters: dict[str, Any] = field(default_factory=dict)  # and the chat's parameters sent with them
-    metered: Metered | None = None  # the completion: its reservation, route and attempts
+    metered: Metered = field(kw_only=True)  # the completion: its reservation, route and attempts
     blocks_end: int = 0  # how much of text the sockets were sent as finished Markdown blocks
     blocks_html: str = ""  # those blocks, rendered and sanitised
     formatted_at: float = field(default_factory=time.monotonic)  # when finished blocks were last looked for

@@ -28,13 +28,13 @@ from conversations.ledger.metering.reserve import metering_for_turn
 from conversations.models import Message
 from conversations.providers.catalog import base_url_is_local
 
-_running: dict[int, asyncio.Task] = {}
+_running: dict[int, asyncio.Task[None]] = {}
 
 
 REPLY_TOO_LONG = "This reply reached {limit:,} characters, the longest a chat reply may be here, and was cut there."
 
 
-def generation_start(*, message_id: int, continuing: bool = False) -> asyncio.Task:
+def generation_start(*, message_id: int, continuing: bool = False) -> asyncio.Task[None]:
     """Start generating the reply ``message_id`` in the running event loop; ``continuing``: append to
     its text (Continue), the model being sent that text as the start of its answer.
 
@@ -57,9 +57,10 @@ def generation_running_ids() -> list[int]:
 
 async def _generate(message_id: int, continuing: bool = False) -> None:
     layer = get_channel_layer()
-    message, metered = await sync_to_async(_reply_load)(message_id)
-    if message is None:  # deleted before it started
+    loaded = await sync_to_async(_reply_load)(message_id)
+    if loaded is None:  # deleted before it started
         return
+    message, metered = loaded
     group = conversation_group(message.conversation_id)
     progress = Progress(metered=metered)
     if continuing:
@@ -81,11 +82,13 @@ async def _generate(message_id: int, continuing: bool = False) -> None:
             status, error = Message.Status.INTERRUPTED, "The server stopped while this reply was being written."
             await reply_finish(message, group, progress, status, error, layer)
             raise
-        asyncio.current_task().uncancel()
+        task = asyncio.current_task()
+        assert task is not None  # this is the generation's task
+        task.uncancel()
         status, error = Message.Status.STOPPED, ""
     except ChatwebError as exc:
         logger.warning("Generation of message %s failed: %r", message_id, exc)
-        route = progress.metered.route if progress.metered else None  # the deployment that failed
+        route = progress.metered.route  # the deployment that failed
         local = route is not None and base_url_is_local(route.upstream.base_url)
         status, error = Message.Status.ERROR, error_describe(exc, local=local)
     except Exception:  # noqa: BLE001 - whatever happened, the reply ends in a terminal state
@@ -96,7 +99,8 @@ async def _generate(message_id: int, continuing: bool = False) -> None:
         await title_start(message_id=message_id)
 
 
-def _reply_load(message_id: int) -> tuple[Message | None, Metered | None]:
-    """The reply to generate, with its conversation, model and provider, and its metered completion."""
+def _reply_load(message_id: int) -> tuple[Message, Metered] | None:
+    """The reply to generate, with its conversation, model and provider, and its metered completion;
+    None when it is gone."""
     message = Message.objects.select_related("conversation__model__provider").filter(pk=message_id).first()
-    return message, metering_for_turn(message=message) if message is not None else None
+    return (message, metering_for_turn(message=message)) if message is not None else None

@@ -8,6 +8,7 @@ import contextvars
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+from django.db.models import Field
 from django.utils import timezone
 
 from conversations.chat.generation.progress import logger, saving_outage
@@ -20,7 +21,7 @@ from conversations.models import Message
 _unsaved: dict[int, str] = {}  # reply id -> its text, not yet saved
 
 
-_saver: asyncio.Task | None = None
+_saver: asyncio.Task[None] | None = None
 
 
 def text_save_later(message_id: int, text: str) -> None:
@@ -63,6 +64,12 @@ async def _save_texts_loop() -> None:
             saving_outage.recovered()
 
 
+def _column(name: str) -> str:
+    field = Message._meta.get_field(name)
+    assert isinstance(field, Field)  # a column of the table, not a relation's other side
+    return field.column
+
+
 def _texts_save(texts: dict[int, str]) -> None:
     """Save replies' texts so far; a reply that has ended meanwhile keeps its final text.
 
@@ -72,7 +79,7 @@ def _texts_save(texts: dict[int, str]) -> None:
     now = timezone.now()
     table, content, updated_at, status, pk = (
         Message._meta.db_table,
-        *(Message._meta.get_field(name).column for name in ("content", "updated_at", "status", "id")),
+        *(_column(name) for name in ("content", "updated_at", "status", "id")),
     )
     updated = Message._meta.get_field("updated_at").get_db_prep_value(now, connection)
     with connection.cursor() as cursor:

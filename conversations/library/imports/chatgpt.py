@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from conversations.library.imports.imported import ImportedConversation, ImportedMessage, UnreadableEntry
-from conversations.library.imports.values import ROLES, as_content, as_text, as_time, as_title
+from conversations.library.imports.values import ROLES, as_content, as_list, as_object, as_text, as_time, as_title
 from conversations.models import Message
 
 
-def chatgpt_read(entry: dict) -> ImportedConversation:
+def chatgpt_read(entry: dict[str, Any]) -> ImportedConversation:
     """ChatGPT: ``mapping`` of nodes {id, message, parent, children}; ``current_node`` is the branch shown.
 
     Nodes without a message (the root), hidden system messages and tool calls are left out; their
@@ -47,9 +47,9 @@ def chatgpt_read(entry: dict) -> ImportedConversation:
         if not isinstance(message, dict):
             continue
         role = ROLES.get(as_text((message.get("author") or {}).get("role")))
-        metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else {}
-        content = message.get("content") if isinstance(message.get("content"), dict) else {}
-        parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+        metadata = as_object(message.get("metadata"))
+        content = as_object(message.get("content"))
+        parts = as_list(content.get("parts"))
         text = "\n\n".join(p if isinstance(p, str) else "[attachment not imported]" for p in parts).strip()
         if not text and isinstance(content.get("text"), str):
             text = content["text"].strip()
@@ -71,7 +71,7 @@ def chatgpt_read(entry: dict) -> ImportedConversation:
     return conversation
 
 
-def _chatgpt_order(mapping: dict) -> Iterator[tuple[str, dict]]:
+def _chatgpt_order(mapping: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """The nodes parents first (from the roots down the ``children`` lists), then any unreachable ones."""
     roots = [k for k, n in mapping.items() if isinstance(n, dict) and n.get("parent") not in mapping]
     seen: set[str] = set()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conversations.library.imports.imported import ImportedConversation, ImportedMessage, UnreadableEntry
 from conversations.library.imports.values import ROLES, as_content, as_text, as_time, as_title
 from conversations.models import Message
 
 
-def chatweb_read(entry: dict) -> ImportedConversation:
+def chatweb_read(entry: dict[str, Any]) -> ImportedConversation:
     messages = entry.get("messages")
     if not isinstance(messages, list):
         raise UnreadableEntry("its messages are not a list")

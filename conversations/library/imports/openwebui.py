@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conversations.library.imports.imported import ImportedConversation, ImportedMessage, UnreadableEntry
 from conversations.library.imports.values import ROLES, as_content, as_text, as_time, as_title
 
 
-def openwebui_read(entry: dict) -> ImportedConversation:
+def openwebui_read(entry: dict[str, Any]) -> ImportedConversation:
     """Open WebUI: ``chat.history.messages`` {id: {parentId, childrenIds, role, content, model, timestamp}}
     with ``chat.history.currentId``; older exports only have the list ``chat.messages``."""
     chat = entry["chat"]

@@ -19,6 +19,16 @@ def as_text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """A JSON object, or an empty one for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """A JSON list, or an empty one for anything else."""
+    return value if isinstance(value, list) else []
+
+
 def as_title(value: Any) -> str:
     title = " ".join(as_text(value).split())[:TITLE_CHARS]
     return title or "Imported chat"
