@@ -409,3 +409,8 @@ LOGGING = {
 # how many conversations are written per transaction (progress is saved after each batch).
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
 IMPORT_BATCH = env.int("IMPORT_BATCH", default=100)
+# An import is read as a stream, never whole, and refused at the first level nested deeper than this (the
+# same 100 as every other JSON input: a real export is a dozen deep) or text longer than this many
+# characters (a message's text is kept up to CHAT_REPLY_MAX_CHARS).
+IMPORT_MAX_DEPTH = env.int("IMPORT_MAX_DEPTH", default=100)
+IMPORT_MAX_STRING = env.int("IMPORT_MAX_STRING", default=2_000_000)

@@ -13,6 +13,7 @@ no reply stays streaming).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import urllib.parse
@@ -27,7 +28,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conversations.accounts.api_keys import api_key_create
-from conversations.models import Conversation, Message, ModelPrice, StoredCompletion, UsageRecord, UserLimits
+from conversations.core.errors import InvalidInput
+from conversations.library.imports.checks import import_file_check
+from conversations.library.imports.run import import_run_create, import_run_process
+from conversations.models import (
+    Conversation,
+    ImportRun,
+    Message,
+    ModelPrice,
+    StoredCompletion,
+    UsageRecord,
+    UserLimits,
+)
 from tests.conftest import eventually, signed_in_session, socket_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,7 +110,10 @@ def dumps(value: Any, ascii: bool = True) -> str:
 
 text_part = st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=20)})
 user_message = st.fixed_dictionaries(
-    {"role": st.sampled_from(["user", "system", "developer"]), "content": st.text(min_size=1, max_size=30) | st.lists(text_part, min_size=1, max_size=2)}
+    {
+        "role": st.sampled_from(["user", "system", "developer"]),
+        "content": st.text(min_size=1, max_size=30) | st.lists(text_part, min_size=1, max_size=2),
+    }
 )
 assistant_message = st.fixed_dictionaries({"role": st.just("assistant"), "content": st.text(max_size=20)})
 tool = st.fixed_dictionaries(
@@ -106,7 +121,10 @@ tool = st.fixed_dictionaries(
         "type": st.just("function"),
         "function": st.fixed_dictionaries(
             {"name": st.from_regex(r"[a-z_]{1,10}", fullmatch=True)},
-            optional={"description": st.text(max_size=20), "parameters": st.dictionaries(st.text(max_size=5), json_values, max_size=3)},
+            optional={
+                "description": st.text(max_size=20),
+                "parameters": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+            },
         ),
     }
 )
@@ -199,7 +217,9 @@ def assert_no_half_written_rows() -> None:
 def api(live_server_url, user, chat_model) -> httpx.Client:
     """A key's client, for a user with limits (reservations are written first) on a priced model."""
     UserLimits.objects.create(user=user, monthly_budget=Decimal("500000"), requests_per_minute=10**6)
-    ModelPrice.objects.create(model="fake-model", input_per_million=1, cached_input_per_million=0, output_per_million=300)
+    ModelPrice.objects.create(
+        model="fake-model", input_per_million=1, cached_input_per_million=0, output_per_million=300
+    )
     raw = api_key_create(user=user, name="fuzz")[1]
     with httpx.Client(base_url=f"{live_server_url}/v1", headers={"Authorization": f"Bearer {raw}"}, timeout=30) as c:
         yield c
@@ -240,7 +260,9 @@ query_value = st.one_of(
     st.sampled_from(["KNOWN", "asc", "desc", "20", "0", "101", "²", "-1", "9" * 30, "x", ""]),
     st.binary(max_size=12).map(lambda b: urllib.parse.quote_from_bytes(b, safe="")),
 )
-query = st.lists(st.tuples(query_key, query_value), max_size=4).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs))
+query = st.lists(st.tuples(query_key, query_value), max_size=4).map(
+    lambda pairs: "&".join(f"{k}={v}" for k, v in pairs)
+)
 update_body = st.one_of(
     st.fixed_dictionaries({"metadata": st.dictionaries(st.text(max_size=70), st.text(max_size=8), max_size=17)}),
     st.fixed_dictionaries({"metadata": hostile}),
@@ -311,7 +333,9 @@ def test_the_chat_socket_never_fails_on_any_frame(user, chat_model, upstream):
         if isinstance(frame, bytes):
             await communicator.send_input({"type": "websocket.receive", "bytes": frame})
         else:  # a text frame is UTF-8: a raw surrogate cannot be in one
-            await communicator.send_input({"type": "websocket.receive", "text": frame.encode("utf-8", "replace").decode()})
+            await communicator.send_input(
+                {"type": "websocket.receive", "text": frame.encode("utf-8", "replace").decode()}
+            )
         while True:  # every action is answered with the composer's notice, after any other partials
             output = await communicator.receive_output(timeout=10)
             assert output["type"] == "websocket.send", output  # a close here (1011) is the failure
@@ -331,3 +355,46 @@ def test_the_chat_socket_never_fails_on_any_frame(user, chat_model, upstream):
     check()
     report("chat socket frames (no close 1011)", cases)
     assert_no_half_written_rows()
+
+
+# --- Imports ------------------------------------------------------------------------------------
+
+conversation_like = st.fixed_dictionaries(
+    {"title": nasty_text, "mapping": st.dictionaries(nasty_text, json_values | hostile, max_size=3)},
+    optional={
+        "create_time": hostile,
+        "current_node": hostile,
+        "chatweb": st.just(1),
+        "messages": st.lists(hostile, max_size=3),
+    },
+)
+import_files = st.one_of(
+    st.lists(conversation_like | json_values | hostile, max_size=3).map(dumps),
+    st.lists(conversation_like, min_size=1, max_size=2).map(lambda entries: dumps(entries, ascii=False)),
+    st.builds(Deep, st.sampled_from([99, 101, 990, 5000])).map(lambda deep: "[" + dumps(deep) + "]"),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+)
+
+
+def test_an_import_never_fails_on_any_file(user):
+    """Whatever the file, the import refuses it with a sentence or runs to an end: never another error."""
+    cases: list[int] = []
+
+    @FUZZ
+    @given(payload=import_files)
+    def check(payload: str | bytes) -> None:
+        cases.append(1)
+        data = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+        upload = io.BytesIO(data)
+        try:
+            sha256, total = import_file_check(upload=upload, size=len(data))
+        except InvalidInput as exc:
+            assert exc.message
+            return
+        run, _ = import_run_create(user=user, filename="fuzz.json", sha256=sha256, total=total)
+        run = import_run_process(run=run, source=upload)
+        assert run.status in (ImportRun.Status.DONE, ImportRun.Status.FAILED)
+
+    check()
+    report("import files (refused in a sentence or imported)", cases)

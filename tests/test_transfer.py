@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 import zipfile
 
 import pytest
@@ -24,9 +25,16 @@ def chatgpt_node(node_id, parent, children, role=None, text=None, t=None, **meta
     message = None
     if role is not None:
         message = {
-            "id": node_id, "author": {"role": role, "name": None, "metadata": {}}, "create_time": t,
-            "update_time": None, "content": {"content_type": "text", "parts": [text]}, "status": "finished_successfully",
-            "end_turn": True, "weight": 1.0, "metadata": metadata, "recipient": "all",
+            "id": node_id,
+            "author": {"role": role, "name": None, "metadata": {}},
+            "create_time": t,
+            "update_time": None,
+            "content": {"content_type": "text", "parts": [text]},
+            "status": "finished_successfully",
+            "end_turn": True,
+            "weight": 1.0,
+            "metadata": metadata,
+            "recipient": "all",
         }
     return node_id, {"id": node_id, "message": message, "parent": parent, "children": children}
 
@@ -34,18 +42,30 @@ def chatgpt_node(node_id, parent, children, role=None, text=None, t=None, **meta
 def chatgpt_branched(conversation_id="c-1", title="Branching <script>alert(1)</script>") -> dict:
     """A ChatGPT conversation: the root, a hidden system message, a question, two answers (a regenerate),
     a follow-up under the second; the second branch is current."""
-    mapping = dict([
-        chatgpt_node("root", None, ["sys"]),
-        chatgpt_node("sys", "root", ["q1"], "system", "", 1.0, is_visually_hidden_from_conversation=True),
-        chatgpt_node("q1", "sys", ["a1", "a2"], "user", "What is <b>2+2</b>?", 1700000000.0),
-        chatgpt_node("a1", "q1", [], "assistant", "It is 5.", 1700000001.0, model_slug="gpt-4"),
-        chatgpt_node("a2", "q1", ["q2"], "assistant", "It is 4.", 1700000002.5, model_slug="gpt-4o"),
-        chatgpt_node("q2", "a2", ["a3"], "user", "Sure?", 1700000003.0),
-        chatgpt_node("a3", "q2", [], "assistant", "Yes <img src=x onerror=alert(1)>.", 1700000004.0, model_slug="gpt-4o"),
-    ])
-    return {"title": title, "create_time": 1700000000.0, "update_time": 1700000004.0, "mapping": mapping,
-            "moderation_results": [], "current_node": "a3", "conversation_id": conversation_id, "id": conversation_id,
-            "default_model_slug": "gpt-4o"}
+    mapping = dict(
+        [
+            chatgpt_node("root", None, ["sys"]),
+            chatgpt_node("sys", "root", ["q1"], "system", "", 1.0, is_visually_hidden_from_conversation=True),
+            chatgpt_node("q1", "sys", ["a1", "a2"], "user", "What is <b>2+2</b>?", 1700000000.0),
+            chatgpt_node("a1", "q1", [], "assistant", "It is 5.", 1700000001.0, model_slug="gpt-4"),
+            chatgpt_node("a2", "q1", ["q2"], "assistant", "It is 4.", 1700000002.5, model_slug="gpt-4o"),
+            chatgpt_node("q2", "a2", ["a3"], "user", "Sure?", 1700000003.0),
+            chatgpt_node(
+                "a3", "q2", [], "assistant", "Yes <img src=x onerror=alert(1)>.", 1700000004.0, model_slug="gpt-4o"
+            ),
+        ]
+    )
+    return {
+        "title": title,
+        "create_time": 1700000000.0,
+        "update_time": 1700000004.0,
+        "mapping": mapping,
+        "moderation_results": [],
+        "current_node": "a3",
+        "conversation_id": conversation_id,
+        "id": conversation_id,
+        "default_model_slug": "gpt-4o",
+    }
 
 
 def run_import(user, payload: bytes | str, name: str = "conversations.json") -> ImportRun:
@@ -73,8 +93,11 @@ def test_a_chatgpt_export_keeps_its_branches_and_is_never_billed(user):
     conversation = Conversation.objects.get(user=user)
     assert conversation.title == "Branching <script>alert(1)</script>" and conversation.imported_from == "chatgpt"
     assert tree(conversation) == {
-        "What is <b>2+2</b>?": None, "It is 5.": "What is <b>2+2</b>?", "It is 4.": "What is <b>2+2</b>?",
-        "Sure?": "It is 4.", "Yes <img src=x onerror=alert(1)>.": "Sure?",
+        "What is <b>2+2</b>?": None,
+        "It is 5.": "What is <b>2+2</b>?",
+        "It is 4.": "What is <b>2+2</b>?",
+        "Sure?": "It is 4.",
+        "Yes <img src=x onerror=alert(1)>.": "Sure?",
     }
     assert path_texts(conversation) == ["What is <b>2+2</b>?", "It is 4.", "Sure?", "Yes <img src=x onerror=alert(1)>."]
     reply = conversation.messages.get(content="It is 4.")
@@ -96,8 +119,11 @@ def test_an_imported_conversation_renders_its_markup_inert(client, user):
 
 def test_export_then_import_gives_the_same_tree(client, user, other_user):
     conversation = Conversation.objects.create(user=user, title="Round trip", pinned=True)
-    question, first = path_append(conversation, {"role": "user", "content": "Hi"},
-                                  {"role": "assistant", "content": "Hello!", "model_name": "fake-model"})
+    question, first = path_append(
+        conversation,
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!", "model_name": "fake-model"},
+    )
     Message.objects.create(conversation=conversation, parent=question, role="assistant", content="Hey there")
     path_append(conversation, {"role": "user", "content": "Bye"})
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf=first)
@@ -116,7 +142,8 @@ def test_export_then_import_gives_the_same_tree(client, user, other_user):
     again = json.loads(client_for(other_user).get(f"/c/{copy.pk}/export.json").content)[0]
     first_export = json.loads(exported)[0]
     assert [(m["role"], m["content"]) for m in again["messages"]] == [
-        (m["role"], m["content"]) for m in first_export["messages"]]
+        (m["role"], m["content"]) for m in first_export["messages"]
+    ]
 
 
 def client_for(user):
@@ -128,15 +155,50 @@ def client_for(user):
 
 
 def test_an_open_webui_export_keeps_its_history_tree(user):
-    chat = {"id": "w-1", "user_id": "u", "title": "From Open WebUI", "created_at": 1710000000, "updated_at": 1710000100,
-            "pinned": False, "archived": False,
-            "chat": {"title": "From Open WebUI", "models": ["llama3"], "history": {"currentId": "m3", "messages": {
-                "m1": {"id": "m1", "parentId": None, "childrenIds": ["m2", "m3"], "role": "user", "content": "Hi",
-                       "timestamp": 1710000000},
-                "m2": {"id": "m2", "parentId": "m1", "childrenIds": [], "role": "assistant", "content": "Hello",
-                       "model": "llama3", "timestamp": 1710000001},
-                "m3": {"id": "m3", "parentId": "m1", "childrenIds": [], "role": "assistant", "content": "Hey",
-                       "model": "llama3", "timestamp": 1710000002}}}}}
+    chat = {
+        "id": "w-1",
+        "user_id": "u",
+        "title": "From Open WebUI",
+        "created_at": 1710000000,
+        "updated_at": 1710000100,
+        "pinned": False,
+        "archived": False,
+        "chat": {
+            "title": "From Open WebUI",
+            "models": ["llama3"],
+            "history": {
+                "currentId": "m3",
+                "messages": {
+                    "m1": {
+                        "id": "m1",
+                        "parentId": None,
+                        "childrenIds": ["m2", "m3"],
+                        "role": "user",
+                        "content": "Hi",
+                        "timestamp": 1710000000,
+                    },
+                    "m2": {
+                        "id": "m2",
+                        "parentId": "m1",
+                        "childrenIds": [],
+                        "role": "assistant",
+                        "content": "Hello",
+                        "model": "llama3",
+                        "timestamp": 1710000001,
+                    },
+                    "m3": {
+                        "id": "m3",
+                        "parentId": "m1",
+                        "childrenIds": [],
+                        "role": "assistant",
+                        "content": "Hey",
+                        "model": "llama3",
+                        "timestamp": 1710000002,
+                    },
+                },
+            },
+        },
+    }
     run = run_import(user, json.dumps([chat]))
     assert (run.imported, run.format) == (1, "openwebui")
     conversation = Conversation.objects.get(user=user)
@@ -149,6 +211,7 @@ def test_an_open_webui_export_keeps_its_history_tree(user):
         ('[{"title": "x", "mapping": {', "The file is not valid JSON, or it is cut short"),
         ("[{'single': 'quotes'}]", "The file is not valid JSON, or it is cut short"),
         (b'[{"mapping": "\xff\xfe"}]', "The file is not valid JSON, or it is cut short (lexical error: invalid bytes"),
+        ('[{"mapping": {}, "title": "\ud800"}]'.encode("utf-8", "surrogatepass"), "The file is not valid JSON"),
         ('{"conversations": []}', "This is not a ChatGPT, chatweb or Open WebUI export"),
         ('[{"name": "a spreadsheet row"}]', "This is not a ChatGPT, chatweb or Open WebUI export"),
         ("[]", "The file holds no conversations."),
@@ -160,6 +223,46 @@ def test_bad_files_are_refused_and_import_nothing(user, payload, message):
         run_import(user, payload)
     assert caught.value.message.startswith(message)
     assert not Conversation.objects.exists() and not ImportRun.objects.exists()
+
+
+def test_a_file_nested_100000_levels_deep_is_refused_as_too_deep(user):
+    """195 KiB that once grew a worker past 20 GB: the first pass refuses it, and nothing is kept."""
+    depth = 100_000
+    payload = b'[{"mapping": ' + b"[" * depth + b"]" * depth + b"}]"
+    assert len(payload) < 196 * 1024
+    with pytest.raises(InvalidInput, match="nested more than 100 levels deep"):
+        run_import(user, payload)
+    assert not Conversation.objects.exists() and not ImportRun.objects.exists()
+
+
+def test_refusing_a_deep_file_holds_only_what_it_read(user):
+    """Memory grew with the square of the depth: 5,000 levels took over 100 MB; now it is what was read."""
+    depth = 5_000
+    payload = b"[" + b"[" * depth + b"]" * depth + b"]"
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInput, match="nested more than"):
+            import_file_check(upload=io.BytesIO(payload), size=len(payload))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20
+
+
+def test_a_text_longer_than_any_message_is_refused_with_the_limit(user, settings):
+    settings.IMPORT_MAX_STRING = 1000
+    entry = chatgpt_branched()
+    entry["title"] = "x" * 1001
+    with pytest.raises(InvalidInput, match="a text of 1,001 characters; at most 1,000"):
+        run_import(user, json.dumps([entry]))
+    assert not ImportRun.objects.exists()
+
+
+def test_nesting_at_the_limit_still_imports(user, settings):
+    """A real export is a few levels deep; the limit is the same 100 levels as every other JSON input."""
+    entry = chatgpt_branched()
+    entry["extra"] = json.loads("[" * 90 + "]" * 90)
+    assert run_import(user, json.dumps([entry])).imported == 1
 
 
 def test_a_byte_order_mark_before_the_json_is_fine(user):
@@ -181,8 +284,12 @@ def test_a_file_over_the_limit_is_refused_with_the_limit(user, settings):
 
 
 def test_entries_that_cannot_be_read_are_skipped_and_said(user):
-    entries = [chatgpt_branched("ok"), {"mapping": "nonsense", "conversation_id": "bad"},
-               {"mapping": {}, "title": "No id"}, chatgpt_branched("ok-2")]
+    entries = [
+        chatgpt_branched("ok"),
+        {"mapping": "nonsense", "conversation_id": "bad"},
+        {"mapping": {}, "title": "No id"},
+        chatgpt_branched("ok-2"),
+    ]
     run = run_import(user, json.dumps(entries))
     assert (run.imported, run.skipped, run.status) == (2, 2, "done")
     assert "its mapping is not an object" in run.notes and "it has no conversation id" in run.notes
@@ -202,9 +309,16 @@ def test_importing_the_same_file_twice_adds_nothing_the_second_time(client, user
 
 def test_ten_thousand_conversations_are_written_in_batches_with_progress_saved(user, settings):
     settings.IMPORT_BATCH = 1000
-    entries = [{"conversation_id": f"c{i}", "title": f"Chat {i}", "create_time": 1700000000 + i, "current_node": "q",
-                "mapping": dict([chatgpt_node("q", None, [], "user", f"question {i}", 1700000000.0 + i)])}
-               for i in range(10_000)]
+    entries = [
+        {
+            "conversation_id": f"c{i}",
+            "title": f"Chat {i}",
+            "create_time": 1700000000 + i,
+            "current_node": "q",
+            "mapping": dict([chatgpt_node("q", None, [], "user", f"question {i}", 1700000000.0 + i)]),
+        }
+        for i in range(10_000)
+    ]
     data = json.dumps(entries).encode()
     upload = io.BytesIO(data)
     sha256, total = import_file_check(upload=upload, size=len(data))
@@ -272,7 +386,9 @@ def test_an_upload_imports_in_the_background_and_v1_lists_none_of_it(live_server
 
     browser = Client()
     browser.force_login(user)
-    upload = SimpleUploadedFile("conversations.json", json.dumps([chatgpt_branched("x1"), chatgpt_branched("x2")]).encode())
+    upload = SimpleUploadedFile(
+        "conversations.json", json.dumps([chatgpt_branched("x1"), chatgpt_branched("x2")]).encode()
+    )
     response = browser.post("/import/", {"file": upload})
     assert response.status_code == 302
     run_id = int(response["Location"].rstrip("/").split("/")[-1])

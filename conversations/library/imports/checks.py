@@ -4,12 +4,14 @@ entries, and its SHA-256. Its own module because it runs in the request, before 
 from __future__ import annotations
 
 import hashlib
-from typing import IO
+from collections.abc import Iterator
+from typing import IO, Any
 
 import ijson
 from django.conf import settings
 
 from conversations.core.errors import InvalidInput
+from conversations.core.jsonstream import JsonStreamError, json_list_items
 from conversations.library.imports.entries import entry_format
 
 
@@ -37,7 +39,7 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
         )
     count = 0
     try:
-        for entry in ijson.items(upload, "item", use_float=True):
+        for entry in import_entries(upload):
             if count == 0 and entry_format(entry) is None:
                 raise InvalidInput(
                     "This is not a ChatGPT, chatweb or Open WebUI export: its first entry is not a conversation "
@@ -45,7 +47,9 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
                     param="file",
                 )
             count += 1
-    except ijson.JSONError as exc:
+    except JsonStreamError as exc:
+        raise InvalidInput(f"{exc} Nothing was imported.", param="file") from None
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             f"The file is not valid JSON, or it is cut short ({json_error(exc)}). Nothing was imported.",
             param="file",
@@ -55,6 +59,12 @@ def import_file_check(*, upload: IO[bytes], size: int) -> tuple[str, int]:
     if count == 0:
         raise InvalidInput("The file holds no conversations.", param="file")
     return digest.hexdigest(), count
+
+
+def import_entries(upload: IO[bytes]) -> Iterator[Any]:
+    """The export's entries as they are read, nested at most as deep as any JSON input may be
+    (``IMPORT_MAX_DEPTH``), with no text longer than ``IMPORT_MAX_STRING`` characters."""
+    return json_list_items(upload, max_depth=settings.IMPORT_MAX_DEPTH, max_string=settings.IMPORT_MAX_STRING)
 
 
 def rewind(upload: IO[bytes]) -> None:

@@ -8,14 +8,13 @@ import threading
 from pathlib import Path
 from typing import IO
 
-import ijson
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from conversations.library.imports.checks import import_file_check, json_error, rewind
+from conversations.library.imports.checks import import_entries, import_file_check, json_error, rewind
 from conversations.library.imports.entries import entry_read
 from conversations.library.imports.imported import ImportedConversation, UnreadableEntry
 from conversations.library.imports.write import batch_write
@@ -26,9 +25,7 @@ log = logging.getLogger(__name__)
 NOTES_KEPT = 5
 
 
-def import_run_create(
-    *, user: User, filename: str, sha256: str, total: int
-) -> tuple[ImportRun, ImportRun | None]:
+def import_run_create(*, user: User, filename: str, sha256: str, total: int) -> tuple[ImportRun, ImportRun | None]:
     """A new run, and the last finished run of the same file by this user if there is one (to say so)."""
     before = ImportRun.objects.filter(user=user, sha256=sha256, status=ImportRun.Status.DONE).first()
     run = ImportRun.objects.create(user=user, filename=filename[:255], sha256=sha256, total=total)
@@ -45,7 +42,7 @@ def import_run_process(*, run: ImportRun, source: IO[bytes]) -> ImportRun:
     batch: list[ImportedConversation] = []
     rewind(source)
     try:
-        for entry in ijson.items(source, "item", use_float=True):
+        for entry in import_entries(source):
             try:
                 conversation = entry_read(entry)
             except UnreadableEntry as exc:
@@ -75,9 +72,7 @@ def import_path(run: ImportRun) -> Path:
     return Path(settings.DATA_DIR) / "imports" / f"{run.pk}.json"
 
 
-def import_start(
-    *, user: User, upload: IO[bytes], size: int, filename: str
-) -> tuple[ImportRun, ImportRun | None]:
+def import_start(*, user: User, upload: IO[bytes], size: int, filename: str) -> tuple[ImportRun, ImportRun | None]:
     """Check the uploaded file, keep it, and import it in a thread of its own (the request returns at once).
 
     Returns the run (its page shows the progress) and an earlier finished run of the same file, if any.
