@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from conversations.chat.generation.control import generation_stop
 from conversations.chat.generation.run import generation_start
-from conversations.chat.prompt import prompt_build
+from conversations.chat.prompt import prompt_build, prompt_reserve
 from conversations.chat.selectors import message_path_ids, message_subtree_ids
 from conversations.chat.turns import (
     _assistant_reply_create,
@@ -35,7 +35,6 @@ from conversations.core.errors import InvalidInput
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
 from conversations.core.rendering import markdown_render
-from conversations.ledger.metering.reserve import metering_reserve_turn
 from conversations.models import Conversation, Message
 
 
@@ -91,15 +90,7 @@ def message_continue(*, conversation: Conversation, message_id: Any) -> Message:
         conversation.model = chat_model_resolve(user=conversation.user, model_name=None)
         conversation.save(update_fields=["model", "updated_at"])
     _model_check(conversation)
-    model = conversation.model
-    prompt = prompt_build(reply=message, prefix=message.content)
-    metering_reserve_turn(
-        user=conversation.user,
-        model=model,
-        reply=message,
-        history=prompt.messages,
-        max_output_tokens=prompt.max_tokens,
-    )
+    prompt_reserve(reply=message, prompt=prompt_build(reply=message, prefix=message.content))
     Message.objects.filter(pk=message.pk).update(
         status=Message.Status.STREAMING, error="", finish_reason="", finished_at=None, updated_at=timezone.now()
     )

@@ -8,6 +8,7 @@ from typing import Any
 from conversations.chat.attachments.parts import message_model_content
 from conversations.chat.selectors import message_path_ids
 from conversations.chat.settings import chat_request_parameters, chat_system_messages
+from conversations.ledger.metering.reserve import metering_reserve_turn
 from conversations.models import Message
 
 
@@ -25,6 +26,20 @@ class Prompt:
     @property
     def max_tokens(self) -> int | None:
         return self.parameters.get("max_tokens")
+
+
+def prompt_reserve(*, reply: Message, prompt: Prompt) -> None:
+    """Reserve the worst case of ``reply``'s call for ``prompt`` against its user's budget and rate limits, or
+    ``QuotaExceeded``. ``reply.conversation`` comes with its user and its model's provider."""
+    conversation = reply.conversation
+    assert conversation.model is not None
+    metering_reserve_turn(
+        user=conversation.user,
+        model=conversation.model,
+        reply=reply,
+        history=prompt.messages,
+        max_output_tokens=prompt.max_tokens,
+    )
 
 
 def prompt_build(*, reply: Message, prefix: str = "") -> Prompt:

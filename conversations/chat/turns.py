@@ -23,7 +23,7 @@ from conversations.chat.attachments.parts import context_check
 from conversations.chat.generation.control import generation_stop, generation_sync
 from conversations.chat.generation.finish import reply_interrupt_save
 from conversations.chat.generation.run import generation_start
-from conversations.chat.prompt import prompt_build
+from conversations.chat.prompt import prompt_build, prompt_reserve
 from conversations.chat.selectors import (
     message_path_ids,
     message_subtree_ids,
@@ -37,7 +37,6 @@ from conversations.core import events
 from conversations.core.errors import InvalidInput, NotFound
 from conversations.core.events import conversation_group, event_publish
 from conversations.core.ids import row_id
-from conversations.ledger.metering.reserve import metering_reserve_turn
 from conversations.models import Attachment, ChatModel, Conversation, Message
 
 MAX_MESSAGE_CHARS = 100_000
@@ -238,13 +237,7 @@ def _assistant_reply_create(
     conversation.save(update_fields=["model", "title", "current_leaf", "updated_at"])
     prompt = prompt_build(reply=reply)
     context_check(model=model, history=prompt.messages, attachments=attachments or [])
-    metering_reserve_turn(
-        user=conversation.user,
-        model=model,
-        reply=reply,
-        history=prompt.messages,
-        max_output_tokens=prompt.max_tokens,
-    )
+    prompt_reserve(reply=reply, prompt=prompt)
     return reply
 
 
