@@ -217,11 +217,25 @@ class Chatweb:
         for index, port in enumerate(ports):
             log = (self.data_dir / f"daphne-{index}.log").open("ab")
             env = {**self.env(), **origin, "BENCH_SQL_COUNTS": str(self.data_dir / f"sql_counts-{index}.json")}
-            self.processes.append(subprocess.Popen(
-                [*self.wrap, PYTHON, str(BENCH / "_serve.py"), "-b", "127.0.0.1", "-p", str(port),
-                 "chatweb.asgi:application"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            ))
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        *self.wrap,
+                        PYTHON,
+                        str(BENCH / "_serve.py"),
+                        "-b",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "chatweb.asgi:application",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
+            )
             log.close()
         for port, process in zip(ports, self.processes):
             wait_listening(port, process)
@@ -242,8 +256,9 @@ class Chatweb:
             "events { worker_connections 16384; }\n"
             f"http {{\naccess_log off;\nclient_body_temp_path {prefix}/tmp;\n{conf}\n}}\n"
         )
-        self.proxy = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], cwd=prefix,
-                                      preexec_fn=die_with_parent)
+        self.proxy = subprocess.Popen(
+            [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], cwd=prefix, preexec_fn=die_with_parent
+        )
         wait_listening(port, self.proxy)
         return port
 
@@ -352,11 +367,15 @@ def bench_setup(
     If the bench fails, the server's log tail is printed; both are always stopped.
     """
     up_port = free_port()
-    upstream = subprocess.Popen([PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), *upstream_args],
-                                preexec_fn=die_with_parent)
+    upstream = subprocess.Popen(
+        [PYTHON, str(BENCH / "_upstream.py"), "--port", str(up_port), *upstream_args], preexec_fn=die_with_parent
+    )
     app = Chatweb(
-        upstream_base_url=f"http://127.0.0.1:{up_port}/v1", database_url=database_url, redis_url=redis_url,
-        workers=workers, wrap=py_spy(profile),
+        upstream_base_url=f"http://127.0.0.1:{up_port}/v1",
+        database_url=database_url,
+        redis_url=redis_url,
+        workers=workers,
+        wrap=py_spy(profile),
     )
     try:
         wait_listening(up_port, upstream)
@@ -446,15 +465,21 @@ class BulkTable:
             if value is None and not f.null:
                 raise RuntimeError(
                     f"{model.__name__}.{f.name} ({self.table}.{f.column}) has no default and no NULL:"
-                    " the loader must set it")
+                    " the loader must set it"
+                )
             self.rest_fields.append(f)
             self.rest.append(f.get_db_prep_value(value, self.connection, prepared=False))
         self.rest = tuple(self.rest)
         self.columns = [f.column for f in fields] + [f.column for f in self.rest_fields]
-        self.prepare = [
-            (i, f) for i, f in enumerate(fields)
-            if isinstance(f, (DateField, TimeField, DecimalField, UUIDField))  # DateTimeField is a DateField
-        ] if self.connection.vendor == "sqlite" else []
+        self.prepare = (
+            [
+                (i, f)
+                for i, f in enumerate(fields)
+                if isinstance(f, (DateField, TimeField, DecimalField, UUIDField))  # DateTimeField is a DateField
+            ]
+            if self.connection.vendor == "sqlite"
+            else []
+        )
 
     def load(self, rows: Iterable[tuple], batch: int = 20_000) -> int:
         """Write the rows in one transaction; returns how many."""
@@ -466,8 +491,10 @@ class BulkTable:
         rest = self.rest
         with transaction.atomic(using=self.connection.alias):
             if self.connection.vendor == "postgresql":
-                with self.connection.connection.cursor() as cur, cur.copy(
-                        f"COPY {self.table} ({names}) FROM STDIN") as copy:
+                with (
+                    self.connection.connection.cursor() as cur,
+                    cur.copy(f"COPY {self.table} ({names}) FROM STDIN") as copy,
+                ):
                     for row in rows:
                         copy.write_row(row + rest)
                         count += 1

@@ -15,15 +15,27 @@ import json
 from typing import Any
 
 TEXT = "tok " * 20
-REPLY = json.dumps({
-    "id": "chatcmpl-floor", "object": "chat.completion", "created": 0, "model": "floor",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop"}],
-}).encode()
+REPLY = json.dumps(
+    {
+        "id": "chatcmpl-floor",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "floor",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop"}],
+    }
+).encode()
 EVENTS = (
-    b"data: " + json.dumps({
-        "id": "chatcmpl-floor", "object": "chat.completion.chunk", "created": 0, "model": "floor",
-        "choices": [{"index": 0, "delta": {"role": "assistant", "content": TEXT}, "finish_reason": None}],
-    }).encode() + b"\n\ndata: [DONE]\n\n"
+    b"data: "
+    + json.dumps(
+        {
+            "id": "chatcmpl-floor",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "floor",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": TEXT}, "finish_reason": None}],
+        }
+    ).encode()
+    + b"\n\ndata: [DONE]\n\n"
 )
 
 
@@ -38,6 +50,11 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     stream = b'"stream": true' in body or b'"stream":true' in body
     data, kind = (EVENTS, b"text/event-stream") if stream else (REPLY, b"application/json")
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", kind), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", kind), (b"content-length", str(len(data)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": data})

@@ -51,7 +51,9 @@ def pdf(pages: int) -> bytes:
     page = canvas.Canvas(out)
     for n in range(pages):
         for line in range(45):
-            page.drawString(50, 800 - line * 17, f"Page {n + 1}, line {line + 1}: the quarterly figures, region by region.")
+            page.drawString(
+                50, 800 - line * 17, f"Page {n + 1}, line {line + 1}: the quarterly figures, region by region."
+            )
         page.showPage()
     page.save()
     return out.getvalue()
@@ -82,7 +84,9 @@ def main() -> None:
             if kept["kind"] == "image"
             else f"{len(kept['text']):,} characters, ~{kept['tokens']:,} tokens"
         )
-        print(f"{label:28} {len(data):>10,} {kept['size']:>10,} {statistics.median(times):>10.0f} {max(times):>8.0f}  {note}")
+        print(
+            f"{label:28} {len(data):>10,} {kept['size']:>10,} {statistics.median(times):>10.0f} {max(times):>8.0f}  {note}"
+        )
 
 
 if __name__ == "__main__":

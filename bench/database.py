@@ -61,10 +61,27 @@ def load(*, start: int, stop: int, user_id: int, other_id: int, key_id: int) -> 
 
     t0 = time.perf_counter()
     base = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    table = BulkTable(StoredCompletion, [
-        "id", "user", "api_key", "model", "provider", "upstream_model", "request", "messages", "response", "metadata",
-        "prompt_tokens", "completion_tokens", "status", "latency_ms", "source", "created_at",
-    ])
+    table = BulkTable(
+        StoredCompletion,
+        [
+            "id",
+            "user",
+            "api_key",
+            "model",
+            "provider",
+            "upstream_model",
+            "request",
+            "messages",
+            "response",
+            "metadata",
+            "prompt_tokens",
+            "completion_tokens",
+            "status",
+            "latency_ms",
+            "source",
+            "created_at",
+        ],
+    )
 
     def rows():
         for i in range(start, stop):
@@ -84,8 +101,24 @@ def load(*, start: int, stop: int, user_id: int, other_id: int, key_id: int) -> 
             messages = f'[{{"role": "user", "content": "Question number {i}, tell me about foxes."}}]'
             metadata = f'{{"team": "t{i % TEAMS}", "batch": "{i // 1000}"}}'
             request = f'{{"model": "{model}", "store": true}}'
-            yield (cid, owner, key_id if source == "api" else None, model, "openai", model, request, messages,
-                   response, metadata, 12, 17, status, 100 + i % 900, source, base + timedelta(seconds=i))
+            yield (
+                cid,
+                owner,
+                key_id if source == "api" else None,
+                model,
+                "openai",
+                model,
+                request,
+                messages,
+                response,
+                metadata,
+                12,
+                17,
+                status,
+                100 + i % 900,
+                source,
+                base + timedelta(seconds=i),
+            )
 
     table.load(rows())
     return time.perf_counter() - t0
@@ -114,7 +147,8 @@ def anchor_id(user_id: int, fraction: float) -> str:
 
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FROM conversations_storedcompletion WHERE user_id = %s AND source = 'api'", [user_id])
+            "SELECT count(*) FROM conversations_storedcompletion WHERE user_id = %s AND source = 'api'", [user_id]
+        )
         n = cur.fetchone()[0]
         cur.execute(
             "SELECT id FROM conversations_storedcompletion WHERE user_id = %s AND source = 'api'"
@@ -160,28 +194,46 @@ def measure(app: Chatweb, creds: dict, rows: int, repeat: int, admin_repeat: int
     with httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {creds['key']}"}, timeout=120) as c:
         for name, url in api.items():
             times, status, size = timed_get(c, url, repeat)
-            out[name] = {"p50_ms": pct(times, 50) * 1000, "p95_ms": pct(times, 95) * 1000,
-                         "p99_ms": pct(times, 99) * 1000, "status": status, "bytes": size}
+            out[name] = {
+                "p50_ms": pct(times, 50) * 1000,
+                "p95_ms": pct(times, 95) * 1000,
+                "p99_ms": pct(times, 99) * 1000,
+                "status": status,
+                "bytes": size,
+            }
     with httpx.Client(base_url=app.url, cookies={"sessionid": creds["session"]}, timeout=120) as c:
         for name, url in admin.items():
             times, status, size = timed_get(c, url, admin_repeat)
-            out[name] = {"p50_ms": pct(times, 50) * 1000, "p95_ms": pct(times, 95) * 1000,
-                         "p99_ms": pct(times, 99) * 1000, "status": status, "bytes": size}
+            out[name] = {
+                "p50_ms": pct(times, 50) * 1000,
+                "p95_ms": pct(times, 95) * 1000,
+                "p99_ms": pct(times, 99) * 1000,
+                "status": status,
+                "bytes": size,
+            }
     for name, v in out.items():
         if name != "rows":
-            print(f"  rows={rows:>9,} {name:<28} p50 {v['p50_ms']:7.1f} ms  p95 {v['p95_ms']:7.1f} ms"
-                  f"  p99 {v['p99_ms']:7.1f} ms  (HTTP {v['status']}, {v['bytes']:,} bytes)", flush=True)
+            print(
+                f"  rows={rows:>9,} {name:<28} p50 {v['p50_ms']:7.1f} ms  p95 {v['p95_ms']:7.1f} ms"
+                f"  p99 {v['p99_ms']:7.1f} ms  (HTTP {v['status']}, {v['bytes']:,} bytes)",
+                flush=True,
+            )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="20,000 then 100,000 rows, fewer requests")
-    parser.add_argument("--smoke", action="store_true", help="200 then 1,000 rows, a few requests, on SQLite unless"
-                        " DATABASE_URL is set: that it runs, not figures")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="200 then 1,000 rows, a few requests, on SQLite unless DATABASE_URL is set: that it runs, not figures",
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="cumulative row counts")
-    parser.add_argument("--pg", help=f"the scratch database (default {DEFAULT_PG}; with DATABASE_URL set,"
-                        " its name plus _bench on its server)")
+    parser.add_argument(
+        "--pg",
+        help=f"the scratch database (default {DEFAULT_PG}; with DATABASE_URL set, its name plus _bench on its server)",
+    )
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--reuse", action="store_true", help="keep the rows already in the database (PostgreSQL)")
     parser.add_argument("--keep", action="store_true", help="do not drop the database at the end (PostgreSQL)")
@@ -215,14 +267,18 @@ def main() -> None:
         have = StoredCompletion.objects.count()
         for target in args.rows:
             if target > have:
-                secs = load(start=have, stop=target, user_id=creds["user_id"], other_id=other["user_id"],
-                            key_id=key_id)
-                print(f"loaded rows {have:,}..{target:,} in {secs:.1f} s ({(target - have) / secs:,.0f} rows/s)",
-                      flush=True)
+                secs = load(start=have, stop=target, user_id=creds["user_id"], other_id=other["user_id"], key_id=key_id)
+                print(
+                    f"loaded rows {have:,}..{target:,} in {secs:.1f} s ({(target - have) / secs:,.0f} rows/s)",
+                    flush=True,
+                )
                 have = target
             secs = vacuum_analyze()
-            print(f"{'VACUUM ' if connection.vendor == 'postgresql' else ''}ANALYZE conversations_storedcompletion"
-                  f" ({have:,} rows) in {secs:.1f} s", flush=True)
+            print(
+                f"{'VACUUM ' if connection.vendor == 'postgresql' else ''}ANALYZE conversations_storedcompletion"
+                f" ({have:,} rows) in {secs:.1f} s",
+                flush=True,
+            )
             if args.load_only:
                 continue
             app.start()
@@ -236,20 +292,27 @@ def main() -> None:
             api_names = [k for k in last if k != "rows" and not k.startswith("admin")]
             worst = max(api_names, key=lambda k: last[k]["p99_ms"])
             ok = last[worst]["p99_ms"] < 20
-            print(f"TARGET API pages p99 < 20 ms at {last['rows']:,} rows: {'met' if ok else 'NOT met'}"
-                  f" (worst: {worst}, p99 {last[worst]['p99_ms']:.1f} ms)")
+            print(
+                f"TARGET API pages p99 < 20 ms at {last['rows']:,} rows: {'met' if ok else 'NOT met'}"
+                f" (worst: {worst}, p99 {last[worst]['p99_ms']:.1f} ms)"
+            )
             if len(results) > 1:
                 first = results[0]
                 growth = {k: last[k]["p50_ms"] / first[k]["p50_ms"] for k in api_names}
                 flat = max(growth.values()) < 1.5
-                print(f"TARGET API pages flat as rows grow ({first['rows']:,} -> {last['rows']:,}): "
-                      f"{'met' if flat else 'NOT met'} (p50 ratios: "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in growth.items()) + ")")
+                print(
+                    f"TARGET API pages flat as rows grow ({first['rows']:,} -> {last['rows']:,}): "
+                    f"{'met' if flat else 'NOT met'} (p50 ratios: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in growth.items())
+                    + ")"
+                )
             admin_names = [k for k in last if k.startswith("admin")]
             worst = max(admin_names, key=lambda k: last[k]["p95_ms"])
             ok = last[worst]["p95_ms"] < 300
-            print(f"TARGET admin pages < 300 ms (p95) at {last['rows']:,} rows: {'met' if ok else 'NOT met'}"
-                  f" (worst: {worst}, p95 {last[worst]['p95_ms']:.1f} ms)")
+            print(
+                f"TARGET admin pages < 300 ms (p95) at {last['rows']:,} rows: {'met' if ok else 'NOT met'}"
+                f" (worst: {worst}, p95 {last[worst]['p95_ms']:.1f} ms)"
+            )
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
         if dsn and not args.keep:

@@ -153,7 +153,7 @@ async def run(args: argparse.Namespace, up_port: int, floor_port: int, app: Chat
             cpu_gw = 0.0
             sql0 = app.sql_counts()
             for r in range(args.rounds):
-                order = list(targets)[r % 3:] + list(targets)[: r % 3]  # each target takes its turn first
+                order = list(targets)[r % 3 :] + list(targets)[: r % 3]  # each target takes its turn first
                 for name in order:
                     cpu0 = server.cpu_seconds()
                     got, took, errs = await phase(conns[name], raws[name], stream, per_phase)
@@ -256,8 +256,10 @@ def main() -> None:
         floor_port = free_port()
         floor = subprocess.Popen(  # served as chatweb is (chatweb/serve.py)
             [PYTHON, "-m", "chatweb.serve", "-b", "127.0.0.1", "-p", str(floor_port), "_floor:application"],
-            cwd=BENCH, env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=BENCH,
+            env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_listening(floor_port, floor)
@@ -279,13 +281,17 @@ def main() -> None:
             if r1 and r100:
                 ratio = r100["server_cpu_ms_per_request"] / r1["server_cpu_ms_per_request"]
                 met = "met" if ratio <= 1.2 else "NOT met"
-                print(f"TARGET CPU per call at c=100 <= 1.2 x c=1, {label}: {met} ({r100['server_cpu_ms_per_request']:.2f}"
-                      f" vs {r1['server_cpu_ms_per_request']:.2f} ms, {ratio:.2f} x)")
+                print(
+                    f"TARGET CPU per call at c=100 <= 1.2 x c=1, {label}: {met} ({r100['server_cpu_ms_per_request']:.2f}"
+                    f" vs {r1['server_cpu_ms_per_request']:.2f} ms, {ratio:.2f} x)"
+                )
             if r100:
                 ratio = r100["gateway"]["rps"] / r100["daphne"]["rps"] if r100["daphne"]["rps"] else 0.0
                 met = "met" if ratio >= 0.5 else "NOT met"
-                print(f"TARGET rps at c=100 >= 0.5 x Daphne serving nothing, {label}: {met}"
-                      f" ({r100['gateway']['rps']:.0f} vs {r100['daphne']['rps']:.0f}, {ratio:.2f} x)")
+                print(
+                    f"TARGET rps at c=100 >= 0.5 x Daphne serving nothing, {label}: {met}"
+                    f" ({r100['gateway']['rps']:.0f} vs {r100['daphne']['rps']:.0f}, {ratio:.2f} x)"
+                )
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2))
 

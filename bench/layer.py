@@ -45,10 +45,15 @@ async def main() -> None:
     if args.smoke:
         args.rounds, args.messages = 1, 1000
     for round_ in range(1, args.rounds + 1):
-        figures = {name: await per_message_us(cls, args.messages) for name, cls in
-                   (("Channels' layer", ChannelsLayer), ("chatweb's layer", ChatwebLayer))}
-        print(f"round {round_}: " + ", ".join(f"{name} {us:.1f} µs" for name, us in figures.items())
-              + " per group send and receive")
+        figures = {
+            name: await per_message_us(cls, args.messages)
+            for name, cls in (("Channels' layer", ChannelsLayer), ("chatweb's layer", ChatwebLayer))
+        }
+        print(
+            f"round {round_}: "
+            + ", ".join(f"{name} {us:.1f} µs" for name, us in figures.items())
+            + " per group send and receive"
+        )
 
 
 if __name__ == "__main__":

@@ -110,8 +110,11 @@ def local_server() -> Iterator[str]:
     """The model's server on a free port, yielding its base URL; its process group is killed on the way out."""
     port = free_port()
     server = subprocess.Popen(
-        server_command(port=port, context=CONTEXT), env=server_environment(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        server_command(port=port, context=CONTEXT),
+        env=server_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -208,10 +211,12 @@ def summarise(name: str, rows: list[Reply]) -> float:
     rates = [r.rate for r in rows]
     ending = [(r.end - r.last) * 1000 for r in rows]
     tokens = sum(r.tokens for r in rows)
-    print(f"{name:>8}: first token p50 {statistics.median(ttft):6.1f} ms (min {min(ttft):.1f}, max {max(ttft):.1f}); "
-          f"{statistics.median(rates):5.1f} tokens/s p50 (min {min(rates):.1f}, max {max(rates):.1f}); "
-          f"last token to end p50 {statistics.median(ending):5.1f} ms; {tokens} tokens; "
-          f"CPU here {sum(r.cpu for r in rows) * 1000 / tokens:.2f} ms/token")
+    print(
+        f"{name:>8}: first token p50 {statistics.median(ttft):6.1f} ms (min {min(ttft):.1f}, max {max(ttft):.1f}); "
+        f"{statistics.median(rates):5.1f} tokens/s p50 (min {min(rates):.1f}, max {max(rates):.1f}); "
+        f"last token to end p50 {statistics.median(ending):5.1f} ms; {tokens} tokens; "
+        f"CPU here {sum(r.cpu for r in rows) * 1000 / tokens:.2f} ms/token"
+    )
     return statistics.median(rates)
 
 
@@ -241,17 +246,23 @@ async def main(base_url: str, rounds: int) -> None:
                 await reseed(client, seed=i + 1)
                 rows[name].append(await sides[name](prompt))
             d, c = rows["direct"][-1], rows["chatweb"][-1]
-            print(f"round {i + 1}: {d.tokens} / {c.tokens} tokens{'' if d.text == c.text else ' (replies differ)'}; "
-                  f"direct {d.rate:.1f}, chatweb {c.rate:.1f} tokens/s; ratio {c.rate / d.rate:.3f}")
+            print(
+                f"round {i + 1}: {d.tokens} / {c.tokens} tokens{'' if d.text == c.text else ' (replies differ)'}; "
+                f"direct {d.rate:.1f}, chatweb {c.rate:.1f} tokens/s; ratio {c.rate / d.rate:.3f}"
+            )
     same = sum(d.text == c.text for d, c in zip(rows["direct"], rows["chatweb"]))
-    print(f"SmolLM2-135M via llama.cpp, {os.cpu_count()} cores, server's sampling defaults, {CONTEXT}-token context; "
-          f"the same reply on both sides in {same} of {rounds} rounds")
+    print(
+        f"SmolLM2-135M via llama.cpp, {os.cpu_count()} cores, server's sampling defaults, {CONTEXT}-token context; "
+        f"the same reply on both sides in {same} of {rounds} rounds"
+    )
     d = summarise("direct", rows["direct"])
     c = summarise("chatweb", rows["chatweb"])
     summed = summed_rate(rows["chatweb"]) / summed_rate(rows["direct"])
     print(f"chatweb / direct tokens/s: {c / d:.3f} (medians), {summed:.3f} (summed tokens / summed time)")
-    print(f"TARGET chatweb >= {TARGET} x direct tokens/s: {'met' if summed >= TARGET else 'NOT met'} "
-          f"({summed:.3f}, summed)")
+    print(
+        f"TARGET chatweb >= {TARGET} x direct tokens/s: {'met' if summed >= TARGET else 'NOT met'} "
+        f"({summed:.3f}, summed)"
+    )
 
 
 if __name__ == "__main__":

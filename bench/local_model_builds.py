@@ -56,7 +56,10 @@ class Server:
         self.port = free_port()
         command = [python, *server_command(port=self.port, context=512)[1:]]
         self.process = subprocess.Popen(
-            command, env=server_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            command,
+            env=server_environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         stack.callback(lambda: os.killpg(self.process.pid, signal.SIGKILL))
@@ -73,11 +76,15 @@ class Server:
     def ask(self, seed: int) -> tuple[float, float]:
         """(tokens/s while generating, server CPU seconds per token) of one streamed reply."""
         body = {
-            "model": MODEL_ALIAS, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
-            "seed": seed, "max_tokens": MAX_TOKENS,
+            "model": MODEL_ALIAS,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "stream": True,
+            "seed": seed,
+            "max_tokens": MAX_TOKENS,
         }
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/v1/chat/completions", data=json.dumps(body).encode(),
+            f"http://127.0.0.1:{self.port}/v1/chat/completions",
+            data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )
         cpu_before = cpu_seconds(self.process.pid)
@@ -94,8 +101,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", action="append", required=True, help="a venv's python with a llama.cpp build")
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--smoke", action="store_true", help="one round of 20-token replies: that it runs, not figures"
-                        " (with one --python, the build `make install-local` made, it needs nothing else)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one round of 20-token replies: that it runs, not figures"
+        " (with one --python, the build `make install-local` made, it needs nothing else)",
+    )
     args = parser.parse_args()
     global MAX_TOKENS
     if args.smoke:

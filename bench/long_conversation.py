@@ -61,8 +61,10 @@ def main() -> None:
     with bench_setup(database_url=args.pg, profile=args.profile) as (app, _):
         app.prepare()
         creds = app.user_with_key()
-        conversation_id = app.shell(TREE.format(messages=args.messages, branches=args.branches, reply=REPLY) if args.tree else
-            f"""
+        conversation_id = app.shell(
+            TREE.format(messages=args.messages, branches=args.branches, reply=REPLY)
+            if args.tree
+            else f"""
 import json
 from django.contrib.auth import get_user_model
 from conversations.models import ChatModel, Conversation, Message
@@ -120,8 +122,11 @@ print(json.dumps(c.pk))
             "sql_per_page": statements,
         }
         if switch_times:
-            result.update(switch_p50_ms=pct(switch_times, 50) * 1000, switch_p95_ms=pct(switch_times, 95) * 1000,
-                          switch_max_ms=max(switch_times) * 1000)
+            result.update(
+                switch_p50_ms=pct(switch_times, 50) * 1000,
+                switch_p95_ms=pct(switch_times, 95) * 1000,
+                switch_max_ms=max(switch_times) * 1000,
+            )
         shape = f"{args.messages} messages over {args.branches} branches" if args.tree else f"{args.messages} messages"
         print(
             f"conversation of {shape} ({result['database']}): page p50 {result['p50_ms']:.0f} ms,"
@@ -211,8 +216,9 @@ def _switch_times(app, session: str, conversation_id: int, forks: list[list[int]
     async def run() -> list[float]:
         url = app.url.replace("http", "ws") + f"/ws/c/{conversation_id}/"
         times: list[float] = []
-        async with websockets.connect(url, additional_headers={"Cookie": f"sessionid={session}"},
-                                      origin=app.url, max_size=None) as socket:
+        async with websockets.connect(
+            url, additional_headers={"Cookie": f"sessionid={session}"}, origin=app.url, max_size=None
+        ) as socket:
             for round_ in range(max(1, repeat // len(forks) // 2 + 1)):
                 for shown, other in forks:
                     for target in (other, shown):

@@ -78,10 +78,21 @@ def main() -> None:
     request = RequestFactory().post("/v1/chat/completions")
     request.resolver_match = resolve("/v1/chat/completions")
     http = per_call_us(lambda: metrics.http_observe(request, 200, 0.004), n)
-    completion = per_call_us(lambda: metrics.completion_observe(
-        model="bench-model", deployment="Bench / bench-upstream", source="api", status="completed", user_id=1,
-        seconds=0.004, first_token_seconds=0.002, prompt_tokens=12, completion_tokens=20, cost_usd=Decimal("0.0001"),
-    ), n)
+    completion = per_call_us(
+        lambda: metrics.completion_observe(
+            model="bench-model",
+            deployment="Bench / bench-upstream",
+            source="api",
+            status="completed",
+            user_id=1,
+            seconds=0.004,
+            first_token_seconds=0.002,
+            prompt_tokens=12,
+            completion_tokens=20,
+            cost_usd=Decimal("0.0001"),
+        ),
+        n,
+    )
     chunk = per_chunk_us(n_chunks=20, rounds=n // 20)
     scrape = per_call_us(generate_latest, max(n // 100, 100))
     print(f"http_observe per request:         {http:6.2f} us")

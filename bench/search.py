@@ -132,15 +132,21 @@ def load(*, messages: int, conversations: int, words: list[str], rng: random.Ran
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg", help=f"the scratch database (default {DEFAULT_PG}; with DATABASE_URL set,"
-                        " its name plus _bench_search on its server)")
+    parser.add_argument(
+        "--pg",
+        help=f"the scratch database (default {DEFAULT_PG}; with DATABASE_URL set,"
+        " its name plus _bench_search on its server)",
+    )
     parser.add_argument("--sqlite", action="store_true", help="SQLite (FTS5) instead of PostgreSQL")
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--conversations", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="10^5 messages over 10^3 conversations, 50 runs")
-    parser.add_argument("--smoke", action="store_true", help="2,000 messages, 5 runs, on SQLite unless DATABASE_URL"
-                        " is set: that it runs, not figures")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="2,000 messages, 5 runs, on SQLite unless DATABASE_URL is set: that it runs, not figures",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the database for --reuse")
     parser.add_argument("--reuse", action="store_true", help="measure the database a --keep run left")
     parser.add_argument("--json")
@@ -159,14 +165,25 @@ def main() -> None:
     if dsn is None and not args.reuse:
         shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    info: dict = {"machine": machine(), "database": "postgresql" if dsn else "sqlite",
-                  "messages": args.messages, "conversations": args.conversations}
+    info: dict = {
+        "machine": machine(),
+        "database": "postgresql" if dsn else "sqlite",
+        "messages": args.messages,
+        "conversations": args.conversations,
+    }
     if dsn and not args.reuse:
         name = dsn.rsplit("/", 1)[1]
         pg_admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         pg_admin(dsn, f'CREATE DATABASE "{name}"')
-    django_setup({"DJANGO_SETTINGS_MODULE": "chatweb.settings", "CHATWEB_DATA_DIR": str(data_dir), "LOCAL_MODEL": "0",
-                  "LOG_LEVEL": "WARNING", **({"DATABASE_URL": dsn} if dsn else {})})
+    django_setup(
+        {
+            "DJANGO_SETTINGS_MODULE": "chatweb.settings",
+            "CHATWEB_DATA_DIR": str(data_dir),
+            "LOCAL_MODEL": "0",
+            "LOG_LEVEL": "WARNING",
+            **({"DATABASE_URL": dsn} if dsn else {}),
+        }
+    )
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
@@ -174,8 +191,10 @@ def main() -> None:
 
     if not args.reuse:
         call_command("migrate", verbosity=0)
-        print(f"loading {args.messages:,} messages over {args.conversations:,} conversations"
-              f" ({info['database']})…", flush=True)
+        print(
+            f"loading {args.messages:,} messages over {args.conversations:,} conversations ({info['database']})…",
+            flush=True,
+        )
         info["load"] = load(messages=args.messages, conversations=args.conversations, words=words, rng=rng)
         print("  " + ", ".join(f"{k} {v:.1f}" for k, v in info["load"].items()), flush=True)
 
@@ -200,13 +219,21 @@ def main() -> None:
             t0 = time.perf_counter()
             page = search.conversation_search(user=user, query=parsed)
             times.append(time.perf_counter() - t0)
-        row = {"text": text, "matches": matches, "hits": len(page.hits), **{
-            f"p{p}_ms": pct(times, p) * 1000 for p in (50, 95, 99)}}
+        row = {
+            "text": text,
+            "matches": matches,
+            "hits": len(page.hits),
+            **{f"p{p}_ms": pct(times, p) * 1000 for p in (50, 95, 99)},
+        }
         results[label] = row
-        print(f"{label:<20} {text!r:<34} {matches:>9,} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['p99_ms']:>8.1f}")
+        print(
+            f"{label:<20} {text!r:<34} {matches:>9,} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['p99_ms']:>8.1f}"
+        )
     for label in ("word", "phrase", "prefix"):
         met = results[label]["p99_ms"] <= 50
-        print(f"TARGET search p99 <= 50 ms for a {label}: {'met' if met else 'NOT met'} ({results[label]['p99_ms']:.1f} ms)")
+        print(
+            f"TARGET search p99 <= 50 ms for a {label}: {'met' if met else 'NOT met'} ({results[label]['p99_ms']:.1f} ms)"
+        )
     info["results"] = results
     if args.json:
         Path(args.json).write_text(json.dumps(info, indent=2, default=str))

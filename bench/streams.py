@@ -54,17 +54,29 @@ RATE = 20.0
 PARAGRAPH = 10  # pieces per paragraph
 CONSTANT_WRITES = 8
 STAMP = re.compile(r"@(\d+\.\d+)")
-DONE = re.compile(r'class="message assistant"[^>]*data-status="(complete|error|stopped|interrupted)"|'
-                  r'data-status="(complete|error|stopped|interrupted)"[^>]*class="message assistant"')
+DONE = re.compile(
+    r'class="message assistant"[^>]*data-status="(complete|error|stopped|interrupted)"|'
+    r'data-status="(complete|error|stopped|interrupted)"[^>]*class="message assistant"'
+)
 
 
-def client_process(port: int, session: str, conversation_ids: list[int], start_at: float, spread: float,
-                   timeout: float, out: mp.Queue) -> None:
+def client_process(
+    port: int, session: str, conversation_ids: list[int], start_at: float, spread: float, timeout: float, out: mp.Queue
+) -> None:
     import websockets
 
     latencies: list[tuple[float, float]] = []  # (emitted, latency) of each piece
-    stats = {"deltas": 0, "done": 0, "failed": 0, "statuses": {}, "connect_errors": 0, "last_done": 0.0,
-             "first_done": float("inf"), "first_pieces": [], "reply_seconds": 0.0}
+    stats = {
+        "deltas": 0,
+        "done": 0,
+        "failed": 0,
+        "statuses": {},
+        "connect_errors": 0,
+        "last_done": 0.0,
+        "first_done": float("inf"),
+        "first_pieces": [],
+        "reply_seconds": 0.0,
+    }
 
     async def one(index: int, conversation_id: int) -> None:
         uri = f"ws://127.0.0.1:{port}/ws/c/{conversation_id}/"
@@ -139,9 +151,24 @@ def record(pid: int, profile: str, n: int, start_at: float, seconds: float) -> N
     time.sleep(max(0.0, start_at - time.time()))
     stem, _, kind = profile.rpartition(".")
     raw = ["--format", "raw"] if kind == "txt" else []
-    subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "--gil", *raw, "--pid", str(pid),
-                    "--duration", str(math.ceil(seconds)), "-o", f"{stem}-{n}.{kind}"], check=False,
-                   capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "-r",
+            "200",
+            "--gil",
+            *raw,
+            "--pid",
+            str(pid),
+            "--duration",
+            str(math.ceil(seconds)),
+            "-o",
+            f"{stem}-{n}.{kind}",
+        ],
+        check=False,
+        capture_output=True,
+    )
 
 
 def create_conversations(app: Chatweb, n: int) -> list[int]:
@@ -162,7 +189,7 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
     ids = create_conversations(app, n)
     app.start()
     servers = app.all_stats()[: app.workers]
-    proxy = app.all_stats()[app.workers:]
+    proxy = app.all_stats()[app.workers :]
     time.sleep(1.0)
     rss_before = sum(server.rss_bytes() for server in servers)
     sql0 = app.sql_counts()
@@ -186,12 +213,14 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
     def sample() -> None:
         while not stop.is_set():
             try:
-                samples.append((
-                    time.time(),
-                    sum(server.cpu_seconds() for server in servers),
-                    sum(server.rss_bytes() for server in servers),
-                    sum(p.cpu_seconds() for p in proxy),
-                ))
+                samples.append(
+                    (
+                        time.time(),
+                        sum(server.cpu_seconds() for server in servers),
+                        sum(server.rss_bytes() for server in servers),
+                        sum(p.cpu_seconds() for p in proxy),
+                    )
+                )
             except OSError:
                 return
             time.sleep(0.25)
@@ -199,7 +228,9 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     if profile:
-        threading.Thread(target=record, args=(servers[0].pid, profile, n, start_at, spread + seconds), daemon=True).start()
+        threading.Thread(
+            target=record, args=(servers[0].pid, profile, n, start_at, spread + seconds), daemon=True
+        ).start()
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
@@ -283,10 +314,13 @@ def run_n(app: Chatweb, session: str, n: int, seconds: float, profile: str | Non
         "mean_reply_s": stats.get("reply_seconds", 0.0) / max(1, stats["done"]),
         "write_statements_per_reply": write_statements / n,
         "writes_by_kind_per_reply": {
-            k: round((sql1.get(f"{k} rows", 0) - sql0.get(f"{k} rows", 0)) / n, 2) for k in ("INSERT", "UPDATE", "DELETE")
+            k: round((sql1.get(f"{k} rows", 0) - sql0.get(f"{k} rows", 0)) / n, 2)
+            for k in ("INSERT", "UPDATE", "DELETE")
         },
         "statements_per_reply": statements / n,
-        "client_cpu_pct": stats["client_cpu_s"] / (stream_secs + connect_time) * 100 if stream_secs == stream_secs else 0,
+        "client_cpu_pct": stats["client_cpu_s"] / (stream_secs + connect_time) * 100
+        if stream_secs == stream_secs
+        else 0,
     }
     lat = row["added_latency_ms"]
     unconnected = f" ({stats['connect_errors']} could not connect)" if stats["connect_errors"] else ""
@@ -315,8 +349,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each reply")
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--profile", help="record the (first) worker with py-spy while messages go and replies stream, into"
-                        " <PROFILE>-<N>.txt (raw stacks) or .svg (flame graph)")
+    parser.add_argument(
+        "--profile",
+        help="record the (first) worker with py-spy while messages go and replies stream, into"
+        " <PROFILE>-<N>.txt (raw stacks) or .svg (flame graph)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="Daphne workers; more than one: behind nginx")
     parser.add_argument("--database-url", help="PostgreSQL instead of SQLite (a database the bench may fill)")
     parser.add_argument("--redis-url", help="the Redis channel layer instead of the in-memory one")
@@ -331,12 +368,16 @@ def main() -> None:
     upstream_args = ("--tokens", str(tokens), "--rate", str(RATE), "--paragraph", str(PARAGRAPH))
     if args.workers > 1 and not args.redis_url:
         parser.error("several workers share their streams' events through Redis: give --redis-url")
-    with bench_setup(upstream_args=upstream_args, database_url=args.database_url,
-                     redis_url=args.redis_url, workers=args.workers) as (app, _):
+    with bench_setup(
+        upstream_args=upstream_args, database_url=args.database_url, redis_url=args.redis_url, workers=args.workers
+    ) as (app, _):
         app.prepare()
         creds = app.user_with_key()
-        serving = ("one Daphne worker" if args.workers == 1 else f"{args.workers} Daphne workers behind nginx") + (
-            ", PostgreSQL" if args.database_url else ", SQLite") + (", Redis" if args.redis_url else ", in-memory layer")
+        serving = (
+            ("one Daphne worker" if args.workers == 1 else f"{args.workers} Daphne workers behind nginx")
+            + (", PostgreSQL" if args.database_url else ", SQLite")
+            + (", Redis" if args.redis_url else ", in-memory layer")
+        )
         print(f"replies of {tokens} pieces at {RATE:.0f}/s ({args.seconds:.0f} s); {serving}", flush=True)
         for n in args.n:
             rows.append(run_n(app, creds["session"], n, args.seconds, args.profile))
@@ -344,18 +385,25 @@ def main() -> None:
         if thousand:
             r = thousand[0]
             ok = r["added_latency_ms"]["p99"] <= 100 and r["replies_done"] == 1000
-            print(f"TARGET 1,000 streams, all finished, with p99 added latency <= 100 ms: {'met' if ok else 'NOT met'}"
-                  f" (p99 {r['added_latency_ms']['p99']:.1f} ms, {r['replies_done']} done)")
+            print(
+                f"TARGET 1,000 streams, all finished, with p99 added latency <= 100 ms: {'met' if ok else 'NOT met'}"
+                f" (p99 {r['added_latency_ms']['p99']:.1f} ms, {r['replies_done']} done)"
+            )
         held = [r["n"] for r in rows if r["added_latency_ms"]["p99"] <= 50 and r["replies_done"] == r["n"]]
-        print(f"Largest N run that held p99 <= 50 ms with every reply finished: {max(held) if held else 'none'}"
-              f" (of N = {', '.join(str(r['n']) for r in rows)})")
+        print(
+            f"Largest N run that held p99 <= 50 ms with every reply finished: {max(held) if held else 'none'}"
+            f" (of N = {', '.join(str(r['n']) for r in rows)})"
+        )
         for r in rows:  # the constant: the turn's inserts (2 messages, stored completion, usage) and final updates
             ok = r["writes_per_reply"] <= r["mean_reply_s"] + CONSTANT_WRITES
-            print(f"TARGET writes/reply <= 1 per second of streaming + {CONSTANT_WRITES} (N={r['n']}): "
-                  f"{'met' if ok else 'NOT met'} ({r['writes_per_reply']:.1f} for replies of {r['mean_reply_s']:.1f} s)")
+            print(
+                f"TARGET writes/reply <= 1 per second of streaming + {CONSTANT_WRITES} (N={r['n']}): "
+                f"{'met' if ok else 'NOT met'} ({r['writes_per_reply']:.1f} for replies of {r['mean_reply_s']:.1f} s)"
+            )
         if args.json:
-            Path(args.json).write_text(json.dumps({"machine": machine(), "seconds": args.seconds, "rows": rows},
-                                                  indent=2))
+            Path(args.json).write_text(
+                json.dumps({"machine": machine(), "seconds": args.seconds, "rows": rows}, indent=2)
+            )
 
 
 if __name__ == "__main__":

@@ -148,11 +148,7 @@ TEMPLATES = [
 
 ASGI_APPLICATION = "chatweb.asgi.application"
 
-DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'chatweb.sqlite3'}"
-    )
-}
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'chatweb.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the page read while a generation writes; the timeout rides out short locks.
     # Connections persist: a new one re-reads the schema on its first query and closing
@@ -387,7 +383,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"()": "conversations.core.logs.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "()": "conversations.core.logs.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {"()": "conversations.core.logs.JsonFormatter"},
     },
     "handlers": {

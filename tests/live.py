@@ -95,7 +95,16 @@ class LiveApp:
             self.port = free_port()
             log = self.log_path.open("ab")
             self.process = subprocess.Popen(
-                [self.python, "-m", "chatweb.serve", "-b", "127.0.0.1", "-p", str(self.port), "chatweb.asgi:application"],
+                [
+                    self.python,
+                    "-m",
+                    "chatweb.serve",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "chatweb.asgi:application",
+                ],
                 cwd=ROOT,
                 env=self.env(),
                 stdout=log,

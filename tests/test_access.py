@@ -71,8 +71,11 @@ def _sdk(live_server_url: str, raw: str) -> openai.OpenAI:
 def priced(chat_model) -> ModelPrice:
     """fake-model costs 1 USD per million input tokens and 2 USD per million output tokens."""
     return ModelPrice.objects.create(
-        model="fake-model", input_per_million=Decimal("1"), cached_input_per_million=Decimal("0.5"),
-        output_per_million=Decimal("2"), effective_from=timezone.now() - timedelta(days=1),
+        model="fake-model",
+        input_per_million=Decimal("1"),
+        cached_input_per_million=Decimal("0.5"),
+        output_per_million=Decimal("2"),
+        effective_from=timezone.now() - timedelta(days=1),
     )
 
 
@@ -97,7 +100,9 @@ def test_a_user_sees_and_calls_only_the_models_of_their_groups_and_their_grants(
     # Exactly as OpenAI answers a model the key cannot see: nothing tells it from one that does not exist.
     assert hidden.value.body == {
         "message": "The model `second-model` does not exist or you do not have access to it.",
-        "type": "invalid_request_error", "param": None, "code": "model_not_found",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "model_not_found",
     }
     assert missing.value.body["code"] == "model_not_found"
     with pytest.raises(openai.NotFoundError):
@@ -110,9 +115,7 @@ def test_a_user_sees_and_calls_only_the_models_of_their_groups_and_their_grants(
     assert sorted(m.id for m in sdk.models.list()) == ["fake-model", "second-model", "third-model"]
 
 
-def test_users_in_no_group_use_every_model_unless_the_site_says_only_their_grants(
-    live_server_url, user, models
-):
+def test_users_in_no_group_use_every_model_unless_the_site_says_only_their_grants(live_server_url, user, models):
     sdk = _sdk(live_server_url, api_key_create(user=user, name="t")[1])
     assert len(sdk.models.list().data) == 3
     site = SiteSettings.load()
@@ -188,7 +191,9 @@ def test_group_defaults_apply_to_members_without_limits_of_their_own(live_server
     _group("Slower", users=[user], member_requests_per_minute=1, member_tokens_per_minute=10**6)
     sdk = _sdk(live_server_url, api_key_create(user=user, name="t")[1])
     upstream.script(Reply(text="one"), Reply(text="two"))
-    first = sdk.chat.completions.with_raw_response.create(model="fake-model", messages=[{"role": "user", "content": "1"}])
+    first = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=[{"role": "user", "content": "1"}]
+    )
     assert first.headers["x-ratelimit-limit-requests"] == "1"
     with pytest.raises(openai.RateLimitError) as caught:
         sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "2"}])
@@ -233,17 +238,25 @@ def test_a_key_over_its_own_budget_or_rpm_answers_429_and_another_key_still_work
     free = _sdk(live_server_url, api_key_create(user=user, name="f")[1])
     upstream.script(*[Reply(text="ok") for _ in range(4)])
 
-    assert budgeted.chat.completions.create(model="fake-model", max_tokens=100, messages=[{"role": "user", "content": "1"}])
+    assert budgeted.chat.completions.create(
+        model="fake-model", max_tokens=100, messages=[{"role": "user", "content": "1"}]
+    )
     eventually(lambda: UsageRecord.objects.filter(api_key__name="b", state="settled").exists())  # after the answer
     UsageRecord.objects.filter(api_key__name="b").update(cost=Decimal("0.01"))
     with pytest.raises(openai.RateLimitError) as caught:
-        budgeted.chat.completions.create(model="fake-model", max_tokens=100, messages=[{"role": "user", "content": "2"}])
-    assert caught.value.code == "insufficient_quota" and "This API key's monthly budget is reached" in caught.value.message
+        budgeted.chat.completions.create(
+            model="fake-model", max_tokens=100, messages=[{"role": "user", "content": "2"}]
+        )
+    assert (
+        caught.value.code == "insufficient_quota" and "This API key's monthly budget is reached" in caught.value.message
+    )
 
     assert limited.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "1"}])
     with pytest.raises(openai.RateLimitError) as caught:
         limited.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "2"}])
-    assert caught.value.code == "rate_limit_exceeded" and "for this API key: 1 requests per minute" in caught.value.message
+    assert (
+        caught.value.code == "rate_limit_exceeded" and "for this API key: 1 requests per minute" in caught.value.message
+    )
     assert 1 <= int(caught.value.response.headers["Retry-After"]) <= 61
 
     assert free.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "3"}])
@@ -284,18 +297,31 @@ def _form(**fields) -> dict:
 def test_the_keys_page_creates_a_scoped_key_and_shows_its_scopes_and_spend(client, user, models):
     client.force_login(user)
     tomorrow = (timezone.now() + timedelta(days=1)).date()
-    response = client.post("/account/keys/", _form(
-        name="reporting <b>bot</b>", expires_on=tomorrow.isoformat(), monthly_budget="5", requests_per_minute="30",
-        models=[models["second"].pk], read_only="on",
-    ))
+    response = client.post(
+        "/account/keys/",
+        _form(
+            name="reporting <b>bot</b>",
+            expires_on=tomorrow.isoformat(),
+            monthly_budget="5",
+            requests_per_minute="30",
+            models=[models["second"].pk],
+            read_only="on",
+        ),
+    )
     assert response.status_code == 302
     key = ApiKey.objects.get(user=user)
     assert (key.monthly_budget, key.requests_per_minute, key.read_only) == (Decimal("5"), 30, True)
     assert key.expires_at.date() == tomorrow and key.expires_at.hour == 23  # usable through that day, UTC
     assert list(key.allowed_models.all()) == [models["second"]]
     UsageRecord.objects.create(user=user, api_key=key, model="second-model", state="settled", cost=Decimal("1.25"))
-    UsageRecord.objects.create(user=user, api_key=key, model="second-model", state="settled", cost=Decimal("7"),
-                               created_at=timezone.now() - timedelta(days=40))
+    UsageRecord.objects.create(
+        user=user,
+        api_key=key,
+        model="second-model",
+        state="settled",
+        cost=Decimal("7"),
+        created_at=timezone.now() - timedelta(days=40),
+    )
 
     html = client.get("/account/keys/").content.decode()
     assert "reporting &lt;b&gt;bot&lt;/b&gt;" in html and "<b>bot</b>" not in html
@@ -348,9 +374,15 @@ def test_the_admin_edits_a_groups_models_and_budgets_and_refuses_negative_ones(a
     group = Group.objects.create(name="Research")
     url = f"/admin/auth/group/{group.pk}/change/"
     form = {
-        "name": "Research", "policy-TOTAL_FORMS": "1", "policy-INITIAL_FORMS": "0", "policy-MIN_NUM_FORMS": "0",
-        "policy-MAX_NUM_FORMS": "1", "policy-0-allowed_models": [models["second"].pk],
-        "policy-0-monthly_budget": "-5", "policy-0-member_monthly_budget": "", "policy-0-member_requests_per_minute": "",
+        "name": "Research",
+        "policy-TOTAL_FORMS": "1",
+        "policy-INITIAL_FORMS": "0",
+        "policy-MIN_NUM_FORMS": "0",
+        "policy-MAX_NUM_FORMS": "1",
+        "policy-0-allowed_models": [models["second"].pk],
+        "policy-0-monthly_budget": "-5",
+        "policy-0-member_monthly_budget": "",
+        "policy-0-member_requests_per_minute": "",
         "policy-0-member_tokens_per_minute": "",
     }
     response = admin_client.post(url, form)
@@ -368,7 +400,7 @@ def test_the_admin_edits_a_groups_models_and_budgets_and_refuses_negative_ones(a
     listing = admin_client.get("/admin/auth/group/").content.decode()
     assert "Second Model" in listing and "3.5" in listing
     report = admin_client.get("/admin/conversations/usagerecord/report/").content.decode()
-    section = report[report.index('id="report-by-group"'):report.index('id="report-by-model"')]
+    section = report[report.index('id="report-by-group"') : report.index('id="report-by-model"')]
     assert 'data-group="Research"' in section and "3.50000000" in section and "25.00" in section
 
 
@@ -389,7 +421,8 @@ def test_a_request_to_v1_with_a_hostile_model_name_is_a_404_not_a_500(live_serve
     raw = api_key_create(user=user, name="t")[1]
     for name in ("'; DROP TABLE x; --", "<script>", "second-model\u0000", "x" * 5000):
         response = httpx.post(
-            f"{live_server_url}/v1/chat/completions", headers={"Authorization": f"Bearer {raw}"},
+            f"{live_server_url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {raw}"},
             json={"model": name, "messages": [{"role": "user", "content": "hi"}]},
         )
         assert response.status_code in (400, 404) and "error" in response.json()

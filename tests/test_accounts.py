@@ -84,7 +84,9 @@ def test_the_client_address_comes_from_the_proxy_header_only_behind_a_proxy(clie
     AccessAttempt.objects.all().delete()
     settings.BEHIND_PROXY = True
     for i in range(settings.AXES_FAILURE_LIMIT):  # forged first entries, the proxy's last one the same
-        sign_in(client, f"guess{i}", "wrong", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}, 203.0.113.7")
+        sign_in(
+            client, f"guess{i}", "wrong", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}, 203.0.113.7"
+        )
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.7"}
     assert sign_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 429
     assert sign_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.7, 203.0.113.8").status_code == 302
@@ -166,12 +168,22 @@ async def test_an_admin_deactivating_a_user_closes_their_sockets(user, chat_mode
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
     _, _, tab = await open_tab(user, conversation.pk)
     data = {
-        "username": user.username, "first_name": "", "last_name": "", "email": "",
-        "date_joined_0": "2025-01-01", "date_joined_1": "00:00:00",
-        "limits-TOTAL_FORMS": "0", "limits-INITIAL_FORMS": "0", "limits-MIN_NUM_FORMS": "0", "limits-MAX_NUM_FORMS": "1",
-        "model_grants-TOTAL_FORMS": "0", "model_grants-INITIAL_FORMS": "0", "model_grants-MIN_NUM_FORMS": "0",
+        "username": user.username,
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "date_joined_0": "2025-01-01",
+        "date_joined_1": "00:00:00",
+        "limits-TOTAL_FORMS": "0",
+        "limits-INITIAL_FORMS": "0",
+        "limits-MIN_NUM_FORMS": "0",
+        "limits-MAX_NUM_FORMS": "1",
+        "model_grants-TOTAL_FORMS": "0",
+        "model_grants-INITIAL_FORMS": "0",
+        "model_grants-MIN_NUM_FORMS": "0",
         "model_grants-MAX_NUM_FORMS": "1000",
-        "sso_identities-TOTAL_FORMS": "0", "sso_identities-INITIAL_FORMS": "0",
+        "sso_identities-TOTAL_FORMS": "0",
+        "sso_identities-INITIAL_FORMS": "0",
     }  # fmt: skip  (is_active left out: unticked)
     response = await sync_to_async(admin_client.post)(f"/admin/auth/user/{user.pk}/change/", data)
     assert response.status_code == 302

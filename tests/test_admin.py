@@ -151,7 +151,11 @@ def test_the_list_shows_every_completion_with_its_columns(admin_client, rows):
     response = admin_client.get(CHANGELIST)
     assert response.status_code == 200
     assert [o.pk for o in response.context["cl"].result_list] == [
-        "chatcmpl-eee555", "chatcmpl-ddd444", "chatcmpl-ccc333", "chatcmpl-bbb222", "chatcmpl-aaa111",
+        "chatcmpl-eee555",
+        "chatcmpl-ddd444",
+        "chatcmpl-ccc333",
+        "chatcmpl-bbb222",
+        "chatcmpl-aaa111",
     ]  # fmt: skip  newest first
     page = response.content.decode()
     assert "11 → 7" in page and "1,234 ms" in page and "gpt-large" in page and "Chat UI" in page

@@ -69,9 +69,7 @@ def test_usage_chunk_only_for_clients_that_ask(client, upstream):
 
 def test_stream_helper_accumulates_text(client, upstream):
     upstream.script(Reply(text="Streaming works fine"))
-    with client.chat.completions.stream(
-        model="fake-model", messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
+    with client.chat.completions.stream(model="fake-model", messages=[{"role": "user", "content": "hi"}]) as stream:
         final = stream.get_final_completion()
     assert final.choices[0].message.content == "Streaming works fine"
     assert final.choices[0].message.role == "assistant"
@@ -81,8 +79,13 @@ def _tool_call_stream(repeat_fields: bool) -> Raw:
     """A provider stream with one tool call whose arguments arrive in pieces."""
 
     def event(delta: dict, finish: str | None = None) -> bytes:
-        chunk = {"id": "up-1", "object": "chat.completion.chunk", "created": 1, "model": "up",
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        chunk = {
+            "id": "up-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "up",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
     head = {"id": "call_1", "type": "function", "function": {"name": "get_weather"}} if repeat_fields else {}
@@ -241,8 +244,11 @@ def test_malformed_bodies_and_oversized_requests(live_server_url, api_key, chat_
 
 
 def test_upstream_errors_keep_their_status_and_shape(client, upstream):
-    upstream.script(Error(status=400, message="context length exceeded", type="invalid_request_error",
-                          code="context_length_exceeded"))
+    upstream.script(
+        Error(
+            status=400, message="context length exceeded", type="invalid_request_error", code="context_length_exceeded"
+        )
+    )
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.code == "context_length_exceeded"
@@ -325,7 +331,8 @@ def test_stored_messages_carry_refusal(client, live_server_url, api_key, upstrea
     messages = [*HI, {"role": "assistant", "content": "Sorry.", "refusal": "I can't help with that."}, *HI]
     completion_id = client.chat.completions.create(model="fake-model", messages=messages, store=True).id
     raw = httpx.get(
-        f"{live_server_url}/v1/chat/completions/{completion_id}/messages", headers={"Authorization": f"Bearer {api_key}"}
+        f"{live_server_url}/v1/chat/completions/{completion_id}/messages",
+        headers={"Authorization": f"Bearer {api_key}"},
     ).json()
     assert [m["refusal"] for m in raw["data"]] == [None, "I can't help with that.", None]
 

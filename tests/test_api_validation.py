@@ -25,7 +25,12 @@ TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weath
 
 
 VALIDATION_CODES = (
-    None, "invalid_type", "invalid_value", "missing_required_parameter", "empty_array", "array_above_max_length"
+    None,
+    "invalid_type",
+    "invalid_value",
+    "missing_required_parameter",
+    "empty_array",
+    "array_above_max_length",
 )
 
 

@@ -76,7 +76,10 @@ def storage_dir(settings: Any, tmp_path: Path) -> Path:
     """Attachments of each test in a folder of their own, to see what was stored."""
     settings.STORAGES = {
         **settings.STORAGES,
-        "attachments": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+        "attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
     }
     return tmp_path
 
@@ -146,24 +149,44 @@ def bomb() -> bytes:
 
 
 BAD = {
-    "a program renamed as an image": ("cat.png", b"MZ\x90\x00\x03" + bytes(2000), "is not an image: its content is a program"),
+    "a program renamed as an image": (
+        "cat.png",
+        b"MZ\x90\x00\x03" + bytes(2000),
+        "is not an image: its content is a program",
+    ),
     "an HTML page posing as an image": (
-        "cat.png", b"<!DOCTYPE html><html><script>alert(1)</script></html>", "is not an image: its content is an HTML page"
+        "cat.png",
+        b"<!DOCTYPE html><html><script>alert(1)</script></html>",
+        "is not an image: its content is an HTML page",
     ),
     "an SVG with a script": (
-        "logo.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "SVGs can carry scripts"
+        "logo.svg",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "SVGs can carry scripts",
     ),
-    "an SVG named as text": ("logo.txt", b'<?xml version="1.0"?><svg onload="alert(1)"></svg>', "SVGs can carry scripts"),
+    "an SVG named as text": (
+        "logo.txt",
+        b'<?xml version="1.0"?><svg onload="alert(1)"></svg>',
+        "SVGs can carry scripts",
+    ),
     "a PDF with no text": ("scan.pdf", None, "has no text to read"),
     "an encrypted PDF": ("secret.pdf", None, "protected by a password"),
-    "a corrupt PDF": ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\nthis is not a pdf", "could not be read as a PDF"),
+    "a corrupt PDF": (
+        "broken.pdf",
+        b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\nthis is not a pdf",
+        "could not be read as a PDF",
+    ),
     "an empty file": ("empty.txt", b"", "is empty (0 bytes)"),
     "a binary file": ("data.bin", b"\x00\x01\x02\x03" * 100, "binary data, which chatweb cannot read"),
     "a damaged image": ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "could not be read as an image"),
     "a name with a path": ("../../etc/passwd.txt", b"hello", "contains a path separator or a control character"),
     "a name with a backslash": ("..\\boot.ini", b"hello", "contains a path separator or a control character"),
     "a name with a control character": ("bell\x07.txt", b"hello", "contains a path separator or a control character"),
-    "a name with a bidi override": ("invoice\u202egpj.exe", b"hello", "contains a path separator or a control character"),
+    "a name with a bidi override": (
+        "invoice\u202egpj.exe",
+        b"hello",
+        "contains a path separator or a control character",
+    ),
 }
 
 
@@ -189,7 +212,9 @@ def test_a_decompression_bomb_is_refused_unread(user, storage_dir):
     assert len(data) < 100_000
     response = upload(client, "tiny.png", data)
     assert response.status_code == 400
-    assert "“tiny.png” is too large an image to open: images may have at most 50 megapixels." in response.content.decode()
+    assert (
+        "“tiny.png” is too large an image to open: images may have at most 50 megapixels." in response.content.decode()
+    )
 
     out = io.BytesIO()
     Image.new("1", (8_000, 8_000)).save(out, "PNG")  # under Pillow's own limit, over chatweb's
@@ -362,7 +387,10 @@ async def test_a_new_chat_with_only_a_file_starts_and_a_refused_one_keeps_text_a
     assert conversation.title == "notes.md"
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     assert (await wait_for_status(reply.pk, "complete")).status == "complete"
-    assert upstream.requests[-1]["messages"][-1]["content"] == '<document name="notes.md">\n# Notes\nBuy milk.\n</document>'
+    assert (
+        upstream.requests[-1]["messages"][-1]["content"]
+        == '<document name="notes.md">\n# Notes\nBuy milk.\n</document>'
+    )
 
 
 def test_deleting_a_conversation_deletes_its_files(user, chat_model, storage_dir):
@@ -407,10 +435,19 @@ def test_the_admin_shows_images_as_thumbnails_and_documents_as_chips(user, chat_
     )
     text = f'<document name="notes.md">\n{notes.text}\n</document>\n\nLook'
     StoredCompletion.objects.create(
-        id="chatcmpl-attached", user=user, model=chat_model.name, source="chat",
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": f"/files/{image.pk}"}},
-        ]}],
+        id="chatcmpl-attached",
+        user=user,
+        model=chat_model.name,
+        source="chat",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": text},
+                    {"type": "image_url", "image_url": {"url": f"/files/{image.pk}"}},
+                ],
+            }
+        ],
     )
 
     stored = admin_client.get("/admin/conversations/storedcompletion/chatcmpl-attached/change/").content.decode()
@@ -464,14 +501,23 @@ def test_v1_stored_completions_keep_image_parts_and_list_them_as_content_parts(
 
     from conversations.accounts.api_keys import api_key_create
 
-    client = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="t")[1], max_retries=0)
+    client = openai.OpenAI(
+        base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="t")[1], max_retries=0
+    )
     url = "data:image/png;base64," + base64.b64encode(png(1024, 1024)).decode()
     upstream.script(Reply(text="A red square.", usage=False))
     completion = client.chat.completions.create(
-        model="fake-model", store=True,
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url}},
-        ]}],
+        model="fake-model",
+        store=True,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
     )
 
     (listed,) = client.chat.completions.messages.list(completion.id)

@@ -31,7 +31,11 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def bucket(s3_endpoint: str, settings: Any) -> Any:
     """An empty bucket on the S3 server, and chatweb's attachments stored in it."""
-    credentials = {"aws_access_key_id": "chatweb", "aws_secret_access_key": "chatweb-secret", "region_name": "us-east-1"}
+    credentials = {
+        "aws_access_key_id": "chatweb",
+        "aws_secret_access_key": "chatweb-secret",
+        "region_name": "us-east-1",
+    }
     s3 = boto3.resource("s3", endpoint_url=s3_endpoint, **credentials).Bucket(BUCKET)
     if s3.creation_date is None:
         s3.create()
@@ -41,9 +45,14 @@ def bucket(s3_endpoint: str, settings: Any) -> Any:
         "attachments": {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {
-                "bucket_name": BUCKET, "endpoint_url": s3_endpoint, "region_name": "us-east-1",
-                "access_key": "chatweb", "secret_key": "chatweb-secret", "location": "attachments",
-                "default_acl": "private", "file_overwrite": False,
+                "bucket_name": BUCKET,
+                "endpoint_url": s3_endpoint,
+                "region_name": "us-east-1",
+                "access_key": "chatweb",
+                "secret_key": "chatweb-secret",
+                "location": "attachments",
+                "default_acl": "private",
+                "file_overwrite": False,
             },
         },
     }

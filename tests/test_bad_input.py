@@ -76,7 +76,9 @@ def test_a_lone_surrogate_is_a_400_and_reaches_neither_provider_nor_database(api
     assert upstream.requests == [] and not StoredCompletion.objects.exists() and not UsageRecord.objects.exists()
 
 
-@pytest.mark.parametrize("raw", ["[NaN]", '{"model": "fake-model", "messages": [], "temperature": Infinity}', "[1e999]"])
+@pytest.mark.parametrize(
+    "raw", ["[NaN]", '{"model": "fake-model", "messages": [], "temperature": Infinity}', "[1e999]"]
+)
 def test_non_finite_numbers_are_a_400(api, raw):
     assert openai_error(post_raw(api, "/chat/completions", raw))["code"] == "invalid_json"
 
@@ -95,9 +97,13 @@ def test_a_worst_case_beyond_what_a_ledger_row_holds_is_reserved_as_its_largest(
     """max_tokens at OpenAI's bound times n=128, priced: more tokens and dollars than PostgreSQL's integer and
     numeric(14, 8) columns hold, which failed the call with a 500 there."""
     UserLimits.objects.create(user=user, requests_per_minute=100)  # the reservation is written before the call
-    ModelPrice.objects.create(model="fake-model", input_per_million=1, cached_input_per_million=0, output_per_million=1000)
+    ModelPrice.objects.create(
+        model="fake-model", input_per_million=1, cached_input_per_million=0, output_per_million=1000
+    )
     upstream.script(Reply(text="fine"))
-    response = api.post("/chat/completions", json={"model": "fake-model", "messages": HI, "max_tokens": 2**31 - 1, "n": 128})
+    response = api.post(
+        "/chat/completions", json={"model": "fake-model", "messages": HI, "max_tokens": 2**31 - 1, "n": 128}
+    )
     assert response.status_code == 200, response.text
     settled = eventually(lambda: UsageRecord.objects.filter(state="settled").first())
     assert settled.completion_tokens == 1  # settled to what was used

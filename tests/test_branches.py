@@ -45,7 +45,12 @@ def test_editing_a_user_message_makes_a_version_beside_it_with_a_reply_to_genera
 
     edited, reply = message_edit(conversation=conversation, message_id=q2.pk, content="  Q2, better  ")
 
-    assert (edited.parent_id, edited.content, reply.parent_id, reply.status) == (a1.pk, "Q2, better", edited.pk, "streaming")
+    assert (edited.parent_id, edited.content, reply.parent_id, reply.status) == (
+        a1.pk,
+        "Q2, better",
+        edited.pk,
+        "streaming",
+    )
     assert message_path_ids(conversation=conversation) == [q1.pk, a1.pk, edited.pk, reply.pk]
     shown = _shown(conversation)
     assert [m.content for m in shown] == ["Q1", "A1", "Q2, better", ""]
@@ -136,7 +141,7 @@ async def test_edit_switch_and_regenerate_over_the_socket_reach_every_tab(user, 
 
     await tab.send(action="switch", message_id=str(first.pk))
     seen = await other.receive_until('id="messages" hx-swap-oob="innerHTML"')
-    page = seen[seen.rindex('<div id="messages" hx-swap-oob="innerHTML"'):]
+    page = seen[seen.rindex('<div id="messages" hx-swap-oob="innerHTML"') :]
     assert "You said: Hello<" in page and "Hello again" not in page and "1 / 2" in page
 
     await tab.receive_until('id="messages" hx-swap-oob="innerHTML"')
@@ -144,7 +149,8 @@ async def test_edit_switch_and_regenerate_over_the_socket_reach_every_tab(user, 
     await tab.receive_until(COMPLETE)
     shown = await sync_to_async(_shown)(conversation)
     assert [(m.content, m.sibling_index, m.sibling_count) for m in shown] == [
-        ("Hello", 1, 2), ("You said: Hello", 2, 2)
+        ("Hello", 1, 2),
+        ("You said: Hello", 2, 2),
     ]
 
 
@@ -187,7 +193,9 @@ async def test_edits_refused_while_a_reply_streams_but_switching_shows_it_live(u
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_tab_reloaded_on_another_branch_than_the_current_is_sent_the_current(user, chat_model, upstream, open_tab):
+async def test_a_tab_reloaded_on_another_branch_than_the_current_is_sent_the_current(
+    user, chat_model, upstream, open_tab
+):
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
     _, _, tab = await open_tab(user, conversation.pk)
     await tab.send(message="Hello")
@@ -208,7 +216,9 @@ async def _reply_to_leaf(conversation):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_continue_appends_to_a_cut_reply_and_each_call_is_accounted_and_stored(user, chat_model, upstream, open_tab):
+async def test_continue_appends_to_a_cut_reply_and_each_call_is_accounted_and_stored(
+    user, chat_model, upstream, open_tab
+):
     conversation = await Conversation.objects.acreate(user=user, model=chat_model, system_prompt="Be helpful.")
     _, _, tab = await open_tab(user, conversation.pk)
     upstream.script(Reply(text="The first half", finish_reason="length"))
@@ -228,13 +238,18 @@ async def test_continue_appends_to_a_cut_reply_and_each_call_is_accounted_and_st
         {"role": "assistant", "content": "The first half"},
     ]
     reply = await Message.objects.aget(pk=reply.pk)
-    assert (reply.content, reply.finish_reason, reply.status) == ("The first half and the second half.", "stop", "complete")
+    assert (reply.content, reply.finish_reason, reply.status) == (
+        "The first half and the second half.",
+        "stop",
+        "complete",
+    )
     records = [r async for r in UsageRecord.objects.filter(message=reply).order_by("id")]
     assert [(r.state, r.completion_tokens) for r in records] == [("settled", 3), ("settled", 4)]
     assert reply.completion_tokens == 7  # the reply counts both calls
     stored = [s async for s in StoredCompletion.objects.filter(message=reply).order_by("created_at")]
     assert [s.response["choices"][0]["message"]["content"] for s in stored] == [
-        "The first half", " and the second half."
+        "The first half",
+        " and the second half.",
     ]
     assert [s.response["choices"][0]["finish_reason"] for s in stored] == ["length", "stop"]
     assert stored[1].messages[-1] == {"role": "assistant", "content": "The first half"}

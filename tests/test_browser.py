@@ -427,9 +427,7 @@ def test_stop_keeps_partial_text_and_composer_works_again(page: Any, upstream: F
     expect(second.locator(".body")).to_have_text("You said: Now something short")
 
 
-def test_upstream_error_is_readable_and_typed_text_survives_a_refused_send(
-    page: Any, upstream: FakeUpstream
-) -> None:
+def test_upstream_error_is_readable_and_typed_text_survives_a_refused_send(page: Any, upstream: FakeUpstream) -> None:
     upstream.script(Error(status=401, message="Incorrect API key provided", type="invalid_request_error"))
     start_conversation(page, "Hello?")
     reply = last_reply(page)
@@ -504,7 +502,9 @@ def test_a_page_on_another_port_of_the_same_host_gets_nothing_from_the_socket(
 
     conversation_id = start_conversation(page, "A private question")
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
-    message_ids = ",".join(a.split("-")[1] for a in page.eval_on_selector_all("#messages > article", "els => els.map(e => e.id)"))
+    message_ids = ",".join(
+        a.split("-")[1] for a in page.eval_on_selector_all("#messages > article", "els => els.map(e => e.id)")
+    )
     socket_url = live.url.replace("http://", "ws://") + f"/ws/c/{conversation_id}/?streaming={message_ids}"
     html = (ATTACKER_PAGE % {"socket": socket_url}).encode()
 

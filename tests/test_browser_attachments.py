@@ -55,7 +55,9 @@ DROP = """(files) => {
 @pytest.fixture(scope="module", autouse=True)
 def vision(live: Any) -> None:
     """Every model of the app reads images."""
-    live.manage("shell", "-c", "from conversations.models import ChatModel; ChatModel.objects.update(accepts_images=True)")
+    live.manage(
+        "shell", "-c", "from conversations.models import ChatModel; ChatModel.objects.update(accepts_images=True)"
+    )
 
 
 def sent_user_message(upstream: FakeUpstream) -> dict[str, Any]:
@@ -98,7 +100,8 @@ def test_a_pasted_screenshot_reaches_the_model_downscaled_and_its_thumbnail_stay
     shoot(page, "attachments-message-desktop")
 
     live.manage(
-        "shell", "-c",
+        "shell",
+        "-c",
         "from django.contrib.auth import get_user_model; "
         "get_user_model().objects.filter(username='mallory').exists() or "
         "get_user_model().objects.create_user(username='mallory', password='mallory-password-1')",
@@ -120,7 +123,9 @@ def test_a_picked_pdf_has_its_text_in_the_request(page: Any, upstream: FakeUpstr
         "#attachment-input",
         files=[{"name": "minutes.pdf", "mimeType": "application/pdf", "buffer": pdf("The board approved the budget.")}],
     )
-    expect(page.locator("#attachment-chips .attachment-chip:not(.pending) .attachment-name")).to_have_text("minutes.pdf")
+    expect(page.locator("#attachment-chips .attachment-chip:not(.pending) .attachment-name")).to_have_text(
+        "minutes.pdf"
+    )
     expect(page.locator("#attachment-chips input[name=attachments]")).to_have_count(1)
     page.locator("#composer-input").fill("What was decided?")
     page.locator("#composer-input").press("Enter")
@@ -138,13 +143,19 @@ def test_a_refused_file_says_why_in_its_chip_and_the_typed_text_stays(page: Any,
     page.set_input_files(
         "#attachment-input",
         files=[
-            {"name": "logo.svg", "mimeType": "image/svg+xml", "buffer": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'},
+            {
+                "name": "logo.svg",
+                "mimeType": "image/svg+xml",
+                "buffer": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+            },
             {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"remember the milk"},
         ],
     )
     error = page.locator("#attachment-chips .attachment-chip.failed")
     expect(error).to_contain_text("SVGs can carry scripts and are not accepted")
-    expect(page.locator("#attachment-chips .attachment-chip:not(.failed):not(.pending) .attachment-name")).to_have_text("notes.txt")
+    expect(page.locator("#attachment-chips .attachment-chip:not(.failed):not(.pending) .attachment-name")).to_have_text(
+        "notes.txt"
+    )
     assert page.locator("#composer-input").input_value() == "Here is my logo"
     shoot(page, "attachments-refused-desktop")
     error.locator(".attachment-remove").click()
@@ -155,8 +166,9 @@ def test_a_refused_file_says_why_in_its_chip_and_the_typed_text_stays(page: Any,
 
 
 @pytest.mark.parametrize(("size", "scheme"), [("phone", "light"), ("phone", "dark"), ("desktop", "dark")])
-def test_chips_and_thumbnails_fit_and_pass_axe(browser: Any, live: Any, signed_in: dict, upstream: FakeUpstream,
-                                               size: str, scheme: str) -> None:
+def test_chips_and_thumbnails_fit_and_pass_axe(
+    browser: Any, live: Any, signed_in: dict, upstream: FakeUpstream, size: str, scheme: str
+) -> None:
     tab = open_page(browser, live, signed_in, size=size, scheme=scheme)
     tab.goto("/")
     tab.set_input_files(
@@ -188,10 +200,13 @@ def test_files_dropped_on_the_composer_go_with_a_message_in_a_conversation(page:
     wait_socket(page)
     expect(page.locator("#messages .message.assistant[data-status=complete]")).to_have_count(1)
 
-    page.evaluate(DROP, [
-        ["a.csv", "text/csv", base64.b64encode(b"x,y\n1,2\n").decode()],
-        ["b.png", "image/png", base64.b64encode(png(40, 40, "green")).decode()],
-    ])
+    page.evaluate(
+        DROP,
+        [
+            ["a.csv", "text/csv", base64.b64encode(b"x,y\n1,2\n").decode()],
+            ["b.png", "image/png", base64.b64encode(png(40, 40, "green")).decode()],
+        ],
+    )
     expect(page.locator("#attachment-chips input[name=attachments]")).to_have_count(2)
     page.locator("#composer-input").fill("And these?")
     page.locator("#composer-input").press("Enter")  # over the socket this time

@@ -65,14 +65,20 @@ def test_max_tokens_is_bounded_by_the_models_limit_and_reasoning_effort_needs_a_
 
 
 def test_the_request_sends_what_is_set_within_the_current_models_limits(chat_model, user):
-    conversation = Conversation(user=user, model=chat_model, temperature=0.0, top_p=0.5, max_tokens=500,
-                                reasoning_effort="low")
+    conversation = Conversation(
+        user=user, model=chat_model, temperature=0.0, top_p=0.5, max_tokens=500, reasoning_effort="low"
+    )
     assert chat_request_parameters(settings=conversation, model=chat_model) == {
-        "max_tokens": 500, "temperature": 0.0, "top_p": 0.5,  # 0 is sent: it is not "blank"
+        "max_tokens": 500,
+        "temperature": 0.0,
+        "top_p": 0.5,  # 0 is sent: it is not "blank"
     }
     chat_model.max_tokens, chat_model.reasoning = 200, True  # switched to a model with a lower limit
     assert chat_request_parameters(settings=conversation, model=chat_model) == {
-        "max_tokens": 200, "temperature": 0.0, "top_p": 0.5, "reasoning_effort": "low",
+        "max_tokens": 200,
+        "temperature": 0.0,
+        "top_p": 0.5,
+        "reasoning_effort": "low",
     }
     assert chat_request_parameters(settings=Conversation(user=user), model=None) == {}
 
@@ -87,7 +93,11 @@ async def test_system_prompt_and_parameters_are_sent_and_recorded_in_the_stored_
     chat_model.reasoning, chat_model.max_tokens = True, 300
     await chat_model.asave()
     conversation = await Conversation.objects.acreate(
-        user=user, model=chat_model, system_prompt="Answer like a pirate.", temperature=0.3, top_p=0.9,
+        user=user,
+        model=chat_model,
+        system_prompt="Answer like a pirate.",
+        temperature=0.3,
+        top_p=0.9,
         reasoning_effort="medium",
     )
     _, _, tab = await open_tab(user, conversation.pk)
@@ -96,13 +106,23 @@ async def test_system_prompt_and_parameters_are_sent_and_recorded_in_the_stored_
 
     sent = upstream.requests[-1]
     assert sent["messages"] == [
-        {"role": "system", "content": "Answer like a pirate."}, {"role": "user", "content": "Hello"}
+        {"role": "system", "content": "Answer like a pirate."},
+        {"role": "user", "content": "Hello"},
     ]
-    assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["reasoning_effort"]) == (0.3, 0.9, 300, "medium")
+    assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["reasoning_effort"]) == (
+        0.3,
+        0.9,
+        300,
+        "medium",
+    )
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     stored = await StoredCompletion.objects.aget(message=reply)
     assert stored.request == {
-        "model": "fake-model", "stream": True, "max_tokens": 300, "temperature": 0.3, "top_p": 0.9,
+        "model": "fake-model",
+        "stream": True,
+        "max_tokens": 300,
+        "temperature": 0.3,
+        "top_p": 0.9,
         "reasoning_effort": "medium",
     }
     assert stored.messages[0] == {"role": "system", "content": "Answer like a pirate."}
@@ -146,8 +166,9 @@ def test_settings_form_saves_and_out_of_range_keeps_what_was_typed(client_for, u
     conversation.refresh_from_db()
     assert conversation.system_prompt == "" and conversation.temperature is None
 
-    good = client.post(url, {"system_prompt": "Be kind", "temperature": "0.7", "max_tokens": ""},
-                       headers={"HX-Request": "true"})
+    good = client.post(
+        url, {"system_prompt": "Be kind", "temperature": "0.7", "max_tokens": ""}, headers={"HX-Request": "true"}
+    )
     assert good.status_code == 200 and "Saved" in good.content.decode()
     conversation.refresh_from_db()
     assert (conversation.system_prompt, conversation.temperature, conversation.max_tokens) == ("Be kind", 0.7, None)
@@ -179,8 +200,9 @@ def test_presets_own_and_site_wide_start_new_chats(client_for, user, other_user,
     theirs = Preset.objects.create(user=other_user, name="Bob's", system_prompt="Bob only")
     client = client_for(user)
 
-    created = client.post("/presets/", {"name": "Coder", "model": "fake-model", "system_prompt": "Write Python.",
-                                        "temperature": "0.2"})
+    created = client.post(
+        "/presets/", {"name": "Coder", "model": "fake-model", "system_prompt": "Write Python.", "temperature": "0.2"}
+    )
     assert created.status_code == 302
     mine = Preset.objects.get(user=user)
     assert (mine.name, mine.model, mine.temperature) == ("Coder", chat_model, 0.2)
@@ -223,8 +245,16 @@ def test_new_chat_page_offers_the_default_and_the_chat_keeps_what_was_sent(clien
     preferences_chat_set(user=user, system_prompt="Call me Al.", default_preset_id="")
     client = client_for(user)
     assert "Call me Al.</textarea>" in client.get("/").content.decode()
-    response = client.post("/c/new", {"message": "Hi", "model": "fake-model", "system_prompt": "Call me Al.",
-                                      "temperature": "0.5", "max_tokens": "64"})
+    response = client.post(
+        "/c/new",
+        {
+            "message": "Hi",
+            "model": "fake-model",
+            "system_prompt": "Call me Al.",
+            "temperature": "0.5",
+            "max_tokens": "64",
+        },
+    )
     assert response.status_code == 302
     conversation = Conversation.objects.get(user=user)
     assert (conversation.system_prompt, conversation.temperature, conversation.max_tokens) == ("Call me Al.", 0.5, 64)

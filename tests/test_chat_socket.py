@@ -23,7 +23,7 @@ async def test_send_streams_fragments_and_saves_final_text(user, chat_model, ups
     header = await tab.receive_until('id="conversation-usage"')
 
     assert "Hi!" in html
-    assert html.count("hx-swap-oob=\"beforeend:#message-") >= 5  # streamed piece by piece
+    assert html.count('hx-swap-oob="beforeend:#message-') >= 5  # streamed piece by piece
     assert "6 tokens</span> in 1 reply" in header  # the conversation's totals follow each reply
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     assert reply.status == "complete"
@@ -93,9 +93,7 @@ def _deltas(html: str) -> list[str]:
     return [part[part.index(">") + 1 : part.index("</span>")] for part in html.split("beforeend:#message-")[1:]]
 
 
-async def test_a_models_length_limit_bounds_the_reply_its_reservation_and_says_so(
-    user, chat_model, upstream, open_tab
-):
+async def test_a_models_length_limit_bounds_the_reply_its_reservation_and_says_so(user, chat_model, upstream, open_tab):
     chat_model.max_tokens = 5
     await chat_model.asave()
     words = [f" w{i}" for i in range(5)]
@@ -251,7 +249,7 @@ async def test_anonymous_socket_is_refused(user, chat_model, open_tab):
 
 
 async def test_xss_in_a_streamed_reply_is_escaped_and_sanitised(user, chat_model, upstream, open_tab):
-    evil = '<script>alert(1)</script> <img src=x onerror=alert(2)> [link](javascript:alert(3))'
+    evil = "<script>alert(1)</script> <img src=x onerror=alert(2)> [link](javascript:alert(3))"
     upstream.script(Reply(text=evil, pieces=[evil[:20], evil[20:50], evil[50:]]))
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
     _, _, tab = await open_tab(user, conversation.pk)
@@ -259,7 +257,7 @@ async def test_xss_in_a_streamed_reply_is_escaped_and_sanitised(user, chat_model
     html = await tab.receive_until('class="message assistant" data-status="complete"')
 
     assert "<script>" not in html and "<img" not in html and "<b>" not in html
-    assert "href=\"javascript" not in html
+    assert 'href="javascript' not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # streamed as visible text
     assert "&lt;b&gt;bold?&lt;/b&gt;" in html
 

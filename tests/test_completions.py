@@ -91,7 +91,21 @@ async def test_event_split_across_network_chunks_mid_prefix_and_mid_json(upstrea
     first = event("Hello")
     second = event(" world", "stop")
     upstream.script(
-        Raw([first[:2], 0.01, first[2:4], 0.01, first[4:20], 0.01, first[20:-1], 0.01, first[-1:], *split(second, 7), b"data: [DONE]\n\n"])
+        Raw(
+            [
+                first[:2],
+                0.01,
+                first[2:4],
+                0.01,
+                first[4:20],
+                0.01,
+                first[20:-1],
+                0.01,
+                first[-1:],
+                *split(second, 7),
+                b"data: [DONE]\n\n",
+            ]
+        )
     )
 
     chunks = await collect(target)
@@ -111,7 +125,17 @@ async def test_crlf_line_endings_even_when_split_between_cr_and_lf(upstream, tar
     first = event("one", crlf=True)
     cut = first.index(b"\r\n") + 1  # ends a network chunk between \r and \n
     upstream.script(
-        Raw([first[:cut], 0.01, first[cut:], event(" two", crlf=True), 0.01, event(None, "stop", crlf=True), b"data: [DONE]\r\n\r\n"])
+        Raw(
+            [
+                first[:cut],
+                0.01,
+                first[cut:],
+                event(" two", crlf=True),
+                0.01,
+                event(None, "stop", crlf=True),
+                b"data: [DONE]\r\n\r\n",
+            ]
+        )
     )
 
     chunks = await collect(target)
@@ -121,7 +145,11 @@ async def test_crlf_line_endings_even_when_split_between_cr_and_lf(upstream, tar
 
 
 async def test_lone_cr_line_endings_and_data_over_several_lines(upstream, target):
-    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}],
+    }
     lines = json.dumps(chunk, indent=1).encode().split(b"\n")  # one event, its JSON over several data lines
     upstream.script(Raw([b"\r".join(b"data: " + line for line in lines) + b"\r\r", b"data: [DONE]\r\r"]))
 
@@ -151,7 +179,17 @@ async def test_a_stream_answered_with_json_is_a_502_saying_so(upstream, target):
 
 async def test_keep_alive_comments_between_events_are_ignored(upstream, target):
     upstream.script(
-        Raw([b": keep-alive\n\n", event("a"), b": keep-alive\n\n", 0.01, b": OPENROUTER PROCESSING\n\n", event("b", "stop"), b"data: [DONE]\n\n"])
+        Raw(
+            [
+                b": keep-alive\n\n",
+                event("a"),
+                b": keep-alive\n\n",
+                0.01,
+                b": OPENROUTER PROCESSING\n\n",
+                event("b", "stop"),
+                b"data: [DONE]\n\n",
+            ]
+        )
     )
 
     chunks = await collect(target)
@@ -175,7 +213,16 @@ async def test_provider_holding_the_connection_open_after_done_still_completes(u
 
 async def test_error_event_mid_stream_after_chunks(upstream, target):
     error = {"message": "The server is overloaded", "type": "server_error", "code": "overloaded", "param": "model"}
-    upstream.script(Raw([event("partial"), event(" text"), b"event: error\n", b'data: {"error": ' + json.dumps(error).encode() + b"}\n\n"]))
+    upstream.script(
+        Raw(
+            [
+                event("partial"),
+                event(" text"),
+                b"event: error\n",
+                b'data: {"error": ' + json.dumps(error).encode() + b"}\n\n",
+            ]
+        )
+    )
     chunks: list[dict[str, Any]] = []
 
     with pytest.raises(CompletionError) as info:
@@ -189,7 +236,11 @@ async def test_error_event_mid_stream_after_chunks(upstream, target):
 
 async def test_error_payload_without_event_name(upstream, target):
     upstream.script(
-        Reply(text="one two three", fail_after=2, error={"message": "Rate limit reached", "type": "rate_limit_error", "code": "rate_limit_exceeded"})
+        Reply(
+            text="one two three",
+            fail_after=2,
+            error={"message": "Rate limit reached", "type": "rate_limit_error", "code": "rate_limit_exceeded"},
+        )
     )
     chunks: list[dict[str, Any]] = []
 
@@ -289,7 +340,9 @@ async def test_retry_after_as_http_date(upstream, target):
 
 async def test_repeated_server_errors_give_up_after_max_retries(upstream, target, completions):
     conf = completions(MAX_RETRIES=2)
-    upstream.script(*[Error(500, "The engine exploded") for _ in range(conf["MAX_RETRIES"] + 1)], Reply(text="too late"))
+    upstream.script(
+        *[Error(500, "The engine exploded") for _ in range(conf["MAX_RETRIES"] + 1)], Reply(text="too late")
+    )
 
     with pytest.raises(CompletionError) as info:
         await collect(target)
@@ -330,7 +383,12 @@ async def test_x_should_retry_true_retries_a_client_error(upstream, target):
 
 async def test_bad_request_is_not_retried_and_keeps_openai_fields(upstream, target):
     upstream.script(
-        Error(400, "This model's maximum context length is 8192 tokens", "invalid_request_error", "context_length_exceeded"),
+        Error(
+            400,
+            "This model's maximum context length is 8192 tokens",
+            "invalid_request_error",
+            "context_length_exceeded",
+        ),
         Reply(text="never"),
     )
 
@@ -357,7 +415,9 @@ async def test_other_client_errors_are_not_retried(upstream, target, status):
 
 async def test_retry_after_longer_than_the_maximum_fails_at_once(upstream, target, completions):
     completions(RETRY_AFTER_MAX=5.0)
-    upstream.script(Error(429, "Quota exceeded", "rate_limit_error", headers={"Retry-After": "120"}), Reply(text="never"))
+    upstream.script(
+        Error(429, "Quota exceeded", "rate_limit_error", headers={"Retry-After": "120"}), Reply(text="never")
+    )
 
     with pytest.raises(CompletionError) as info:
         await collect(target)
@@ -524,7 +584,11 @@ async def test_the_proxy_the_environment_names_is_used(upstream, monkeypatch):
 async def test_sequential_completions_reuse_one_connection(upstream, target, monkeypatch):
     accepted: list[Any] = []
     accept = upstream.server.process_request
-    monkeypatch.setattr(upstream.server, "process_request", lambda request, address: (accepted.append(address), accept(request, address)))
+    monkeypatch.setattr(
+        upstream.server,
+        "process_request",
+        lambda request, address: (accepted.append(address), accept(request, address)),
+    )
 
     await collect(target)
     await collect(target, stream_options={"include_usage": True})

@@ -50,7 +50,7 @@ SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
 # A reply with a table whose number column is right-aligned: markdown-it writes the alignment as a
 # style attribute, one of the few the policy allows by hash.
 REPLY = "Here are the counts:\n\n| Bird | Count |\n|:-----|------:|\n| Heron | 3 |\n| Gull | 12 |\n\nThat is all."
-PIECES = [REPLY[i:i + 12] for i in range(0, len(REPLY), 12)]
+PIECES = [REPLY[i : i + 12] for i in range(0, len(REPLY), 12)]
 
 
 def watched(browser: Any, live: LiveApp, size: str, state: dict | None = None) -> Any:
@@ -61,8 +61,14 @@ def watched(browser: Any, live: LiveApp, size: str, state: dict | None = None) -
     page = context.new_page()
     page.set_viewport_size({"width": width, "height": height})
     page.csp_console = []
-    page.on("console", lambda message: page.csp_console.append(f"{page.url}: {message.text}")
-            if "Content Security Policy" in message.text or "Refused to" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            page.csp_console.append(f"{page.url}: {message.text}")
+            if "Content Security Policy" in message.text or "Refused to" in message.text
+            else None
+        ),
+    )
     return page
 
 

@@ -66,7 +66,12 @@ def open_page(browser: Any, live: LiveApp, state: dict, *, width: int, height: i
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", [(1280, 800), (375, 740)], ids=["desktop", "phone"])
 def test_search_as_you_type_lands_on_the_matching_message(
-    browser: Any, live: LiveApp, signed_in: dict, seeded: tuple[int, int], size: tuple[int, int], scheme: str  # noqa: F811
+    browser: Any,
+    live: LiveApp,
+    signed_in: dict,
+    seeded: tuple[int, int],
+    size: tuple[int, int],
+    scheme: str,  # noqa: F811
 ) -> None:
     conversation_id, message_id = seeded
     page = open_page(browser, live, signed_in, width=size[0], height=size[1], scheme=scheme)
@@ -94,7 +99,9 @@ def test_search_as_you_type_lands_on_the_matching_message(
     expect(page.locator("#messages")).not_to_contain_text("herons")  # the match's branch is the one shown
     page.wait_for_function(
         "id => { const r = document.getElementById(id).getBoundingClientRect();"
-        " return r.top >= 0 && r.bottom <= window.innerHeight; }", arg=f"message-{message_id}")
+        " return r.top >= 0 && r.bottom <= window.innerHeight; }",
+        arg=f"message-{message_id}",
+    )
     assert page.evaluate("window.__ran") is None
     shoot(page, f"library-{'phone' if size[0] < 768 else 'desktop'}-{scheme}-landed")
     if size[0] >= 768:  # the open conversation, 400 days old, is listed and in view in the sidebar
@@ -105,7 +112,10 @@ def test_search_as_you_type_lands_on_the_matching_message(
 
 
 def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
-    browser: Any, live: LiveApp, signed_in: dict, seeded: tuple[int, int]  # noqa: F811
+    browser: Any,
+    live: LiveApp,
+    signed_in: dict,
+    seeded: tuple[int, int],  # noqa: F811
 ) -> None:
     page = open_page(browser, live, signed_in, width=1280, height=800, scheme="light")
     page.goto("/")
@@ -116,10 +126,14 @@ def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
             break
         count = links.count()
         page.locator("#conversations").evaluate("el => el.scrollTop = el.scrollHeight")
-        page.wait_for_function(f"() => document.querySelectorAll('#conversations .conversation-link').length > {count}"
-                               " || !document.querySelector('.sidebar-more')")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#conversations .conversation-link').length > {count}"
+            " || !document.querySelector('.sidebar-more')"
+        )
     expect(links).to_have_count(231)
-    expect(page.locator("#conversations .group")).to_have_text(["Today", "Yesterday", "Previous 7 days", "Previous 30 days", "Older"])
+    expect(page.locator("#conversations .group")).to_have_text(
+        ["Today", "Yesterday", "Previous 7 days", "Previous 30 days", "Older"]
+    )
 
     page.locator("#conversations").evaluate("el => el.scrollTop = 0")
     page.get_by_role("button", name="Select").click()
@@ -145,7 +159,12 @@ def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", [(1280, 800), (375, 740)], ids=["desktop", "phone"])
 def test_share_a_conversation_read_it_signed_out_then_revoke(
-    browser: Any, live: LiveApp, signed_in: dict, seeded: tuple[int, int], size: tuple[int, int], scheme: str  # noqa: F811
+    browser: Any,
+    live: LiveApp,
+    signed_in: dict,
+    seeded: tuple[int, int],
+    size: tuple[int, int],
+    scheme: str,  # noqa: F811
 ) -> None:
     conversation_id, _ = seeded
     name = f"library-{'phone' if size[0] < 768 else 'desktop'}-{scheme}"
@@ -177,7 +196,8 @@ def test_share_a_conversation_read_it_signed_out_then_revoke(
 
     page.once("dialog", lambda dialog: dialog.accept())  # "Revoke this link? It stops working for everyone."
     page.get_by_role("row").filter(has=page.locator(f'a[href="{address.split(live.url)[1]}"]')).get_by_role(
-        "button", name="Revoke").click()
+        "button", name="Revoke"
+    ).click()
     expect(page.get_by_role("row").filter(has_text="revoked").first).to_be_visible()
     assert public.goto(address).status == 404
     reader.close()
@@ -187,7 +207,12 @@ def test_share_a_conversation_read_it_signed_out_then_revoke(
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", [(1280, 800), (375, 740)], ids=["desktop", "phone"])
 def test_import_a_chatgpt_export_and_download_everything(
-    browser: Any, live: LiveApp, signed_in: dict, seeded: tuple[int, int], size: tuple[int, int], scheme: str,  # noqa: F811
+    browser: Any,
+    live: LiveApp,
+    signed_in: dict,
+    seeded: tuple[int, int],
+    size: tuple[int, int],
+    scheme: str,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     from tests.test_transfer import chatgpt_branched

@@ -54,8 +54,17 @@ def supervised_model(tmp_path_factory):
     state_file = folder / "state.json"
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "conversations.providers.localmodel", "--port", str(port), "--context", "2048",
-            "--state-file", str(state_file), "--log-file", str(folder / "server.log"),
+            sys.executable,
+            "-m",
+            "conversations.providers.localmodel",
+            "--port",
+            str(port),
+            "--context",
+            "2048",
+            "--state-file",
+            str(state_file),
+            "--log-file",
+            str(folder / "server.log"),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -79,7 +88,10 @@ def local_chat_model(db, supervised_model, settings):
     settings.COMPLETIONS = {**settings.COMPLETIONS, "READ_TIMEOUT": 60.0}
     provider = Provider.objects.create(name="Local model (llama.cpp)", base_url=f"http://127.0.0.1:{port}/v1")
     return ChatModel.objects.create(
-        name=MODEL_ALIAS, display_name="SmolLM2 135M (local)", provider=provider, upstream_model=MODEL_ALIAS,
+        name=MODEL_ALIAS,
+        display_name="SmolLM2 135M (local)",
+        provider=provider,
+        upstream_model=MODEL_ALIAS,
         max_tokens=400,
     )
 
@@ -164,8 +176,12 @@ def test_the_start_script_keeps_serving_while_the_local_model_restarts(tmp_path)
     port, model_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
     env.update(
-        PY=sys.executable, PORT=str(port), LOCAL_MODEL="1", LOCAL_MODEL_PORT=str(model_port),
-        CHATWEB_DATA_DIR=str(tmp_path / "data"), STATIC_ROOT=str(tmp_path / "static"),
+        PY=sys.executable,
+        PORT=str(port),
+        LOCAL_MODEL="1",
+        LOCAL_MODEL_PORT=str(model_port),
+        CHATWEB_DATA_DIR=str(tmp_path / "data"),
+        STATIC_ROOT=str(tmp_path / "static"),
     )
     make_key = (
         "from django.contrib.auth.models import User; from conversations.accounts.api_keys import api_key_create;"
@@ -179,8 +195,12 @@ def test_the_start_script_keeps_serving_while_the_local_model_restarts(tmp_path)
     try:
         first = _wait_up(state_file, timeout=120)
         key = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", make_key], cwd=ROOT, env=env, capture_output=True,
-            text=True, check=True,
+            [sys.executable, "manage.py", "shell", "-c", make_key],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()[-1]
         deadline = time.monotonic() + 30
         while True:  # Daphne may start a moment after the model

@@ -56,11 +56,14 @@ def metrics_on(settings):
 
 @pytest.fixture
 def sdk(live_server_url, user, chat_model) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="m")[1], max_retries=0)
+    return openai.OpenAI(
+        base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="m")[1], max_retries=0
+    )
 
 
-async def test_a_chat_turn_and_v1_calls_move_the_counters(metrics_on, live_server_url, sdk, user, chat_model, upstream,
-                                                          open_tab):
+async def test_a_chat_turn_and_v1_calls_move_the_counters(
+    metrics_on, live_server_url, sdk, user, chat_model, upstream, open_tab
+):
     before = await off_thread(read)(live_server_url)
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
     _, _, tab = await open_tab(user, conversation.pk)
@@ -73,8 +76,9 @@ async def test_a_chat_turn_and_v1_calls_move_the_counters(metrics_on, live_serve
 
     def v1_calls() -> None:
         upstream.script(Reply(text="one two three"), Error(status=400, message="bad request"))
-        stream = sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "count"}],
-                                             stream=True)
+        stream = sdk.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "count"}], stream=True
+        )
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two three"
         with pytest.raises(openai.BadRequestError):
             sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "again"}])
@@ -121,21 +125,29 @@ def test_paths_nobody_routes_share_one_label(metrics_on, live_server_url):
         httpx.get(f"{live_server_url}{path}", timeout=10)
     httpx.request("BREW", f"{live_server_url}/", timeout=10)
     after = read(live_server_url)
-    assert after("chatweb_http_requests_total", route="unmatched", status="404") - before(
-        "chatweb_http_requests_total", route="unmatched", status="404") == 2
+    assert (
+        after("chatweb_http_requests_total", route="unmatched", status="404")
+        - before("chatweb_http_requests_total", route="unmatched", status="404")
+        == 2
+    )
     assert after("chatweb_http_requests_total", route="/c/<int:conversation_id>/") > before(
-        "chatweb_http_requests_total", route="/c/<int:conversation_id>/")
+        "chatweb_http_requests_total", route="/c/<int:conversation_id>/"
+    )
     assert after("chatweb_http_requests_total", method="other") > before("chatweb_http_requests_total", method="other")
-    assert not any("no-such-page" in value or value == "BREW"
-                   for labels in after.labels_of("chatweb_http") for value in labels.values())
+    assert not any(
+        "no-such-page" in value or value == "BREW"
+        for labels in after.labels_of("chatweb_http")
+        for value in labels.values()
+    )
 
 
 def test_per_user_series_only_when_turned_on(metrics_on, settings, live_server_url, sdk, user, upstream):
     settings.METRICS_PER_USER = True
     upstream.script(Reply(text="four words in reply"))
     sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
-    samples = eventually(lambda: (s := read(live_server_url))("chatweb_user_completions_total", user_id=str(user.pk))
-                         and s)
+    samples = eventually(
+        lambda: (s := read(live_server_url))("chatweb_user_completions_total", user_id=str(user.pk)) and s
+    )
     assert samples("chatweb_user_completions_total", user_id=str(user.pk)) == 1
     assert samples("chatweb_user_tokens_total", user_id=str(user.pk), direction="output") == 4
 

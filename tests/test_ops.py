@@ -58,7 +58,11 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -91,9 +95,7 @@ def test_container_entrypoint_migrates_and_serves(tmp_path):
     import urllib.request
 
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
     env.update(
         PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
         PORT=str(port),
@@ -102,7 +104,11 @@ def test_container_entrypoint_migrates_and_serves(tmp_path):
         LOCAL_MODEL="0",
     )
     process = subprocess.Popen(
-        ["scripts/entrypoint.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ["scripts/entrypoint.sh"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:

@@ -128,9 +128,10 @@ async def test_a_redis_restart_mid_reply_neither_fails_replies_nor_breaks_stop(
         # A reply that finishes while Redis is down ends complete, whole, and the tabs see it when back.
         first_text = _slow_reply(120, 0.05)
         upstream.script(first_text)
-        async with ReconnectingPage(port_a, conversation.pk, cookie) as on_a, ReconnectingPage(
-            port_b, conversation.pk, cookie
-        ) as on_b:
+        async with (
+            ReconnectingPage(port_a, conversation.pk, cookie) as on_a,
+            ReconnectingPage(port_b, conversation.pk, cookie) as on_b,
+        ):
             await on_a.send(message="Count")
             await on_b.until_word("w20")
             first = await Message.objects.aget(conversation=conversation, role="assistant")
@@ -146,9 +147,10 @@ async def test_a_redis_restart_mid_reply_neither_fails_replies_nor_breaks_stop(
 
         # Mid-reply: the tab that comes back gets the text written meanwhile, then Stop works from it.
         upstream.script(_slow_reply(600, 0.05))
-        async with ReconnectingPage(port_a, conversation.pk, cookie) as on_a, ReconnectingPage(
-            port_b, conversation.pk, cookie
-        ) as on_b:
+        async with (
+            ReconnectingPage(port_a, conversation.pk, cookie) as on_a,
+            ReconnectingPage(port_b, conversation.pk, cookie) as on_b,
+        ):
             await on_a.send(message="Count again")
             await on_b.until_word("w10")
             second = await Message.objects.filter(conversation=conversation, role="assistant").alatest("id")
@@ -216,7 +218,7 @@ async def test_a_reply_longer_than_a_frame_reaches_the_tab_in_frames_it_accepts(
     """Every frame stays under the 1 MiB that Daphne and websocket clients accept; the finished reply is fetched."""
     settings.CHAT_REPLY_MAX_CHARS = 2_000_000
     settings.STREAM_SAVE_INTERVAL = 0.2
-    pieces = [f"line {i} <b> & \"quoted\"\n" * 400 for i in range(120)]  # about 1.4 MB, 1.9 MB escaped
+    pieces = [f'line {i} <b> & "quoted"\n' * 400 for i in range(120)]  # about 1.4 MB, 1.9 MB escaped
     upstream.script(Reply(text="".join(pieces), pieces=pieces))
     conversation = await Conversation.objects.acreate(user=user, model=chat_model)
     _, _, tab = await open_tab(user, conversation.pk)

@@ -38,7 +38,9 @@ def test_open_signups_create_ordinary_users(client, user, django_user_model):
     settings_row.signups_open = True
     settings_row.save()
     assert b"Create one" in client.get("/accounts/login/").content
-    client.post("/accounts/signup/", {"username": "carol", "password1": "a-long-pass-42", "password2": "a-long-pass-42"})
+    client.post(
+        "/accounts/signup/", {"username": "carol", "password1": "a-long-pass-42", "password2": "a-long-pass-42"}
+    )
     carol = django_user_model.objects.get(username="carol")
     assert not carol.is_staff and not carol.is_superuser
     assert client.get("/admin/").status_code == 302
@@ -116,7 +118,7 @@ def test_no_model_configured_says_so(client, user):
     response = client.post("/c/new", {"message": "hello"})
     assert response.status_code == 400
     assert "No model is set up yet" in response.content.decode()
-    assert 'hello</textarea>' in response.content.decode()  # what was typed is kept
+    assert "hello</textarea>" in response.content.decode()  # what was typed is kept
 
 
 @pytest.mark.django_db(transaction=True)
@@ -255,6 +257,9 @@ def test_a_reply_loaded_mid_stream_shows_its_finished_blocks_formatted_and_the_r
     html = client.get(f"/c/{conversation.pk}/").content.decode()
     body = html[html.index(f'id="message-{reply.pk}-body"') :]
     body = body[: body.index("</article>")]
-    assert '<div class="markdown blocks"><h2>Plan</h2>\n<p>&lt;script&gt;alert(1)&lt;/script&gt; and <strong>bold</strong></p>' in body
+    assert (
+        '<div class="markdown blocks"><h2>Plan</h2>\n<p>&lt;script&gt;alert(1)&lt;/script&gt; and <strong>bold</strong></p>'
+        in body
+    )
     assert f'<div id="message-{reply.pk}-tail" class="tail">- one\n- &lt;img src=x onerror=alert(2)&gt;</div>' in body
     assert "<script" not in body and "<img" not in body

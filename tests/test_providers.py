@@ -123,12 +123,19 @@ def test_an_admin_sets_a_models_reply_length_limit(admin_client, chat_model, ent
     response = admin_client.post(
         f"/admin/conversations/chatmodel/{chat_model.pk}/change/",
         {
-            "name": chat_model.name, "display_name": chat_model.display_name, "provider": chat_model.provider_id,
-            "upstream_model": chat_model.upstream_model, "enabled": "on", "is_default": "on", "position": "1",
+            "name": chat_model.name,
+            "display_name": chat_model.display_name,
+            "provider": chat_model.provider_id,
+            "upstream_model": chat_model.upstream_model,
+            "enabled": "on",
+            "is_default": "on",
+            "position": "1",
             "max_tokens": entered,
             # The deployments and aliases inlines, left empty.
-            "deployments-TOTAL_FORMS": "0", "deployments-INITIAL_FORMS": "0",
-            "aliases-TOTAL_FORMS": "0", "aliases-INITIAL_FORMS": "0",
+            "deployments-TOTAL_FORMS": "0",
+            "deployments-INITIAL_FORMS": "0",
+            "aliases-TOTAL_FORMS": "0",
+            "aliases-INITIAL_FORMS": "0",
         },
     )
     chat_model.refresh_from_db()

@@ -13,12 +13,12 @@ ATTACKS = [
     "[click](javascript:alert(1))",
     "[click](JaVaScRiPt:alert(1))",
     "[click](  javascript:alert(1) )",
-    "<a href=\"javascript:alert(1)\">x</a>",
+    '<a href="javascript:alert(1)">x</a>',
     "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
     "![pic](javascript:alert(1))",
-    "<div hx-get=\"/admin/\" hx-trigger=\"load\" onclick=\"alert(1)\">hi</div>",
-    "<button hx-post=\"/c/1/delete\" hx-trigger=\"load\">go</button>",
-    "<iframe src=\"https://evil.example\"></iframe>",
+    '<div hx-get="/admin/" hx-trigger="load" onclick="alert(1)">hi</div>',
+    '<button hx-post="/c/1/delete" hx-trigger="load">go</button>',
+    '<iframe src="https://evil.example"></iframe>',
     "<svg onload=alert(1)><circle/></svg>",
     "<style>body{display:none}</style>",
     "| a |\n|---|\n| <img src=x onerror=alert(1)> |",
@@ -58,8 +58,7 @@ def test_javascript_link_keeps_its_text_but_not_its_target():
 
 def test_ordinary_markdown_renders():
     html = markdown_render(
-        "# Title\n\n**bold**, *italic*, ~~gone~~ and `code`\n\n"
-        "- one\n- two\n\n1. first\n2. second\n\n> quoted\n\n---\n"
+        "# Title\n\n**bold**, *italic*, ~~gone~~ and `code`\n\n- one\n- two\n\n1. first\n2. second\n\n> quoted\n\n---\n"
     )
 
     assert "<h1>Title</h1>" in html
@@ -80,7 +79,7 @@ def test_tables_render_with_alignment():
 
 
 def test_links_open_safely():
-    html = markdown_render("See [the docs](https://example.com/docs?a=1&b=2 \"Docs\") or <https://example.org>.")
+    html = markdown_render('See [the docs](https://example.com/docs?a=1&b=2 "Docs") or <https://example.org>.')
 
     link = re.search(r'<a [^>]*href="https://example.com/docs\?a=1&amp;b=2"[^>]*>the docs</a>', html)
     assert link, html

@@ -66,12 +66,12 @@ def _fresh_routing_state() -> Iterator[None]:
 def routed(db, upstream, second, third) -> ChatModel:
     """``fake-model``: the first provider, then ``Second``, then ``Third``; ``default`` is another name for it."""
     first = Provider.objects.create(name="First", base_url=upstream.base_url, api_key="sk-first")
-    model = ChatModel.objects.create(
-        name="fake-model", provider=first, upstream_model="first-id", is_default=True
-    )
+    model = ChatModel.objects.create(name="fake-model", provider=first, upstream_model="first-id", is_default=True)
     for priority, (name, server) in enumerate([("Second", second), ("Third", third)], start=1):
         provider = Provider.objects.create(name=name, base_url=server.base_url, api_key=f"sk-{name.lower()}")
-        Deployment.objects.create(model=model, provider=provider, upstream_model=f"{name.lower()}-id", priority=priority)
+        Deployment.objects.create(
+            model=model, provider=provider, upstream_model=f"{name.lower()}-id", priority=priority
+        )
     ModelAlias.objects.create(name="default", model=model)
     return model
 
@@ -83,7 +83,9 @@ def first_down(routed) -> None:
 
 @pytest.fixture
 def client(live_server_url, user, routed) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="t")[1], max_retries=0)
+    return openai.OpenAI(
+        base_url=f"{live_server_url}/v1", api_key=api_key_create(user=user, name="t")[1], max_retries=0
+    )
 
 
 def ask(client: openai.OpenAI, **extra) -> str:
@@ -135,7 +137,9 @@ def test_a_stream_failing_before_content_falls_back(client, upstream, second):
 
 def test_a_stream_failing_after_content_ends_in_error_and_is_not_retried(client, upstream, second):
     upstream.script(Reply(text="one two three four", fail_after=2, error={"message": "overloaded"}))
-    stream = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "Hi"}], stream=True)
+    stream = client.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
     seen = ""
     with pytest.raises(openai.APIError, match="overloaded"):
         for chunk in stream:
@@ -219,7 +223,9 @@ def test_two_workers_share_a_cooldown_through_redis(user, routed, upstream, seco
     env = {"ROUTING_COOLDOWN_FAILURES": "2", "ROUTING_COOLDOWN_SECONDS": "60"}
     one, two = start("one", **env), start("two", **env)
     key = api_key_create(user=user, name="workers")[1]
-    on = {port: openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0) for port in (one, two)}
+    on = {
+        port: openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0) for port in (one, two)
+    }
     upstream.script(Error(status=500), Error(status=500))
     for _ in range(2):
         assert ask(on[one]) == "You said: Hi"
@@ -229,7 +235,9 @@ def test_two_workers_share_a_cooldown_through_redis(user, routed, upstream, seco
 
 
 def _route(key: str, **fields) -> Route:
-    return Route(key=key, provider=key, upstream=Upstream(base_url="http://127.0.0.1:9/v1", api_key="", model=key), **fields)
+    return Route(
+        key=key, provider=key, upstream=Upstream(base_url="http://127.0.0.1:9/v1", api_key="", model=key), **fields
+    )
 
 
 async def test_equal_priorities_share_by_weight_and_lower_priorities_come_first(settings):

@@ -11,8 +11,10 @@ from tests.live import free_port
 pytestmark = pytest.mark.django_db(transaction=True)
 
 INLINES = {
-    "deployments-TOTAL_FORMS": "1", "deployments-INITIAL_FORMS": "0",
-    "aliases-TOTAL_FORMS": "1", "aliases-INITIAL_FORMS": "0",
+    "deployments-TOTAL_FORMS": "1",
+    "deployments-INITIAL_FORMS": "0",
+    "aliases-TOTAL_FORMS": "1",
+    "aliases-INITIAL_FORMS": "0",
 }
 
 
@@ -21,11 +23,20 @@ def test_an_admin_adds_a_second_deployment_and_an_alias_inline(admin_client, cha
     response = admin_client.post(
         reverse("admin:conversations_chatmodel_change", args=[chat_model.pk]),
         {
-            "name": chat_model.name, "display_name": "", "provider": chat_model.provider_id,
-            "upstream_model": chat_model.upstream_model, "enabled": "on", "is_default": "on", "position": "1",
-            "max_tokens": "", **INLINES,
-            "deployments-0-provider": backup.pk, "deployments-0-upstream_model": "backup-id",
-            "deployments-0-priority": "1", "deployments-0-weight": "1", "deployments-0-enabled": "on",
+            "name": chat_model.name,
+            "display_name": "",
+            "provider": chat_model.provider_id,
+            "upstream_model": chat_model.upstream_model,
+            "enabled": "on",
+            "is_default": "on",
+            "position": "1",
+            "max_tokens": "",
+            **INLINES,
+            "deployments-0-provider": backup.pk,
+            "deployments-0-upstream_model": "backup-id",
+            "deployments-0-priority": "1",
+            "deployments-0-weight": "1",
+            "deployments-0-enabled": "on",
             "aliases-0-name": "default",
         },
     )
@@ -40,8 +51,14 @@ def test_an_alias_cannot_take_a_models_name(admin_client, chat_model):
     response = admin_client.post(
         reverse("admin:conversations_chatmodel_change", args=[other.pk]),
         {
-            "name": "other", "provider": other.provider_id, "upstream_model": "x", "enabled": "on", "position": "1",
-            **INLINES, "deployments-TOTAL_FORMS": "0", "aliases-0-name": chat_model.name,
+            "name": "other",
+            "provider": other.provider_id,
+            "upstream_model": "x",
+            "enabled": "on",
+            "position": "1",
+            **INLINES,
+            "deployments-TOTAL_FORMS": "0",
+            "aliases-0-name": chat_model.name,
         },
     )
     assert response.status_code == 200 and "A model has that name already." in response.content.decode()
@@ -81,9 +98,19 @@ def test_the_fetch_models_action_lists_what_a_provider_offers(admin_client, chat
 
 def test_a_completions_failed_attempts_are_shown(admin_client, user):
     stored = StoredCompletion.objects.create(
-        id="chatcmpl-routed", user=user, model="m", provider="Second", upstream_model="second-id",
-        attempts=[{"deployment": "First / first-id", "status": 502, "error": "Could not reach the provider.",
-                   "at": "2026-12-01T23:00:00+00:00"}],
+        id="chatcmpl-routed",
+        user=user,
+        model="m",
+        provider="Second",
+        upstream_model="second-id",
+        attempts=[
+            {
+                "deployment": "First / first-id",
+                "status": 502,
+                "error": "Could not reach the provider.",
+                "at": "2026-12-01T23:00:00+00:00",
+            }
+        ],
     )
     page = admin_client.get(reverse("admin:conversations_storedcompletion_change", args=[stored.pk])).content.decode()
     assert "First / first-id — Could not reach the provider. at 2026-12-01T23:00:00+00:00" in page

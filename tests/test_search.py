@@ -155,7 +155,7 @@ def test_filters_it_cannot_use_are_told_apart(user, text, error):
 
 
 def test_punctuation_and_operators_in_the_text_are_only_words(user):
-    talk(user, "Ops", 'he said "AND" OR NOT -x * : ( ) \'quoted\'')
+    talk(user, "Ops", "he said \"AND\" OR NOT -x * : ( ) 'quoted'")
     for text in ['"AND', "OR NOT", "-x", "*", "( )", "'quoted'", "NEAR(a b)", "a:b:c"]:
         search(user, text)  # none raises or breaks the database's query syntax
     assert len(message_ids(search(user, "quoted"))) == 1

@@ -8,7 +8,9 @@ from conversations.models import Provider
 
 @pytest.mark.django_db
 def test_provider_key_is_encrypted_in_the_database_and_readable_by_the_app():
-    provider = Provider.objects.create(name="OpenAI", base_url="https://api.openai.com/v1", api_key="sk-live-abcdef123456")
+    provider = Provider.objects.create(
+        name="OpenAI", base_url="https://api.openai.com/v1", api_key="sk-live-abcdef123456"
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT api_key FROM conversations_provider WHERE id = %s", [provider.pk])
         stored = cursor.fetchone()[0]
@@ -26,7 +28,9 @@ def test_a_changed_encryption_key_is_reported_not_silently_used(settings):
 
 @pytest.mark.django_db
 def test_admin_never_shows_the_key(admin_client):
-    provider = Provider.objects.create(name="OpenAI", base_url="https://api.openai.com/v1", api_key="sk-live-abcdef123456")
+    provider = Provider.objects.create(
+        name="OpenAI", base_url="https://api.openai.com/v1", api_key="sk-live-abcdef123456"
+    )
     listing = admin_client.get("/admin/conversations/provider/").content.decode()
     page = admin_client.get(f"/admin/conversations/provider/{provider.pk}/change/").content.decode()
     assert "…3456" in listing
@@ -35,7 +39,13 @@ def test_admin_never_shows_the_key(admin_client):
     # Saving the form with the key left blank keeps it.
     admin_client.post(
         f"/admin/conversations/provider/{provider.pk}/change/",
-        {"name": "OpenAI", "base_url": "https://api.openai.com/v1", "api_key": "", "enabled": "on",
-         "models-TOTAL_FORMS": "0", "models-INITIAL_FORMS": "0"},
+        {
+            "name": "OpenAI",
+            "base_url": "https://api.openai.com/v1",
+            "api_key": "",
+            "enabled": "on",
+            "models-TOTAL_FORMS": "0",
+            "models-INITIAL_FORMS": "0",
+        },
     )
     assert Provider.objects.get(pk=provider.pk).api_key == "sk-live-abcdef123456"

@@ -22,11 +22,23 @@ def conversation(user, chat_model) -> Conversation:
         {"role": "assistant", "content": "An **old** answer", "model_name": "fake-model"},
     )
     reply = Message.objects.create(
-        conversation=conversation, parent=question, role="assistant", model_name="fake-model",
-        content="A *new* answer <img src=x onerror=alert(1)>", prompt_tokens=11, completion_tokens=7,
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        model_name="fake-model",
+        content="A *new* answer <img src=x onerror=alert(1)>",
+        prompt_tokens=11,
+        completion_tokens=7,
     )
-    UsageRecord.objects.create(user=user, message=reply, model="fake-model", prompt_tokens=11, completion_tokens=7,
-                               cost="0.12345678", state="settled")
+    UsageRecord.objects.create(
+        user=user,
+        message=reply,
+        model="fake-model",
+        prompt_tokens=11,
+        completion_tokens=7,
+        cost="0.12345678",
+        state="settled",
+    )
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf=reply)
     conversation.refresh_from_db()
     return conversation
@@ -48,7 +60,9 @@ def test_a_shared_link_shows_the_current_path_to_anyone_and_nothing_else(client,
     response = anonymous.get(f"/s/{link.token}")
     page = response.content.decode()
     assert response.status_code == 200
-    assert response["X-Robots-Tag"] == "noindex, nofollow" and '<meta name="robots" content="noindex, nofollow">' in page
+    assert (
+        response["X-Robots-Tag"] == "noindex, nofollow" and '<meta name="robots" content="noindex, nofollow">' in page
+    )
     assert "Hi &lt;b&gt;there&lt;/b&gt;" in page and "<em>new</em> answer" in page
     assert "old" not in page.replace("Older", "")  # the other branch is not shared
     assert "<script>alert(1)</script>" not in page and "<img" not in page and "&lt;img src=x onerror" in page

@@ -48,8 +48,13 @@ def identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Iden
     log = data / "provider.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_", "DATABASE_", "REDIS_"))}
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tests.oidc_provider", str(port), str(data)], cwd=ROOT,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.oidc_provider", str(port), str(data)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     provider = IdentityProvider(port, process, log)
     deadline = time.monotonic() + 60
     while True:
@@ -100,10 +105,14 @@ class Browser:
         assert response.status_code == 302 and "/accounts/login/" in response.headers["location"], response.text
         login = urljoin(authorization_url, response.headers["location"])
         self.get(login)
-        signed_in = self.http.post(login, data={
-            "username": username, "password": USERS[username]["password"],
-            "csrfmiddlewaretoken": self.http.cookies["idp_csrftoken"],
-        })
+        signed_in = self.http.post(
+            login,
+            data={
+                "username": username,
+                "password": USERS[username]["password"],
+                "csrfmiddlewaretoken": self.http.cookies["idp_csrftoken"],
+            },
+        )
         assert signed_in.status_code == 302, signed_in.text
         back = self.get(urljoin(login, signed_in.headers["location"]))
         assert back.status_code == 302, back.text
@@ -291,9 +300,11 @@ async def test_signing_out_ends_the_session_and_its_open_sockets(sso, live_serve
 
     def sign_out() -> httpx.Response:
         browser.get("/")  # the page sets the CSRF cookie its sign-out form sends
-        return browser.http.post(urljoin(live_server_url, "/accounts/logout/"),
-                                 data={"csrfmiddlewaretoken": browser.http.cookies["csrftoken"]},
-                                 headers={"Referer": live_server_url})
+        return browser.http.post(
+            urljoin(live_server_url, "/accounts/logout/"),
+            data={"csrfmiddlewaretoken": browser.http.cookies["csrftoken"]},
+            headers={"Referer": live_server_url},
+        )
 
     response = await sync_to_async(sign_out, thread_sensitive=False)()
 
@@ -320,7 +331,9 @@ def test_with_password_login_off_only_the_break_glass_admin_signs_in_with_a_pass
     for url in ("/accounts/login/", "/admin/login/"):
         refused = client.post(url, {"username": "alice", "password": "alice-password-1"})
         assert refused.status_code == 200 and "_auth_user_id" not in client.session
-    assert client.post("/accounts/login/", {"username": "root", "password": "break-glass-passphrase-1"}).status_code == 302
+    assert (
+        client.post("/accounts/login/", {"username": "root", "password": "break-glass-passphrase-1"}).status_code == 302
+    )
     assert client.get("/admin/").status_code == 200
     assert client.get("/accounts/signup/").status_code == 403
 
@@ -358,8 +371,12 @@ def test_signing_in_through_the_providers_page_in_chromium(sso, live_server_url)
 
     with chromium_session() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        for width, height, scheme in [(375, 740, "light"), (375, 740, "dark"), (1280, 800, "light"),
-                                      (1280, 800, "dark")]:
+        for width, height, scheme in [
+            (375, 740, "light"),
+            (375, 740, "dark"),
+            (1280, 800, "light"),
+            (1280, 800, "dark"),
+        ]:
             context = chromium.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
             page = context.new_page()
             page.set_default_timeout(15_000)

@@ -34,8 +34,16 @@ CODE_REPLY = "Here it is:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
 
-def open_page(browser: Any, live: LiveApp, state: dict, *, width: int = 1280, height: int = 800,
-              scheme: str = "light", clipboard: bool = False) -> Any:
+def open_page(
+    browser: Any,
+    live: LiveApp,
+    state: dict,
+    *,
+    width: int = 1280,
+    height: int = 800,
+    scheme: str = "light",
+    clipboard: bool = False,
+) -> Any:
     context = new_context(browser, live, state)
     if clipboard:
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
@@ -56,8 +64,9 @@ def reply(page: Any, index: int = -1) -> Any:
 # --- Settings ------------------------------------------------------------------------------
 
 
-def test_system_prompt_and_temperature_reach_the_provider(browser: Any, live: LiveApp, signed_in: dict,
-                                                          upstream: FakeUpstream) -> None:
+def test_system_prompt_and_temperature_reach_the_provider(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
     page = open_page(browser, live, signed_in)
     page.goto("/")
     page.get_by_text("Chat settings").click()
@@ -86,8 +95,9 @@ def test_system_prompt_and_temperature_reach_the_provider(browser: Any, live: Li
 # --- Copying and keys ---------------------------------------------------------------------------
 
 
-def test_copy_a_code_block_and_a_whole_reply(browser: Any, live: LiveApp, signed_in: dict,
-                                             upstream: FakeUpstream) -> None:
+def test_copy_a_code_block_and_a_whole_reply(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
     upstream.script(Reply(text=CODE_REPLY))
     page = open_page(browser, live, signed_in, clipboard=True)
     page.goto("/")
@@ -134,8 +144,9 @@ def versions(article: Any) -> Any:
     return article.locator(".sibling-count")
 
 
-def test_edit_a_message_and_switch_back_and_forth(browser: Any, live: LiveApp, signed_in: dict,
-                                                   upstream: FakeUpstream) -> None:
+def test_edit_a_message_and_switch_back_and_forth(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
     page = open_page(browser, live, signed_in)
     page.goto("/")
     start_conversation(page, "What is 2 + 2?")
@@ -180,8 +191,9 @@ def test_edit_a_message_and_switch_back_and_forth(browser: Any, live: LiveApp, s
             close(shown)
 
 
-def test_regenerate_twice_gives_three_versions(browser: Any, live: LiveApp, signed_in: dict,
-                                              upstream: FakeUpstream) -> None:
+def test_regenerate_twice_gives_three_versions(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
     upstream.script(Reply(text="First answer"), Reply(text="Second answer"), Reply(text="Third answer"))
     page = open_page(browser, live, signed_in)
     page.goto("/")
@@ -198,8 +210,9 @@ def test_regenerate_twice_gives_three_versions(browser: Any, live: LiveApp, sign
     close(page)
 
 
-def test_continue_a_reply_cut_at_the_length_limit(browser: Any, live: LiveApp, signed_in: dict,
-                                                  upstream: FakeUpstream) -> None:
+def test_continue_a_reply_cut_at_the_length_limit(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
     upstream.script(Reply(text="Once upon a time", finish_reason="length"), Reply(text=", the end."))
     page = open_page(browser, live, signed_in)
     page.goto("/")
@@ -230,8 +243,9 @@ def axe_violations(page: Any, shot: str) -> list[str]:
     ]
 
 
-def test_a_preset_made_default_starts_new_chats(browser: Any, live: LiveApp, signed_in: dict,
-                                               upstream: FakeUpstream) -> None:
+def test_a_preset_made_default_starts_new_chats(
+    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
+) -> None:
     page = open_page(browser, live, signed_in)
     page.goto("/presets/")
     form = page.locator("form", has=page.get_by_role("button", name="Create preset"))

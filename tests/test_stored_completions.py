@@ -154,8 +154,11 @@ def test_deleting(client, upstream):
 def test_listing_the_input_messages(client, upstream):
     messages = [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "name": "ana",
-         "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "this?"}]},
+        {
+            "role": "user",
+            "name": "ana",
+            "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "this?"}],
+        },
         {"role": "assistant", "content": "A test."},
         {"role": "user", "content": "Thanks"},
     ]
@@ -191,8 +194,12 @@ def test_another_users_completions_are_not_found(client, other_client, upstream)
 
 @pytest.mark.parametrize(
     ("kwargs", "param"),
-    [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"order": "sideways"}, "order"),
-     ({"after": "chatcmpl-unknown"}, "after")],
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"order": "sideways"}, "order"),
+        ({"after": "chatcmpl-unknown"}, "after"),
+    ],
 )
 def test_bad_list_parameters_are_400_naming_them(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as caught:

@@ -65,13 +65,16 @@ async def test_a_failed_title_call_keeps_the_title_and_the_reply(user, chat_mode
     assert not await UsageRecord.objects.filter(state="reserved").aexists()
 
 
-@pytest.mark.parametrize("answer, title", [
-    ('"Trip to Lisbon"', "Trip to Lisbon"),
-    ("Title: Sourdough starter care.\nMore text", "Sourdough starter care"),
-    ("**Bold idea**", "Bold idea"),
-    ("   ", ""),
-    ("word " * 40, ("word " * 12).strip()[:59].rstrip() + "…"),
-])
+@pytest.mark.parametrize(
+    "answer, title",
+    [
+        ('"Trip to Lisbon"', "Trip to Lisbon"),
+        ("Title: Sourdough starter care.\nMore text", "Sourdough starter care"),
+        ("**Bold idea**", "Bold idea"),
+        ("   ", ""),
+        ("word " * 40, ("word " * 12).strip()[:59].rstrip() + "…"),
+    ],
+)
 def test_titles_are_cleaned(answer, title):
     assert title_clean(answer) == title
 

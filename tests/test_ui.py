@@ -43,7 +43,7 @@ SIZES = {"phone": (375, 740), "tablet": (768, 1024), "desktop": (1280, 800)}
 DISPLAY_NAME = "Fake Model One"
 MARKDOWN_REPLY = (
     "## A plan\n\nThree steps:\n\n- read the *question*\n- write `code`\n- check it\n\n"
-    "```python\ndef greet(name):\n    # say hello\n    return f\"Hello, {name}!\" * 2\n```\n\n"
+    '```python\ndef greet(name):\n    # say hello\n    return f"Hello, {name}!" * 2\n```\n\n'
     "Done: try it with your own name, and change the greeting to suit the occasion."
 )
 
@@ -59,7 +59,8 @@ def live(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) 
     try:
         app.start()
         app.manage(
-            "shell", "-c",
+            "shell",
+            "-c",
             f"from conversations.models import ChatModel; ChatModel.objects.update(display_name={DISPLAY_NAME!r})",
         )
         yield app
@@ -102,7 +103,8 @@ def formatted_conversation(browser: Any, live: LiveApp, signed_in: dict, fake_up
 def long_conversation(live: LiveApp, signed_in: dict) -> int:
     """A conversation of 150 messages, more than the page shows at first."""
     out = live.manage(
-        "shell", "-c",
+        "shell",
+        "-c",
         "from conversations.models import Conversation, Message\n"
         "from django.contrib.auth import get_user_model\n"
         f"user = get_user_model().objects.get(username={ADMIN['username']!r})\n"
@@ -139,8 +141,13 @@ def overflow(page: Any) -> int:
 def in_viewport(page: Any, locator: Any) -> bool:
     box = locator.bounding_box()
     size = page.viewport_size
-    return bool(box) and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= size["width"] \
+    return (
+        bool(box)
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= size["width"]
         and box["y"] + box["height"] <= size["height"]
+    )
 
 
 def at_the_bottom(page: Any, locator: Any) -> bool:
@@ -160,8 +167,13 @@ def close(page: Any) -> None:
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", list(SIZES))
 def test_every_size_fits_the_window_and_reaches_chats_send_and_stop(
-    browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream, formatted_conversation: int,
-    size: str, scheme: str,
+    browser: Any,
+    live: LiveApp,
+    signed_in: dict,
+    upstream: FakeUpstream,
+    formatted_conversation: int,
+    size: str,
+    scheme: str,
 ) -> None:
     page = open_page(browser, live, signed_in, size=size, scheme=scheme)
     page.goto("/")
@@ -227,15 +239,21 @@ def test_every_size_fits_the_window_and_reaches_chats_send_and_stop(
 
 def test_nothing_overflows_at_320_px(browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int) -> None:
     page = open_page(browser, live, signed_in, size=(320, 640), scheme="light")
-    for path, name in (("/", "home"), (f"/c/{formatted_conversation}/", "conversation"),
-                       ("/account/keys/", "keys"), ("/usage/", "usage")):
+    for path, name in (
+        ("/", "home"),
+        (f"/c/{formatted_conversation}/", "conversation"),
+        ("/account/keys/", "keys"),
+        ("/usage/", "usage"),
+    ):
         page.goto(path)
         assert overflow(page) == 0, f"{path} is wider than 320 px"
         shoot(page, f"320-light-{name}")
     close(page)
 
 
-def test_touch_targets_are_at_least_44_px(browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int) -> None:
+def test_touch_targets_are_at_least_44_px(
+    browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int
+) -> None:
     page = open_page(browser, live, signed_in, size="phone", scheme="light")
     page.goto(f"/c/{formatted_conversation}/")
     page.get_by_role("button", name="Chats and account").click()
@@ -251,7 +269,9 @@ def test_touch_targets_are_at_least_44_px(browser: Any, live: LiveApp, signed_in
     close(page)
 
 
-def test_keyboard_focus_is_always_visible(browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int) -> None:
+def test_keyboard_focus_is_always_visible(
+    browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int
+) -> None:
     page = open_page(browser, live, signed_in, size="desktop", scheme="dark")
     page.goto(f"/c/{formatted_conversation}/")
     page.locator("#composer-input").focus()
@@ -273,8 +293,15 @@ def test_keyboard_focus_is_always_visible(browser: Any, live: LiveApp, signed_in
         if not focused[1]:
             unmarked.append(focused[0])
     assert not unmarked, f"focused without a visible mark: {unmarked}"
-    for control in ("A New chat", "SUMMARY A", "SUMMARY Conversation actions", "SECTION", "BUTTON Regenerate",
-                    "SELECT", "BUTTON Send"):
+    for control in (
+        "A New chat",
+        "SUMMARY A",
+        "SUMMARY Conversation actions",
+        "SECTION",
+        "BUTTON Regenerate",
+        "SELECT",
+        "BUTTON Send",
+    ):
         assert any(name.startswith(control) for name in seen), (control, seen)
     close(page)
 
@@ -328,7 +355,9 @@ def test_the_theme_follows_the_browser_until_the_user_picks_one_which_every_devi
     close(page)
 
 
-def test_code_is_highlighted_in_each_theme(browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int) -> None:
+def test_code_is_highlighted_in_each_theme(
+    browser: Any, live: LiveApp, signed_in: dict, formatted_conversation: int
+) -> None:
     colours = {}
     for scheme in ("light", "dark"):
         page = open_page(browser, live, signed_in, size="desktop", scheme=scheme)
@@ -377,8 +406,13 @@ def test_main_pages_have_no_serious_accessibility_violations(
     close(anonymous)
 
     page = open_page(browser, live, signed_in, size="desktop", scheme=scheme)
-    pages = (("/", "home"), (f"/c/{formatted_conversation}/", "conversation"), ("/usage/", "usage"),
-             ("/accounts/password/", "password"), ("/account/keys/", "keys"))
+    pages = (
+        ("/", "home"),
+        (f"/c/{formatted_conversation}/", "conversation"),
+        ("/usage/", "usage"),
+        ("/accounts/password/", "password"),
+        ("/account/keys/", "keys"),
+    )
     for path, name in pages:
         page.goto(path)
         expect(page.locator("h1")).to_have_count(1)
@@ -513,11 +547,11 @@ def test_formatted_streaming_never_runs_what_the_model_writes(
     browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
 ) -> None:
     attack = (
-        "## Look <img src=x onerror=\"window.__pwned=1\">\n\n"
+        '## Look <img src=x onerror="window.__pwned=1">\n\n'
         "<script>window.__pwned=2</script>\n\n"
-        "- [click](javascript:window.__pwned=3)\n- <svg onload=\"window.__pwned=4\"></svg>\n\n"
+        '- [click](javascript:window.__pwned=3)\n- <svg onload="window.__pwned=4"></svg>\n\n'
         "```html\n</code></pre><script>window.__pwned=5</script>\n```\n\n"
-        "<b onmouseover=\"window.__pwned=6\">bold?</b> and the last words of a long enough reply."
+        '<b onmouseover="window.__pwned=6">bold?</b> and the last words of a long enough reply.'
     )
     upstream.script(sse(paced(pieces_of(attack, 5), 0.05)))
     page = open_page(browser, live, signed_in, size="desktop", scheme="dark")
@@ -543,7 +577,8 @@ MEMBER = {"username": "member", "password": "a-member-passphrase-42"}
 def team(live: LiveApp) -> int:
     """A user in the group "Writers", allowed fake-model and "Second Model" but not "Hidden Model"; the group's id."""
     out = live.manage(
-        "shell", "-c",
+        "shell",
+        "-c",
         "from django.contrib.auth.models import Group\n"
         "from django.contrib.auth import get_user_model\n"
         "from conversations.models import ChatModel, GroupPolicy\n"
@@ -633,7 +668,13 @@ def test_the_keys_page_creates_scoped_keys_and_shows_scopes_and_spend_at_every_w
     page.get_by_role("button", name="Create key").click()
     expect(page.locator("#new-key")).to_have_value(re.compile(r"^sk-cw-"))
     row = page.locator("table.keys tbody tr").filter(has_text=f"nightly report {size} {scheme}")
-    for text in (f"Models: {DISPLAY_NAME}", "Read-only", "30 requests/min", "Valid through 2099-12-31 (UTC)", "$0.0000 of $5.00"):
+    for text in (
+        f"Models: {DISPLAY_NAME}",
+        "Read-only",
+        "30 requests/min",
+        "Valid through 2099-12-31 (UTC)",
+        "$0.0000 of $5.00",
+    ):
         expect(row).to_contain_text(text)
     assert overflow(page) == 0
     revoke = row.get_by_role("button", name="Revoke")

@@ -38,10 +38,20 @@ def test_cost_counts_cached_prompt_tokens_at_the_cached_rate_and_reasoning_as_ou
 @pytest.mark.django_db
 def test_the_price_in_force_is_the_latest_that_started_before(chat_model):
     now = timezone.now()
-    ModelPrice.objects.create(model="fake-model", input_per_million=1, cached_input_per_million=0,
-                              output_per_million=2, effective_from=now - timedelta(days=30))
-    ModelPrice.objects.create(model="fake-model", input_per_million=3, cached_input_per_million=0,
-                              output_per_million=4, effective_from=now + timedelta(days=1))
+    ModelPrice.objects.create(
+        model="fake-model",
+        input_per_million=1,
+        cached_input_per_million=0,
+        output_per_million=2,
+        effective_from=now - timedelta(days=30),
+    )
+    ModelPrice.objects.create(
+        model="fake-model",
+        input_per_million=3,
+        cached_input_per_million=0,
+        output_per_million=4,
+        effective_from=now + timedelta(days=1),
+    )
     assert price_at(model="fake-model", at=now).input_per_million == 1
     assert price_at(model="fake-model", at=now + timedelta(days=2)).input_per_million == 3
     assert not price_at(model="fake-model", at=now - timedelta(days=31)).priced
@@ -60,15 +70,16 @@ def test_negative_prices_are_rejected():
 def priced(chat_model):
     """fake-model costs 1 USD per million input tokens and 2 USD per million output tokens."""
     return ModelPrice.objects.create(
-        model="fake-model", input_per_million=Decimal("1"), cached_input_per_million=Decimal("0.5"),
-        output_per_million=Decimal("2"), effective_from=timezone.now() - timedelta(days=1),
+        model="fake-model",
+        input_per_million=Decimal("1"),
+        cached_input_per_million=Decimal("0.5"),
+        output_per_million=Decimal("2"),
+        effective_from=timezone.now() - timedelta(days=1),
     )
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_chat_reply_is_settled_with_the_providers_usage_and_price_snapshot(
-    user, priced, upstream, open_tab
-):
+async def test_a_chat_reply_is_settled_with_the_providers_usage_and_price_snapshot(user, priced, upstream, open_tab):
     conversation = await Conversation.objects.acreate(user=user, model=await _model())
     _, _, tab = await open_tab(user, conversation.pk)
     upstream.script(Reply(text="one two three four"))
@@ -84,7 +95,6 @@ async def test_a_chat_reply_is_settled_with_the_providers_usage_and_price_snapsh
     priced.output_per_million = Decimal("100")
     await priced.asave()
     assert (await UsageRecord.objects.aget(pk=record.pk)).cost == Decimal("0.000011")
-
 
 
 @pytest.mark.django_db(transaction=True)
@@ -132,8 +142,9 @@ def test_an_api_client_leaving_mid_stream_is_still_charged_for_what_was_generate
     client, _ = api
     words = [f" w{i}" for i in range(200)]
     upstream.script(Reply(text="".join(words), pieces=words, delay=0.01))
-    stream = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "go"}],
-                                            stream=True)
+    stream = client.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "go"}], stream=True
+    )
     for i, _chunk in enumerate(stream):
         if i == 10:
             break
@@ -159,7 +170,10 @@ def test_each_api_call_is_billed_once_and_linked_to_the_completion_it_stored(api
             model="fake-model", messages=[{"role": "user", "content": "hi"}], store=True
         )
     records = list(UsageRecord.objects.filter(user=user).order_by("pk"))
-    assert [(r.state, r.completion_tokens, r.estimated) for r in records] == [("settled", 2, False), ("settled", 3, False)]
+    assert [(r.state, r.completion_tokens, r.estimated) for r in records] == [
+        ("settled", 2, False),
+        ("settled", 3, False),
+    ]
     assert records[1].stored_completion_id == completion.id
     assert records[1].cost == Decimal("0.000007")  # 1 prompt token × 1 + 3 × 2 per million
 
@@ -183,9 +197,9 @@ def test_an_api_client_leaving_before_the_answer_still_has_the_call_recorded(api
 def test_a_stream_is_accounted_with_provider_usage_even_when_the_client_did_not_ask(api, upstream, user):
     client, _ = api
     upstream.script(Reply(text="alpha beta gamma"))
-    chunks = list(client.chat.completions.create(
-        model="fake-model", messages=[{"role": "user", "content": "x"}], stream=True
-    ))
+    chunks = list(
+        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}], stream=True)
+    )
     assert all(c.usage is None for c in chunks)
     record = _wait_settled(user)
     assert record.completion_tokens == 3 and not record.estimated

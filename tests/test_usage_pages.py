@@ -36,7 +36,9 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
 
 def record(user: Any, *, model: str, cost: str, when: datetime.datetime, **fields: Any) -> UsageRecord:
     defaults = {"provider": "Fake", "state": UsageRecord.State.SETTLED, "prompt_tokens": 0, "completion_tokens": 0}
-    return UsageRecord.objects.create(user=user, model=model, cost=Decimal(cost), created_at=when, **{**defaults, **fields})
+    return UsageRecord.objects.create(
+        user=user, model=model, cost=Decimal(cost), created_at=when, **{**defaults, **fields}
+    )
 
 
 @pytest.fixture
@@ -85,11 +87,11 @@ def test_reply_footers_show_tokens_and_cost_and_the_header_the_conversations_tot
         html = client.get(f"/c/{ledger['conversation'].pk}/").content.decode()
 
     priced = re.search(rf'id="message-{ledger["priced"].pk}".*?</article>', html, re.S).group(0)
-    assert "100 in · 50 out · <span class=\"cost\">$0.000123</span>" in priced
+    assert '100 in · 50 out · <span class="cost">$0.000123</span>' in priced
     assert "(estimated)" not in priced and "unpriced" not in priced
 
     free = re.search(rf'id="message-{ledger["free"].pk}".*?</article>', html, re.S).group(0)
-    assert "7 in · 3 out · <span class=\"cost\">$0.000000</span> (estimated)" in free
+    assert '7 in · 3 out · <span class="cost">$0.000000</span> (estimated)' in free
     assert "unpriced" in free
 
     header = _attr(html, "conversation-usage")
@@ -114,7 +116,9 @@ def test_a_conversation_without_usage_shows_no_total(client, user, chat_model, f
 
 
 def test_usage_page_names_models_as_the_chat_does(client, user, ledger, chat_model):
-    ChatModel.objects.create(name="gpt-a", display_name="GPT A <fast>", provider=chat_model.provider, upstream_model="a")
+    ChatModel.objects.create(
+        name="gpt-a", display_name="GPT A <fast>", provider=chat_model.provider, upstream_model="a"
+    )
     client.force_login(user)
     table = _attr(client.get("/usage/").content.decode(), "usage-by-model")
     assert '<tr data-model="gpt-a">\n        <td>GPT A &lt;fast&gt;</td>' in table
@@ -157,7 +161,7 @@ def test_usage_chart_has_thirty_days_and_one_bar_per_day_with_usage(client, user
     client.force_login(user)
     html = client.get("/usage/").content.decode()
     svg = re.search(r'<svg id="usage-chart".*?</svg>', html, re.S).group(0)
-    assert "<title id=\"usage-chart-title\">Cost per day, last 30 days (UTC)</title>" in svg
+    assert '<title id="usage-chart-title">Cost per day, last 30 days (UTC)</title>' in svg
     assert "4 of 30 days with usage, from\n        2025-02-14 to 2025-03-15" in svg
     bars = re.findall(r'<rect class="bar" data-day="([\d-]+)" data-cost="([^"]+)"[^>]*height="([\d.]+)"', svg)
     # Feb 28 (last month, still within 30 days), Mar 2, Mar 10 (unpriced: $0, still drawn), today.
@@ -326,7 +330,7 @@ async def test_a_streamed_reply_shows_its_tokens_and_cost_when_done(user, chat_m
     done = html[html.rindex('class="message assistant" data-status="complete"') :]
     usage = await UsageRecord.objects.aget(message__conversation=conversation)
     assert usage.state == "settled" and usage.cost > 0
-    shown = f"{usage.prompt_tokens} in · {usage.completion_tokens} out · <span class=\"cost\">${usage.cost:.6f}</span>"
+    shown = f'{usage.prompt_tokens} in · {usage.completion_tokens} out · <span class="cost">${usage.cost:.6f}</span>'
     assert shown in done and "unpriced" not in done
 
 

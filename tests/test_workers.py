@@ -87,7 +87,10 @@ def workers(tmp_path):
         with open(tmp_path / f"{name}.log", "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "chatweb.serve", "-b", "127.0.0.1", "-p", str(port), "chatweb.asgi:application"],
-                cwd=ROOT, env={**env, **environment}, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**env, **environment},
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,
             )
         started[name] = (process, port)

@@ -169,8 +169,14 @@ class _Handler(BaseHTTPRequestHandler):
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model", "")
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": choices, **extra}
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
             return f"data: {json.dumps(chunk)}\n\n".encode()
 
         self._stream_start(reply.headers)

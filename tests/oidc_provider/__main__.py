@@ -12,10 +12,18 @@ from pathlib import Path
 CLIENT_SECRET = "chatweb-client-secret"
 CLIENTS = ["chatweb", "chatweb-expired", "chatweb-elsewhere"]
 USERS = {
-    "ada": {"password": "ada-idp-password", "email": "ada@example.com", "first_name": "Ada",
-            "groups": ["engineering", "reviewers"]},
-    "grace": {"password": "grace-idp-password", "email": "grace@example.com", "first_name": "Grace",
-              "groups": ["research"]},
+    "ada": {
+        "password": "ada-idp-password",
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "groups": ["engineering", "reviewers"],
+    },
+    "grace": {
+        "password": "grace-idp-password",
+        "email": "grace@example.com",
+        "first_name": "Grace",
+        "groups": ["research"],
+    },
 }
 
 
@@ -28,10 +36,14 @@ def main() -> None:
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    os.environ.update(DJANGO_SETTINGS_MODULE="tests.oidc_provider.settings", OIDC_PROVIDER_PORT=port,
-                      OIDC_PROVIDER_DATA=str(data_dir))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="tests.oidc_provider.settings", OIDC_PROVIDER_PORT=port, OIDC_PROVIDER_DATA=str(data_dir)
+    )
     import django
 
     django.setup()
@@ -51,10 +63,13 @@ def main() -> None:
     for client_id in CLIENTS:
         if not Application.objects.filter(client_id=client_id).exists():
             Application.objects.create(
-                name=client_id, client_id=client_id, client_secret=CLIENT_SECRET,
+                name=client_id,
+                client_id=client_id,
+                client_secret=CLIENT_SECRET,
                 client_type=Application.CLIENT_CONFIDENTIAL,
                 authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-                redirect_uris="http://127.0.0.1/oidc/callback/", algorithm=Application.RS256_ALGORITHM,
+                redirect_uris="http://127.0.0.1/oidc/callback/",
+                algorithm=Application.RS256_ALGORITHM,
                 skip_authorization=True,
             )
     run("127.0.0.1", int(port), get_wsgi_application(), threading=True)
