@@ -25,7 +25,7 @@ from conversations.chat.frames import FRAME_MAX_BYTES
 from conversations.chat.selectors import message_page
 from conversations.chat.turns import message_regenerate, message_send
 from conversations.chat.watchdog import watchdog_tick
-from conversations.ledger.reports import conversation_totals
+from conversations.ledger.totals import conversation_totals
 from conversations.models import Conversation, Message, StoredCompletion, UsageRecord
 from conversations.providers.tokens import tokens_count
 from tests.outage import RedisServer, TcpProxy

@@ -15,7 +15,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from conversations.accounts.api_keys import api_key_create
-from conversations.ledger.usage import Price, cost_of, price_at
+from conversations.ledger.prices import Price, cost_of, price_at
 from conversations.models import ChatModel, Conversation, GroupPolicy, Message, ModelPrice, UsageRecord, UserLimits
 from tests.conftest import eventually
 from tests.upstream import Hang, Reply

@@ -12,7 +12,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from conversations.ledger.usage import group_spent, month_start
+from conversations.ledger.limits import group_spent, month_start
 from conversations.models import ApiKey, ChatModel, GroupPolicy, ModelGrant
 
 NOT_NEGATIVE = ("monthly_budget", "member_monthly_budget")

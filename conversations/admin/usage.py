@@ -27,8 +27,8 @@ from conversations.admin.filters import (
     UserFilter,
 )
 from conversations.admin.paginators import CappedCountPaginator
+from conversations.ledger.limits import month_start
 from conversations.ledger.reports import admin_report
-from conversations.ledger.usage import month_start
 from conversations.models import (
     ChatModel,
     ModelPrice,

@@ -47,7 +47,7 @@ from conversations.core.ids import row_id
 from conversations.core.jsoninput import JsonInputError, json_input_parse
 from conversations.core.metrics import sockets_open
 from conversations.core.rendering import streaming_render
-from conversations.ledger.reports import Totals, conversation_totals
+from conversations.ledger.totals import Totals, conversation_totals
 from conversations.models import Conversation, Message
 
 

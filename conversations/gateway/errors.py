@@ -18,7 +18,7 @@ from conversations.core.errors import (
     UpstreamFailed,
 )
 from conversations.gateway.api_error import ApiError
-from conversations.ledger.usage import RateWindow
+from conversations.ledger.limits import RateWindow
 
 
 def api_error_for(exc: ChatwebError) -> ApiError:

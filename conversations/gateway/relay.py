@@ -29,6 +29,7 @@ from django.db import transaction
 
 from conversations.accounts.selectors import chat_model_list
 from conversations.core.errors import ChatwebError, UpstreamFailed
+from conversations.ledger.limits import RateWindow
 from conversations.ledger.metering.calls import metering_create, metering_stream
 from conversations.ledger.metering.log import metering_log
 from conversations.ledger.metering.metered import Metered, Status
@@ -39,7 +40,7 @@ from conversations.ledger.stored import (
     completion_id,
     stored_completion_build,
 )
-from conversations.ledger.usage import RateWindow, usage_reported
+from conversations.ledger.usage import usage_reported
 from conversations.models import ApiKey, ChatModel, StoredCompletion, UsageRecord
 
 Finish = Callable[..., Awaitable[None]]

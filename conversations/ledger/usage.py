@@ -18,7 +18,6 @@ budget and requests per minute.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeGuard
@@ -30,7 +29,9 @@ from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
 from conversations.core.errors import QuotaExceeded, RateLimited
-from conversations.core.rowcache import rowcache_get, rowcache_load
+from conversations.core.rowcache import rowcache_get
+from conversations.ledger.limits import NO_LIMITS, Limits, RateWindow, group_spent, limits_for, month_start
+from conversations.ledger.prices import Price, cost_of, price_at, price_in
 from conversations.models import (
     ApiKey,
     GroupPolicy,
@@ -41,116 +42,14 @@ from conversations.models import (
     UserLimits,
 )
 
-MILLION = Decimal(1_000_000)
-COST_PLACES = Decimal("0.00000001")
 # The largest counts and cost a ledger row holds (PostgreSQL's integer; cost's 14 digits, 8 after the point).
 TOKENS_MAX = 2**31 - 1
+
+
 COST_MAX = Decimal("999999.99999999")
+
+
 WINDOW = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class Price:
-    input_per_million: Decimal
-    cached_input_per_million: Decimal
-    output_per_million: Decimal
-    priced: bool
-
-
-UNPRICED = Price(Decimal(0), Decimal(0), Decimal(0), priced=False)
-
-
-@dataclass(frozen=True)
-class RateWindow:
-    """Where a user stands against one per-minute limit (``kind``: ``requests`` or ``tokens``) after a reservation."""
-
-    kind: str
-    limit: int | Decimal | None
-    remaining: int | Decimal | None
-    reset_seconds: int | None
-
-
-def price_at(*, model: str, at: datetime) -> Price:
-    """The price in force for ``model`` at ``at``; ``UNPRICED`` (cost 0, flagged) when there is none."""
-    return _price_in(rowcache_load(("prices", model), lambda: list(ModelPrice.objects.filter(model=model))), at)
-
-
-def _price_in(prices: list[ModelPrice], at: datetime) -> Price:
-    in_force = [row for row in prices if row.effective_from <= at]
-    if not in_force:
-        return UNPRICED
-    row = max(in_force, key=lambda row: row.effective_from)
-    return Price(row.input_per_million, row.cached_input_per_million, row.output_per_million, priced=True)
-
-
-def cost_of(*, price: Price, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:
-    """USD for these counts: cached prompt tokens at the cached rate; reasoning tokens are part of
-    ``completion_tokens`` (as providers report them) and bill as output."""
-    cached = min(cached_tokens, prompt_tokens)
-    cost = (
-        (prompt_tokens - cached) * price.input_per_million
-        + cached * price.cached_input_per_million
-        + completion_tokens * price.output_per_million
-    ) / MILLION
-    return cost.quantize(COST_PLACES)
-
-
-@dataclass(frozen=True)
-class GroupBudget:
-    """A group's monthly budget, shared by its members."""
-
-    group_id: int
-    name: str
-    budget: Decimal
-
-
-@dataclass(frozen=True)
-class Limits:
-    monthly_budget: Decimal | None
-    requests_per_minute: int | None
-    tokens_per_minute: int | None
-    group_budgets: tuple[GroupBudget, ...] = ()  # by group id: the order their rows are locked in
-
-    @property
-    def own(self) -> bool:
-        """Whether the user has a limit of their own (else only group budgets apply, or nothing)."""
-        return (self.monthly_budget, self.requests_per_minute, self.tokens_per_minute) != (None, None, None)
-
-
-NO_LIMITS = Limits(None, None, None)
-
-
-def limits_for(*, user: User) -> Limits:
-    """The user's limits (their own, else their groups' defaults, else the site's) and their groups' budgets."""
-    return rowcache_load(("limits", user.pk), lambda: _limits_load(user))
-
-
-def _limits_load(user: User) -> Limits:
-    own = UserLimits.objects.filter(user=user).first()
-    policies = list(GroupPolicy.objects.filter(group__user=user).select_related("group").order_by("group_id"))
-    defaults = settings.USAGE_DEFAULTS
-
-    def pick(name: str) -> Any:
-        value = getattr(own, name, None)
-        if value is not None:
-            return value
-        from_groups = [v for p in policies if (v := getattr(p, f"member_{name}")) is not None]
-        return max(from_groups) if from_groups else defaults[name]
-
-    budgets = tuple(
-        GroupBudget(p.group_id, p.group.name, p.monthly_budget) for p in policies if p.monthly_budget is not None
-    )
-    return Limits(pick("monthly_budget"), pick("requests_per_minute"), pick("tokens_per_minute"), budgets)
-
-
-def group_spent(*, group_id: int, since: datetime) -> Decimal:
-    """What the group's members have spent since ``since``, together."""
-    spent = UsageRecord.objects.filter(user__groups=group_id, created_at__gte=since).aggregate(total=Sum("cost"))
-    return spent["total"] or Decimal(0)
-
-
-def month_start(now: datetime) -> datetime:
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def usage_reserve(
@@ -342,7 +241,7 @@ def _reservation(
     """The unsaved record of a completion's worst case (the prompt, and max_tokens or the default
     reserve) at the price in force ``now``, from ``prices`` if given, else from the row cache.
     A worst case beyond what a ledger row holds is reserved as that row's largest."""
-    price = _price_in(prices, now) if prices is not None else price_at(model=model, at=now)
+    price = price_in(prices, now) if prices is not None else price_at(model=model, at=now)
     prompt_tokens = min(prompt_tokens, TOKENS_MAX)
     output = min(max_output_tokens or settings.USAGE_RESERVE_OUTPUT_TOKENS, TOKENS_MAX)
     cost = cost_of(price=price, prompt_tokens=prompt_tokens, cached_tokens=0, completion_tokens=output)

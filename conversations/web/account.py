@@ -31,7 +31,7 @@ from conversations.accounts.users import (
 )
 from conversations.core.errors import InvalidInput
 from conversations.core.requests import SignedInRequest
-from conversations.ledger.usage import month_start
+from conversations.ledger.limits import month_start
 from conversations.web.shell import TEMPLATE
 
 PASSWORD_BACKEND = "conversations.accounts.auth.PasswordBackend"

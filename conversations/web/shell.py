@@ -22,7 +22,7 @@ from conversations.chat.settings import (
 )
 from conversations.core.errors import InvalidInput
 from conversations.core.requests import SignedInRequest
-from conversations.ledger import reports as usage_report
+from conversations.ledger.totals import conversation_totals
 from conversations.models import Attachment, Conversation, Message, Preset
 from conversations.web.library import sidebar_context
 
@@ -59,7 +59,7 @@ def page_render(
         TEMPLATE,
         {
             "conversation": conversation,
-            "conversation_usage": usage_report.conversation_totals(conversation=conversation) if conversation else None,
+            "conversation_usage": conversation_totals(conversation=conversation) if conversation else None,
             **sidebar_context(user=request.user, conversation=conversation),
             "messages_flash": get_messages(request),
             "messages": messages,

@@ -17,10 +17,7 @@ from conversations.accounts.access import (
 )
 from conversations.core.rowcache import rowcache_get, rowcache_set
 from conversations.ledger.metering.metered import Metered
-from conversations.ledger.usage import (
-    usage_reserve,
-    usage_reserve_cached,
-)
+from conversations.ledger.usage import usage_reserve, usage_reserve_cached
 from conversations.models import (
     ApiKey,
     ChatModel,

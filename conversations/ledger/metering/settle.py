@@ -6,10 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from conversations.ledger.metering.metered import Metered
-from conversations.ledger.usage import (
-    usage_reported,
-    usage_settle,
-)
+from conversations.ledger.usage import usage_reported, usage_settle
 from conversations.models import (
     StoredCompletion,
     UsageRecord,
