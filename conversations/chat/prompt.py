@@ -51,13 +51,16 @@ def prompt_build(*, reply: Message, prefix: str = "") -> Prompt:
     images = model is not None and model.accepts_images
     path = (
         Message.objects.filter(pk__in=message_path_ids(conversation=conversation, leaf_id=reply.parent_id))
-        .exclude(content="", attachments=None)
         .order_by("created_at", "id")
         .prefetch_related("attachments")
     )
     messages: list[dict[str, Any]] = [
         *chat_system_messages(settings=conversation),
-        *({"role": m.role, "content": message_model_content(message=m, images=images)} for m in path),
+        *(
+            {"role": m.role, "content": message_model_content(message=m, images=images)}
+            for m in path
+            if m.content or m.attachments.all()  # an empty message says nothing (its files come prefetched)
+        ),
     ]
     if prefix:
         messages.append({"role": "assistant", "content": prefix})
