@@ -19,14 +19,13 @@ from typing import Any
 
 from conversations.core.ids import row_id
 from conversations.models import Attachment
+from conversations.providers.localmodel import gguf_path
 
 
 @functools.cache
 def _tokenizer() -> Any | None:
     try:
-        from llama_cpp import Llama
-
-        from conversations.providers.localmodel import gguf_path
+        from llama_cpp import Llama  # optional: installed with the local model (make install-local)
 
         tokenizer = Llama(model_path=str(gguf_path()), vocab_only=True, verbose=False)
     except (ImportError, FileNotFoundError, ValueError, RuntimeError):
