@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from conversations.core.errors import InvalidInput
 from conversations.core.metadata import json_kind, json_shown, metadata_check
@@ -17,11 +17,11 @@ NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 # Small type tests: JSON's types, with Python's bool kept apart from int.
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     if isinstance(value, float):
         return math.isfinite(value)
     return _is_int(value)
@@ -85,16 +85,16 @@ def boolean_check(value: object, param: str) -> bool:
 
 
 def number_check(value: object, param: str, low: float, high: float) -> None:
-    if not is_number(value) or not low <= value <= high:  # type: ignore[operator]
+    if not is_number(value) or not low <= value <= high:
         raise bad_value(param, f"a number between {low:g} and {high:g}", value)
 
 
 def integer_check(value: object, param: str, low: int, high: int | None = None) -> None:
     if not _is_int(value):
         raise bad_type(param, "an integer", value)
-    if high is None and value < low:  # type: ignore[operator]
+    if high is None and value < low:
         raise bad_value(param, f"an integer of at least {low}", value)
-    if high is not None and not low <= value <= high:  # type: ignore[operator]
+    if high is not None and not low <= value <= high:
         raise bad_value(param, f"an integer between {low} and {high}", value)
 
 
