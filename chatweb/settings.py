@@ -354,9 +354,9 @@ STREAM_HEARTBEAT_INTERVAL = env.float("STREAM_HEARTBEAT_INTERVAL", default=5.0)
 STREAM_STALE_AFTER = env.float("STREAM_STALE_AFTER", default=20.0)
 
 # How long a worker may answer from its cache of keys, models, prices and limits after
-# another worker changed them (conversations/services/rowcache.py).
+# another worker changed them (conversations/core/rowcache.py).
 # A deployment failing COOLDOWN_FAILURES times within FAILURE_WINDOW seconds is skipped for
-# COOLDOWN_SECONDS (services.routing), in Redis when REDIS_URL is set so that workers agree.
+# COOLDOWN_SECONDS (providers/routes.py), in Redis when REDIS_URL is set so that workers agree.
 ROUTING = {
     "COOLDOWN_FAILURES": env.int("ROUTING_COOLDOWN_FAILURES", default=3),
     "FAILURE_WINDOW": env.float("ROUTING_FAILURE_WINDOW", default=60.0),

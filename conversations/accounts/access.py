@@ -7,7 +7,7 @@ that such users get only their direct grants. A key may narrow its user's access
 list of its own; it never widens it. A model outside someone's access answers exactly
 as a model that does not exist: nobody learns what others may use.
 
-The answers are cached per process (``services.rowcache``) like limits and keys, so a
+The answers are cached per process (``core.rowcache``) like limits and keys, so a
 /v1 call checks access without a trip to the database.
 """
 

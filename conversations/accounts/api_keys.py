@@ -1,7 +1,7 @@
 """API keys for /v1: created with a name and optional scopes, shown once, stored hashed, revocable.
 
 Scopes (``models.ApiKey``): an expiry, a list of models within the user's own access,
-a monthly budget and requests-per-minute of the key's own (``services.usage`` checks
+a monthly budget and requests-per-minute of the key's own (``ledger.usage`` checks
 them with the user's), and read-only.
 """
 

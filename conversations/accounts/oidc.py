@@ -4,7 +4,7 @@
 mozilla-django-oidc runs the authorization-code flow: a state, a nonce and a PKCE challenge
 kept in the session, the token exchange, the ID token's signature against the provider's
 published keys. The provider's endpoints come from its discovery document, and the account
-from ``services.sso``.
+from ``accounts.sso``.
 """
 
 from __future__ import annotations

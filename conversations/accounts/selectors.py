@@ -17,7 +17,7 @@ from conversations.models import (
 
 
 def chat_model_list(*, user: User, api_key: ApiKey | None = None) -> QuerySet[ChatModel]:
-    """The enabled models ``user`` may use (``services.access``), narrowed to ``api_key``'s list when given."""
+    """The enabled models ``user`` may use (``accounts.access``), narrowed to ``api_key``'s list when given."""
     models = ChatModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
     access = access_of(user=user)
     if not access.everything:

@@ -21,7 +21,7 @@ from conversations.admin.transcripts import json_pretty, transcript_message
 from conversations.ledger.finetune import afine_tuning_jsonl, fine_tuning_jsonl
 from conversations.models import StoredCompletion
 
-# The list never counts the whole table: its paginator counts at most COUNT_CAP rows (and on
+# The list never counts the whole table: its paginator counts at most its ``cap`` of rows (and on
 # PostgreSQL reads the planner's estimate for the unfiltered table), facets are off, and the
 # heavy JSON columns are deferred; a page reads its ids first, then its rows. Filters are plain
 # GET parameters, so "select all" hands the filtered queryset to the actions and the JSONL export

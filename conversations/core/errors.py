@@ -1,6 +1,6 @@
 """What can go wrong with a completion, in chatweb's own words: no HTTP here.
 
-Services raise these; ``api.errors`` maps them to OpenAI's error shapes on /v1 and the
+Services raise these; ``gateway.errors`` maps them to OpenAI's error shapes on /v1 and the
 chat turns them into notices. ``UpstreamFailed`` carries what a provider answered
 (its status, type and code): facts about the provider, passed on as they came.
 """

@@ -1,15 +1,15 @@
 """The OpenAI-compatible gateway behind /v1: route a request to its provider and relay the answer.
 
-Requests arrive validated (``api.validation``). The model name (or an alias of it)
+Requests arrive validated (``gateway.validation``). The model name (or an alias of it)
 resolves through chatweb's model table, and the call runs through the metering
-service (``services.metering``: routing and fallback, usage, storing, the log line).
+service (``ledger.metering``: routing and fallback, usage, storing, the log line).
 The body passes through to the provider except the fields chatweb handles itself
 (``store``, ``metadata``). Answers carry chatweb's own ``chatcmpl-`` id and the chat
 model's name. Streams are normalised to what the official SDKs expect: ``role`` only
 in a choice's first delta, a tool call's ``id``, ``type`` and ``function.name`` only in
 its first delta, and the usage chunk only for a client that asked for it.
 
-With ``store: true`` the finished completion is kept (``services.stored``): for a
+With ``store: true`` the finished completion is kept (``ledger.stored``): for a
 stream, the one assembled from its chunks, saved before ``[DONE]`` once the stream
 has ended normally.
 """

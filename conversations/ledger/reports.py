@@ -37,7 +37,7 @@ class UsageSummary:
 def usage_summary(*, queryset: QuerySet[UsageRecord], user: User, now: datetime.datetime) -> UsageSummary:
     """Today, this month (UTC), the user's budget, the month by model and the last 30 days per day.
 
-    ``queryset`` is the user's ledger (``selectors.usage_list``).
+    ``queryset`` is the user's ledger (``ledger.selectors.usage_list``).
     """
     now = now.astimezone(UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -1,7 +1,7 @@
 """Exporting a user's conversations: Markdown of the current path, chatweb JSON of the whole tree
 (models, parameters, timestamps, usage), and a zip of all of them, each streamed as it is written.
 
-chatweb JSON is a list of conversations, each marked ``"chatweb": 1``; ``services.imports`` reads
+chatweb JSON is a list of conversations, each marked ``"chatweb": 1``; ``library.imports`` reads
 it back to the same tree (messages keep their ``parent``, the conversation its ``current_leaf``).
 """
 

@@ -25,7 +25,7 @@ class ChatModel(models.Model):
     """A model users pick by name, mapped to a provider and the provider's model id.
 
     That provider and id are the model's first deployment (priority 0, weight 1); its
-    ``deployments`` add more, tried in priority order when one fails (``services.routing``).
+    ``deployments`` add more, tried in priority order when one fails (``providers.routes``).
     """
 
     name = models.CharField(max_length=200, unique=True, help_text="What users and /v1 call it.")

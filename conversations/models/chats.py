@@ -16,7 +16,7 @@ class ReasoningEffort(models.TextChoices):
 class ChatSettings(models.Model):
     """What steers a chat's replies: a system prompt and the sampling parameters sent with each turn.
 
-    Blank parameters are left to the provider. ``services.chat_settings`` validates them.
+    Blank parameters are left to the provider. ``chat.settings`` validates them.
     """
 
     system_prompt = models.TextField(blank=True)

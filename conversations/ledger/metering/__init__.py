@@ -1,8 +1,8 @@
 """One completion's life, the same for the chat and /v1: route, reserve, call, settle, store, log.
 
-The chat generation (``services.generation``) and the gateway (``services.gateway``)
+The chat generation (``chat.generation``) and the gateway (``gateway.relay``)
 both run a completion through here. A ``Metered`` completion knows its model, its
-usage reservation and the deployments to try (``services.routing``). The call falls
+usage reservation and the deployments to try (``providers.routes``). The call falls
 back to the next deployment when one fails before any content reached the caller: it
 could not connect or timed out, answered 429, 5xx or another failure that is not the
 caller's (400, 413 and 422 are, and are not retried elsewhere), or its stream broke
