@@ -100,15 +100,9 @@ ROOT_URLCONF = "chatweb.urls"
 # page's own ws:/wss: origin (CSP Level 3; Chromium and Firefox match it).
 # The one exception is style attributes, and only these exact values, allowed by hash
 # ('unsafe-hashes' admits only attributes whose hash is listed): markdown-it writes a table
-# column's alignment as style="text-align:…" in replies (conversations/core/rendering.py), and
-# the admin's message inline draws attachment thumbnails with one style (conversations/admin/chat.py).
+# column's alignment as style="text-align:…" in replies (conversations/core/rendering.py).
 # Any other style attribute, and every inline script and <style>, is refused.
-CSP_ALLOWED_STYLE_ATTRIBUTES = [
-    "text-align:left",
-    "text-align:center",
-    "text-align:right",
-    "max-height: 120px; max-width: 240px;",
-]
+CSP_ALLOWED_STYLE_ATTRIBUTES = ["text-align:left", "text-align:center", "text-align:right"]
 
 
 def _csp_hash(value: str) -> str:

@@ -1,7 +1,7 @@
 """The Content-Security-Policy in headless Chromium: the main flows run under it with nothing refused.
 
 Every page is sent ``script-src 'self'`` and ``style-src 'self'`` (chatweb/settings.py): no inline
-script, no <style>, no eval, and style attributes only of the few values listed there. A page that
+script, no <style>, no eval, and style attributes only of the three table alignments listed there. A page that
 still relied on any of them would lose that behaviour in the browser, and Chromium says so twice: a
 "Refused to …" console message and a ``securitypolicyviolation`` event. Both are collected while a
 person signs in, chats, changes settings, renames and deletes a conversation, makes and revokes an
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.live import LiveApp
+from tests.test_attachments import png
 from tests.test_browser import (  # noqa: F401 - browser, fake_upstream, live, signed_in and upstream are fixtures
     ADMIN,
     CHROMIUM,
@@ -160,8 +161,15 @@ def test_keys_usage_search_theme_and_admin_under_the_policy(
     browser: Any, live: LiveApp, signed_in: dict, upstream: FakeUpstream
 ) -> None:
     page = watched(browser, live, "desktop", signed_in)
+    live.manage(
+        "shell", "-c", "from conversations.models import ChatModel; ChatModel.objects.update(accepts_images=True)"
+    )
     upstream.script(Reply(text="Kestrels hover over the meadow."))
     page.goto("/")
+    page.set_input_files(
+        "#attachment-input", files=[{"name": "kestrel.png", "mimeType": "image/png", "buffer": png(1600, 1200, "teal")}]
+    )
+    expect(page.locator("#attachment-chips input[name=attachments]")).to_have_count(1)
     start_conversation(page, "Which bird hovers?")
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
 
@@ -214,6 +222,12 @@ def test_keys_usage_search_theme_and_admin_under_the_policy(
     expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
     page.goto("/admin/conversations/conversation/")
     expect(page.locator("#result_list")).to_contain_text("Which bird hovers?")
+    # Its transcript: the attached image as a thumbnail, sized by the admin's stylesheet.
+    page.locator("#result_list").get_by_role("link", name="Which bird hovers?").click()
+    thumbnail = page.locator("img.attachment-thumb")
+    expect(thumbnail).to_be_visible()
+    box = thumbnail.bounding_box()
+    assert box is not None and 0 < box["height"] <= 120 and 0 < box["width"] <= 240
     finish(page)
 
 

@@ -177,7 +177,7 @@ def attachments_shown(message: Message) -> str:
     """A message's attached files: images as thumbnails, documents as links, each opening the file."""
     items = (
         format_html(
-            '<a href="{}" target="_blank" rel="noopener"><img src="{}" alt="{}" style="max-height: 120px; max-width: 240px;"></a>',
+            '<a href="{}" target="_blank" rel="noopener"><img src="{}" alt="{}" class="attachment-thumb"></a>',
             url,
             url,
             a.name,
@@ -206,6 +206,9 @@ class MessageInline(admin.StackedInline):
         "completion_tokens",
         "created_at",
     )
+
+    class Media:
+        css = {"all": ["chatweb-admin.css"]}  # the attachments' thumbnails
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
