@@ -49,13 +49,13 @@ print(old.pk, target.pk)
 
 
 @pytest.fixture(scope="module")
-def seeded(live: LiveApp, signed_in: dict) -> tuple[int, int]:  # noqa: F811
+def seeded(live: LiveApp, signed_in: dict) -> tuple[int, int]:
     out = live.manage("shell", "-c", SEED.format(username=ADMIN["username"]))
     conversation_id, message_id = out.split()[-2:]
     return int(conversation_id), int(message_id)
 
 
-def open_page(browser: Any, live: LiveApp, state: dict, *, width: int, height: int, scheme: str) -> Any:  # noqa: F811
+def open_page(browser: Any, live: LiveApp, state: dict, *, width: int, height: int, scheme: str) -> Any:
     context = new_context(browser, live, state)
     page = context.new_page()
     page.set_viewport_size({"width": width, "height": height})
@@ -71,7 +71,7 @@ def test_search_as_you_type_lands_on_the_matching_message(
     signed_in: dict,
     seeded: tuple[int, int],
     size: tuple[int, int],
-    scheme: str,  # noqa: F811
+    scheme: str,
 ) -> None:
     conversation_id, message_id = seeded
     page = open_page(browser, live, signed_in, width=size[0], height=size[1], scheme=scheme)
@@ -115,7 +115,7 @@ def test_the_sidebar_loads_past_200_as_it_scrolls_and_bulk_archives(
     browser: Any,
     live: LiveApp,
     signed_in: dict,
-    seeded: tuple[int, int],  # noqa: F811
+    seeded: tuple[int, int],
 ) -> None:
     page = open_page(browser, live, signed_in, width=1280, height=800, scheme="light")
     page.goto("/")
@@ -164,7 +164,7 @@ def test_share_a_conversation_read_it_signed_out_then_revoke(
     signed_in: dict,
     seeded: tuple[int, int],
     size: tuple[int, int],
-    scheme: str,  # noqa: F811
+    scheme: str,
 ) -> None:
     conversation_id, _ = seeded
     name = f"library-{'phone' if size[0] < 768 else 'desktop'}-{scheme}"
@@ -212,7 +212,7 @@ def test_import_a_chatgpt_export_and_download_everything(
     signed_in: dict,
     seeded: tuple[int, int],
     size: tuple[int, int],
-    scheme: str,  # noqa: F811
+    scheme: str,
     tmp_path: Path,
 ) -> None:
     from tests.test_transfer import chatgpt_branched
