@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from conversations.chat.selectors import conversation_get
-from conversations.core.errors import ChatwebError, NotFound
+from conversations.core.errors import NotFound, SharingOff
 from conversations.core.requests import SignedInRequest
 from conversations.library.selectors import (
     shared_link_get,
@@ -35,9 +35,7 @@ def conversation_share(request: SignedInRequest, conversation_id: int) -> HttpRe
     conversation = conversation_get(user=request.user, conversation_id=conversation_id)
     try:
         link = share_create(user=request.user, conversation=conversation)
-    except NotFound:
-        raise  # the 404 page (web/errors.py): nothing to share
-    except ChatwebError as exc:
+    except SharingOff as exc:  # said on the conversation; NotFound is the 404 page (web/errors.py)
         messages.error(request, exc.message)
         return redirect("conversation_detail", conversation_id=conversation.pk)
     return redirect(reverse("shared_links") + f"?new={link.pk}")
